@@ -1,0 +1,131 @@
+"""Parameters, seeding and run logging shared by every stage.
+
+``params.yaml`` has one section per stage plus ``base`` (seed, device) and ``data`` (dataset root,
+image size). A stage reads only its own section and the shared ones, as DVC's example project does,
+so ``dvc.yaml`` can list exactly the keys a stage depends on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+__all__ = ["load_params", "seed_everything", "resolve_device", "log_run_header", "get_logger",
+           "start_stage"]
+
+
+def get_logger(name: str) -> logging.Logger:
+    """Return a logger that prints ``time level name: message`` to stderr once configured."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=os.environ.get("PCAS_LOG_LEVEL", "INFO"),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+    return logging.getLogger(name)
+
+
+def load_params(path: Path, *sections: str) -> dict[str, dict[str, Any]]:
+    """Read ``params.yaml`` and return the requested top-level sections.
+
+    Args:
+        path: the YAML file (normally ``params.yaml`` at the repository root).
+        sections: section names, e.g. ``"base", "data", "train_visual"``.
+
+    Returns:
+        ``{section: dict}`` for each requested section.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is not a YAML mapping, or a requested section is missing or not a
+            mapping (the message names the file and the section).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: params file not found")
+    with path.open() as f:
+        params = yaml.safe_load(f)
+    if not isinstance(params, dict):
+        raise ValueError(f"{path}: expected a YAML mapping of sections, got {type(params).__name__}")
+    out = {}
+    for name in sections:
+        if name not in params:
+            raise ValueError(f"{path}: missing section '{name}'")
+        if not isinstance(params[name], dict):
+            raise ValueError(f"{path}: section '{name}' must be a mapping")
+        out[name] = params[name]
+    return out
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch, and make torch pick deterministic kernels.
+
+    Same params, same seed, same machine give the same numbers: ``torch.use_deterministic_algorithms``
+    is switched on (``warn_only`` so that an op without a deterministic kernel warns rather than
+    stops a run), and cuDNN autotuning is off.
+
+    Returns:
+        A CPU ``torch.Generator`` seeded with ``seed``, for data shuffling.
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    return torch.Generator().manual_seed(seed)
+
+
+def resolve_device(requested: str) -> torch.device:
+    """Map ``"auto" | "cpu" | "cuda" | "cuda:N"`` to a device; ``auto`` is CUDA when available.
+
+    Raises:
+        ValueError: CUDA was requested explicitly but is not available.
+    """
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(requested)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device '{requested}' requested but torch.cuda.is_available() is False")
+    return device
+
+
+def log_run_header(logger: logging.Logger, stage: str, params: dict[str, Any]) -> None:
+    """Log the resolved parameters and the library versions a stage runs with."""
+    import h5py
+    import timm
+
+    logger.info("stage %s: params %s", stage, params)
+    logger.info(
+        "python %s, torch %s (cuda %s), timm %s, h5py %s, numpy %s, threads %d",
+        platform.python_version(), torch.__version__, torch.version.cuda, timm.__version__,
+        h5py.__version__, np.__version__, torch.get_num_threads(),
+    )
+
+
+def start_stage(stage: str, params_file: Path, *sections: str
+                ) -> tuple[dict[str, dict[str, Any]], logging.Logger, torch.device]:
+    """What every stage does first: read ``base`` and its sections, seed, pick the device, log.
+
+    ``base.threads`` (0 = torch's default) caps torch's CPU threads.
+
+    Returns:
+        ``(params, logger, device)``.
+    """
+    params = load_params(params_file, "base", *sections)
+    base = params["base"]
+    logger = get_logger(f"pcas.{stage}")
+    if int(base.get("threads", 0)) > 0:
+        torch.set_num_threads(int(base["threads"]))
+    seed_everything(int(base["seed"]))
+    device = resolve_device(str(base.get("device", "auto")))
+    log_run_header(logger, stage, params)
+    logger.info("device %s", device)
+    return params, logger, device

@@ -1,0 +1,92 @@
+"""Fully connected CRF refinement (Krähenbühl & Koltun 2011, NeurIPS), via pydensecrf.
+
+Follows ToCo's ``utils/dcrf.py``: one callable class whose constructor names every kernel
+parameter, so that each one can live in ``params.yaml``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pydensecrf.densecrf as dcrf
+from pydensecrf.utils import unary_from_softmax
+
+
+class DenseCRF:
+    """Mean-field inference in a dense CRF with a Gaussian and a bilateral pairwise kernel.
+
+    Energy (Krähenbühl & Koltun 2011, Eq. 1-3): unary ``-log p(x_i)`` plus Potts pairwise terms
+    ``gaussian_compat * exp(-|p_i - p_j|^2 / (2 gaussian_sxy^2))`` +
+    ``bilateral_compat * exp(-|p_i - p_j|^2 / (2 bilateral_sxy^2) - |I_i - I_j|^2 / (2 bilateral_srgb^2))``.
+
+    Args:
+        iterations: number of mean-field iterations.
+        gaussian_sxy: spatial std of the smoothness kernel, in pixels.
+        gaussian_compat: weight (Potts compatibility) of the smoothness kernel.
+        bilateral_sxy: spatial std of the appearance kernel, in pixels.
+        bilateral_srgb: colour std of the appearance kernel, in 0-255 intensity units.
+        bilateral_compat: weight (Potts compatibility) of the appearance kernel.
+        unary_clip: probabilities are clipped to at least this before ``-log`` (pydensecrf's
+            ``unary_from_softmax(clip=...)``), so a zero score gives a finite unary.
+    """
+
+    def __init__(
+        self,
+        *,
+        iterations: int = 10,
+        gaussian_sxy: float = 3.0,
+        gaussian_compat: float = 3.0,
+        bilateral_sxy: float = 50.0,
+        bilateral_srgb: float = 5.0,
+        bilateral_compat: float = 4.0,
+        unary_clip: float = 1e-5,
+    ) -> None:
+        if iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {iterations}")
+        self.iterations = int(iterations)
+        self.gaussian_sxy = float(gaussian_sxy)
+        self.gaussian_compat = float(gaussian_compat)
+        self.bilateral_sxy = float(bilateral_sxy)
+        self.bilateral_srgb = float(bilateral_srgb)
+        self.bilateral_compat = float(bilateral_compat)
+        self.unary_clip = float(unary_clip)
+
+    def __call__(self, image: np.ndarray, probs: np.ndarray) -> np.ndarray:
+        """Refine per-pixel class probabilities with the image's colours.
+
+        Args:
+            image: ``(H, W, 3)`` uint8 RGB frame (copied to C-contiguous memory if needed).
+            probs: ``(C, H, W)`` float32 class probabilities, C >= 2, summing to 1 over C.
+
+        Returns:
+            ``(C, H, W)`` float32 refined marginals (sum to 1 over C).
+
+        Raises:
+            ValueError: if ``image`` is not ``H x W x 3`` uint8, ``probs`` is not ``C x H x W``
+                float32 with C >= 2 and the image's H, W, or ``probs`` does not sum to 1 over C.
+        """
+        self._check(image, probs)
+        c, h, w = probs.shape
+        unary = np.ascontiguousarray(unary_from_softmax(probs, clip=self.unary_clip))
+        crf = dcrf.DenseCRF2D(w, h, c)
+        crf.setUnaryEnergy(unary)
+        crf.addPairwiseGaussian(sxy=self.gaussian_sxy, compat=self.gaussian_compat)
+        crf.addPairwiseBilateral(
+            sxy=self.bilateral_sxy,
+            srgb=self.bilateral_srgb,
+            rgbim=np.ascontiguousarray(image),
+            compat=self.bilateral_compat,
+        )
+        q = crf.inference(self.iterations)
+        return np.asarray(q, dtype=np.float32).reshape(c, h, w)
+
+    @staticmethod
+    def _check(image: np.ndarray, probs: np.ndarray) -> None:
+        """Raise ``ValueError`` unless image is ``H x W x 3`` uint8 and probs ``C x H x W`` float32."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"image must be H x W x 3 uint8, got {image.dtype} {image.shape}")
+        if probs.ndim != 3 or probs.dtype != np.float32 or probs.shape[0] < 2:
+            raise ValueError(f"probs must be C x H x W float32 with C >= 2, got {probs.dtype} {probs.shape}")
+        if probs.shape[1:] != image.shape[:2]:
+            raise ValueError(f"probs spatial size {probs.shape[1:]} must equal image H x W {image.shape[:2]}")
+        if not np.allclose(probs.sum(axis=0), 1.0, atol=1e-3):
+            raise ValueError("probs must sum to 1 over the class axis C")

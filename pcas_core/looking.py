@@ -1,0 +1,96 @@
+"""Looking (METHOD §1): train the visual classifier with video-level labels, then encode every
+frame into the tokens that later stages need (v_t, c_t, frame logits)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from pcas_core.data.avsbench import collate_videos
+from pcas_core.losses import pool_frames, video_bce
+from pcas_core.models.visual import VisualClassifier, VisualOutput
+from pcas_core.training import autocast, fit
+
+__all__ = ["video_loader", "classification_loss", "train_visual_classifier", "encode_frames"]
+
+
+def video_loader(clips: Dataset, *, batch_videos: int, shuffle: bool,
+                 seed: int = 0) -> DataLoader:
+    """Batches of whole videos (all their frames), see ``collate_videos`` for the layout.
+
+    Shuffling draws from a generator seeded with ``seed``, so an epoch's order is reproducible.
+    """
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    return DataLoader(clips, batch_size=batch_videos, shuffle=shuffle, generator=generator,
+                      collate_fn=collate_videos, num_workers=0)
+
+
+def classification_loss(out: VisualOutput, frame_video: torch.Tensor, labels: torch.Tensor, *,
+                        frame_pool: str, w_class_token: float) -> torch.Tensor:
+    """L_cls: BCE of the patch-token frame logits pooled over each video (METHOD §1), plus
+    ``w_class_token`` times the same BCE on the class-token logits (0 turns that term off).
+
+    Args:
+        out: visual outputs of the F frames of a batch.
+        frame_video: (F,) long, batch position of each frame's video.
+        labels: (B, C) float video labels.
+    """
+    n = len(labels)
+    loss = video_bce(pool_frames(out.logits.float(), frame_video, n, frame_pool), labels)
+    if w_class_token > 0:
+        loss = loss + w_class_token * video_bce(
+            pool_frames(out.class_logits.float(), frame_video, n, frame_pool), labels)
+    return loss
+
+
+def train_visual_classifier(model: VisualClassifier, clips: Dataset, *, epochs: int,
+                            batch_videos: int, lr: float, warmup_epochs: float,
+                            weight_decay: float, frame_pool: str, w_class_token: float, seed: int,
+                            device: torch.device, amp: bool,
+                            logger: logging.Logger) -> list[dict[str, float]]:
+    """Train with :func:`classification_loss` (frame logits pooled over each video's frames).
+
+    Args:
+        model: the classifier, trained in place.
+        clips: a video dataset yielding ``frames`` (T, 3, H, W), ``labels`` (C,), ``video``.
+        frame_pool: ``"max"`` or ``"mean"`` pooling of frame logits into the video logit.
+        seed: base seed of the per-epoch shuffling.
+
+    Returns:
+        Per-epoch mean losses.
+    """
+    steps = -(-len(clips) // batch_videos)
+
+    def batches(epoch: int):
+        return video_loader(clips, batch_videos=batch_videos, shuffle=True, seed=seed + epoch)
+
+    def compute_loss(batch):
+        out = model(batch["frames"].to(device))
+        return {"loss": classification_loss(out, batch["frame_video"].to(device),
+                                            batch["labels"].to(device), frame_pool=frame_pool,
+                                            w_class_token=w_class_token)}
+
+    return fit(model, batches, compute_loss, epochs=epochs, steps_per_epoch=steps,
+               groups=[(model.parameters(), lr)], warmup_epochs=warmup_epochs,
+               weight_decay=weight_decay, device=device, amp=amp, logger=logger)
+
+
+@torch.no_grad()
+def encode_frames(model: VisualClassifier, clips: Dataset, *, batch_videos: int,
+                  device: torch.device, amp: bool = False) -> dict[str, np.ndarray]:
+    """Run the classifier over every frame, in dataset order (video by video, frame by frame).
+
+    Returns:
+        ``pooled_patch`` (M, D), ``class_token`` (M, D), ``logits`` (M, C), all float32 NumPy.
+    """
+    model.to(device).eval()
+    parts: dict[str, list[np.ndarray]] = {"pooled_patch": [], "class_token": [], "logits": []}
+    for batch in video_loader(clips, batch_videos=batch_videos, shuffle=False):
+        with autocast(device, amp):
+            out = model(batch["frames"].to(device))
+        for name in parts:
+            parts[name].append(getattr(out, name).float().cpu().numpy())
+    return {k: np.concatenate(v).astype(np.float32) for k, v in parts.items()}

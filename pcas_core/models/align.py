@@ -1,0 +1,66 @@
+"""Listening-before-Segmentation: the visual ViT with projection heads into the audio-visual space
+(METHOD §3). Audio tokens a_t come from the audio store and stay frozen; only g_a is trained on them.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from torch import Tensor, nn
+
+from pcas_core.models.heads import ProjectionHead
+from pcas_core.models.visual import VisualClassifier, VisualOutput
+
+__all__ = ["AlignOutput", "AlignModel"]
+
+
+class AlignOutput(NamedTuple):
+    """Outputs for B frames.
+
+    Attributes:
+        visual: the :class:`VisualOutput` of the frames.
+        audio_emb: (B, d) â = g_a(a_t).
+        visual_emb: (B, d) v̂ = g_v(v_t).
+        class_emb: (B, d) ĉ = g_c(c_t).
+        patch_emb: (B, N, d) p̂_i = g_p(P_t[i]).
+    """
+
+    visual: VisualOutput
+    audio_emb: Tensor
+    visual_emb: Tensor
+    class_emb: Tensor
+    patch_emb: Tensor
+
+
+class AlignModel(nn.Module):
+    """The visual classifier plus projection heads g_a, g_v, g_c, g_p.
+
+    Args:
+        visual: the (stage-1 initialised) visual classifier; trained further.
+        audio_dim: width Da of the stored audio tokens a_t.
+        embed_dim: shared width d.
+        hidden_dim: hidden width of the projection MLPs (0: linear).
+        shared_patch_head: ``True`` makes g_p the same module as g_v, so patch embeddings live where
+            the CMC loss aligned the pooled patch token (needed while CMPC, which trains g_p on its
+            own, is off); ``False`` gives g_p its own weights.
+    """
+
+    def __init__(self, visual: VisualClassifier, *, audio_dim: int, embed_dim: int = 128,
+                 hidden_dim: int = 0, shared_patch_head: bool = True) -> None:
+        super().__init__()
+        dim = visual.embed_dim
+        self.visual = visual
+        self.g_a = ProjectionHead(in_dim=audio_dim, out_dim=embed_dim, hidden_dim=hidden_dim)
+        self.g_v = ProjectionHead(in_dim=dim, out_dim=embed_dim, hidden_dim=hidden_dim)
+        self.g_c = ProjectionHead(in_dim=dim, out_dim=embed_dim, hidden_dim=hidden_dim)
+        self.g_p = self.g_v if shared_patch_head else ProjectionHead(
+            in_dim=dim, out_dim=embed_dim, hidden_dim=hidden_dim)
+
+    def forward(self, frames: Tensor, audio_tokens: Tensor) -> AlignOutput:
+        """frames (B, 3, H, W) normalised, audio_tokens (B, Da) -> :class:`AlignOutput`."""
+        if audio_tokens.ndim != 2 or audio_tokens.shape[0] != frames.shape[0]:
+            raise ValueError(f"expected audio tokens (B, Da) for {frames.shape[0]} frames, got "
+                             f"{tuple(audio_tokens.shape)}")
+        out = self.visual(frames)
+        return AlignOutput(out, self.g_a(audio_tokens), self.g_v(out.pooled_patch),
+                           self.g_c(out.class_token), self.g_p(out.patch_tokens))

@@ -1,0 +1,437 @@
+"""Temporal Visual Prompting (TVP) audio encoder: an AST with one visual prompt token per time step.
+
+Sources:
+- AST (Gong, Chung and Glass, "AST: Audio Spectrogram Transformer", Interspeech 2021,
+  github.com/YuanGongND/ast, ``src/models/ast_models.py``): the fbank ``(B, L, n_mels)`` is transposed
+  to ``(B, 1, n_mels, L)``, cut into ``patch_size`` squares at strides ``(fstride, tstride)`` by one
+  ``nn.Conv2d``, given learned position embeddings and a ``[CLS]`` token, and run through ViT blocks.
+  ImageNet initialisation: :func:`load_imagenet_vit_patch_embed`.
+- TVP (the PCAS paper; ``shared/METHOD.md`` section 2): time step t owns the fbank frames of its second;
+  every audio patch belongs to the step holding its centre column. The token sequence is
+  ``[CLS] [p_1] [patches of step 1] [p_2] [patches of step 2] ...`` with ``p_t = W_p v_t + e_prompt``
+  (``v_t`` a frozen visual feature of frame t). Position embeddings cover audio patches only.
+  ``a_t`` is the mean of the final-norm output tokens of step t's patches, ``s_t = W_a a_t``, and the
+  video logits pool ``s_t`` over valid steps (max or mean). ``use_prompts=False`` drops the prompt
+  tokens: plain AST, the Table 3 baseline.
+
+Masking choice: timm's ``vision_transformer.Block`` (timm >= 1.0) forwards an ``attn_mask`` to
+``F.scaled_dot_product_attention`` (or to an equivalent additive bias when fused attention is off), so
+the encoder uses timm's Block unchanged with a boolean key mask of shape ``(B, 1, 1, N)``, True = may
+be attended to. Prompts and patches of steps ``t >= n_steps`` are masked as keys, so no valid token
+ever reads them: outputs of valid steps do not depend on the content of invalid steps. Invalid tokens
+still attend to valid ones (every query keeps at least ``[CLS]``), which keeps the softmax finite;
+their outputs are computed but reported as invalid in ``step_valid``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Mapping, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import pcas_core  # noqa: F401  (import shim before timm)
+from timm.layers import trunc_normal_  # noqa: E402
+from timm.models.vision_transformer import Block  # noqa: E402
+
+from pcas_core.models.heads import init_prior_bias  # noqa: E402
+
+__all__ = [
+    "TVPAudioEncoder",
+    "TVPOutput",
+    "assign_patch_steps",
+    "load_imagenet_vit_patch_embed",
+]
+
+
+class TVPOutput(NamedTuple):
+    """Outputs of :class:`TVPAudioEncoder` (T steps, C classes, D = embed_dim).
+
+    Attributes:
+        step_tokens: ``(B, T, D)`` float, a_t = mean of the final-norm output tokens of step t's
+            audio patches.
+        step_logits: ``(B, T, C)`` float, s_t = head(a_t) (pre-sigmoid).
+        video_logits: ``(B, C)`` float, s_t pooled (max or mean) over the valid steps only.
+        step_valid: ``(B, T)`` bool, ``t < n_steps`` of the item.
+    """
+
+    step_tokens: Tensor
+    step_logits: Tensor
+    video_logits: Tensor
+    step_valid: Tensor
+
+
+def assign_patch_steps(
+    t_dim: int, *, patch_size: int, tstride: int, frames_per_step: int, max_steps: int
+) -> Tensor:
+    """Time step of each patch column: the step (second) that holds the column's centre frame.
+
+    Column j spans fbank frames ``[j * tstride, j * tstride + patch_size)`` (10 ms frames); its centre
+    is ``j * tstride + patch_size / 2`` and its step ``floor(centre / frames_per_step)``, clamped to
+    ``max_steps - 1`` (METHOD.md section 2).
+
+    Args:
+        t_dim: number of patch columns T' = ``(L - patch_size) // tstride + 1``.
+        patch_size: patch side in fbank frames / mel bins.
+        tstride: column stride in fbank frames.
+        frames_per_step: fbank frames per time step (100 for one second at 10 ms).
+        max_steps: number of time steps.
+
+    Returns:
+        ``(t_dim,)`` int64 step index per column, non-decreasing, in ``[0, max_steps)``.
+
+    Raises:
+        ValueError: a non-positive argument.
+    """
+    if min(t_dim, patch_size, tstride, frames_per_step, max_steps) <= 0:
+        raise ValueError("t_dim, patch_size, tstride, frames_per_step and max_steps must be positive")
+    centre = torch.arange(t_dim, dtype=torch.float64) * tstride + patch_size / 2
+    return torch.div(centre, frames_per_step, rounding_mode="floor").long().clamp_(max=max_steps - 1)
+
+
+class SpectrogramPatchEmbed(nn.Module):
+    """AST patch embedding: ``(B, L, n_mels)`` fbank -> ``(B, F'*T', D)`` tokens, frequency-major.
+
+    Args:
+        n_mels: mel bins of the input.
+        target_length: fbank frames L of the input.
+        patch_size: square patch side.
+        fstride: stride over mel bins.
+        tstride: stride over frames.
+        embed_dim: token width D.
+    """
+
+    def __init__(
+        self, *, n_mels: int, target_length: int, patch_size: int, fstride: int, tstride: int, embed_dim: int
+    ) -> None:
+        super().__init__()
+        if n_mels < patch_size or target_length < patch_size:
+            raise ValueError(f"fbank ({target_length} x {n_mels}) is smaller than one {patch_size}-patch")
+        self.grid_size = ((n_mels - patch_size) // fstride + 1, (target_length - patch_size) // tstride + 1)
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        self.proj = nn.Conv2d(1, embed_dim, kernel_size=patch_size, stride=(fstride, tstride))
+
+    def forward(self, fbank: Tensor) -> Tensor:
+        """``(B, L, n_mels)`` float -> ``(B, F'*T', D)``; token index ``f * T' + j``."""
+        x = self.proj(fbank.transpose(1, 2).unsqueeze(1))  # (B, D, F', T')
+        return x.flatten(2).transpose(1, 2)
+
+
+class PromptEmbed(nn.Module):
+    """TVP prompt tokens p_t = W_p v_t + e_prompt: ``(B, T, prompt_dim)`` -> ``(B, T, D)``.
+
+    Args:
+        prompt_dim: width of the visual features v_t.
+        embed_dim: token width D.
+    """
+
+    def __init__(self, *, prompt_dim: int, embed_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(prompt_dim, embed_dim)
+        self.type_embed = nn.Parameter(torch.zeros(1, 1, embed_dim))  # e_prompt
+        trunc_normal_(self.type_embed, std=0.02)
+
+    def forward(self, prompts: Tensor) -> Tensor:
+        """``(B, T, prompt_dim)`` float -> ``(B, T, D)``."""
+        return self.proj(prompts) + self.type_embed
+
+
+class NoPrompts(nn.Module):
+    """Stand-in for :class:`PromptEmbed` when prompts are off: ``(B, T, *)`` -> empty ``(B, 0, D)``."""
+
+    def __init__(self, *, embed_dim: int) -> None:
+        super().__init__()
+        self.embed_dim = embed_dim
+
+    def forward(self, prompts: Tensor) -> Tensor:
+        """Returns a ``(B, 0, D)`` tensor of ``prompts``' dtype and device."""
+        return prompts.new_zeros(prompts.shape[0], 0, self.embed_dim)
+
+
+class TVPAudioEncoder(nn.Module):
+    """AST audio encoder with Temporal Visual Prompting and per-step classification.
+
+    Args:
+        num_classes: number of classes C of the step and video logits.
+        n_mels: mel bins of the input fbank.
+        target_length: fbank frames L of the input (10 ms each; 1024 for 10 s).
+        patch_size: square patch side (AST: 16).
+        fstride: patch stride over mel bins (AST: 10).
+        tstride: patch stride over frames (AST: 10).
+        embed_dim: token width D.
+        depth: number of transformer blocks.
+        num_heads: attention heads per block.
+        mlp_ratio: MLP hidden width / D.
+        drop_rate: dropout after the embeddings and before the head.
+        prompt_dim: width of the visual prompt features v_t.
+        max_steps: number of time steps (video frames, one per second) the fbank covers.
+        frames_per_step: fbank frames per step (100 = one second at 10 ms).
+        use_prompts: insert one prompt token before each step's patches; False gives plain AST.
+        step_pool: ``"max"`` or ``"mean"`` pooling of step logits over valid steps.
+        head_bias_prior: initial probability of every class (see
+            :func:`pcas_core.models.heads.init_prior_bias`).
+    """
+
+    def __init__(
+        self,
+        *,
+        num_classes: int = 70,
+        n_mels: int = 128,
+        target_length: int = 1024,
+        patch_size: int = 16,
+        fstride: int = 10,
+        tstride: int = 10,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        drop_rate: float = 0.0,
+        prompt_dim: int = 768,
+        max_steps: int = 10,
+        frames_per_step: int = 100,
+        use_prompts: bool = True,
+        step_pool: str = "max",
+        head_bias_prior: float = 0.01,
+    ) -> None:
+        super().__init__()
+        if step_pool not in ("max", "mean"):
+            raise ValueError(f"step_pool must be 'max' or 'mean', got {step_pool!r}")
+        self.num_classes, self.n_mels, self.target_length = num_classes, n_mels, target_length
+        self.patch_size, self.embed_dim, self.prompt_dim = patch_size, embed_dim, prompt_dim
+        self.max_steps, self.use_prompts, self.step_pool = max_steps, use_prompts, step_pool
+        self.head_bias_prior = head_bias_prior
+
+        self.patch_embed = SpectrogramPatchEmbed(
+            n_mels=n_mels, target_length=target_length, patch_size=patch_size,
+            fstride=fstride, tstride=tstride, embed_dim=embed_dim,
+        )
+        f_dim, t_dim = self.patch_embed.grid_size
+        num_patches = self.patch_embed.num_patches
+        col_step = assign_patch_steps(
+            t_dim, patch_size=patch_size, tstride=tstride, frames_per_step=frames_per_step, max_steps=max_steps
+        )
+        patch_step = col_step.repeat(f_dim)  # (N,), patch index f * T' + j
+        counts = torch.bincount(patch_step, minlength=max_steps)
+        if (counts == 0).any():
+            empty = torch.nonzero(counts == 0).flatten().tolist()
+            raise ValueError(
+                f"steps {empty} own no audio patch: {max_steps} steps of {frames_per_step} frames do not fit "
+                f"target_length={target_length}"
+            )
+        self.register_buffer("patch_step", patch_step, persistent=False)
+        # (S, N) averaging matrix: a_t = sum_n assign[t, n] * token_n
+        assign = F.one_hot(patch_step, max_steps).T.float() / counts[:, None].float()
+        self.register_buffer("step_assign", assign, persistent=False)
+        self._build_sequence_layout(patch_step, num_patches)
+
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches, embed_dim))  # audio patches only
+        self.prompt_embed = (
+            PromptEmbed(prompt_dim=prompt_dim, embed_dim=embed_dim) if use_prompts else NoPrompts(embed_dim=embed_dim)
+        )
+        self.pos_drop = nn.Dropout(drop_rate)
+        self.blocks = nn.ModuleList(
+            [Block(dim=embed_dim, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=True, proj_drop=drop_rate)
+             for _ in range(depth)]
+        )
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head = nn.Linear(embed_dim, num_classes)
+        self._init_weights()
+
+    def _build_sequence_layout(self, patch_step: Tensor, num_patches: int) -> None:
+        """Index buffers placing ``[CLS] [p_1] [patches of step 1] [p_2] ...`` in one sequence.
+
+        Tokens are concatenated as ``[CLS, prompts (S or 0), patches (N, frequency-major)]`` and then
+        gathered with ``seq_index``; ``token_step`` (-1 for CLS) drives the attention mask and
+        ``patch_seq_pos`` finds each patch's output token.
+        """
+        n_prompts = self.max_steps if self.use_prompts else 0
+        order: list[int] = [0]
+        for t in range(self.max_steps):
+            if n_prompts:
+                order.append(1 + t)
+            order.extend((1 + n_prompts + torch.nonzero(patch_step == t).flatten()).tolist())
+        seq_index = torch.tensor(order, dtype=torch.long)
+        concat_step = torch.cat([torch.tensor([-1]), torch.arange(n_prompts), patch_step])
+        patch_seq_pos = torch.empty(num_patches, dtype=torch.long)
+        patch_seq_pos[seq_index[seq_index > n_prompts] - 1 - n_prompts] = torch.nonzero(seq_index > n_prompts).flatten()
+        self.register_buffer("seq_index", seq_index, persistent=False)
+        self.register_buffer("token_step", concat_step[seq_index], persistent=False)
+        self.register_buffer("patch_seq_pos", patch_seq_pos, persistent=False)
+
+    def _init_weights(self) -> None:
+        """timm ViT init: truncated-normal (std 0.02) embeddings and Linear weights, zero biases."""
+        trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.normal_(self.cls_token, std=1e-6)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        init_prior_bias(self.head, self.head_bias_prior)
+
+    def _check_inputs(self, fbank: Tensor, prompts: Tensor | None, n_steps: Tensor) -> int:
+        """Validates shapes and returns T, the number of steps reported."""
+        if fbank.ndim != 3 or fbank.shape[1:] != (self.target_length, self.n_mels):
+            raise ValueError(
+                f"fbank must be (B, L={self.target_length}, n_mels={self.n_mels}), got {tuple(fbank.shape)}"
+            )
+        batch = fbank.shape[0]
+        if prompts is None:
+            if self.use_prompts:
+                raise ValueError("use_prompts=True needs prompts of shape (B, T, prompt_dim), got None")
+            num_steps = self.max_steps
+        else:
+            if prompts.ndim != 3 or prompts.shape[0] != batch or (
+                self.use_prompts and prompts.shape[2] != self.prompt_dim
+            ):
+                raise ValueError(
+                    f"prompts must be (B={batch}, T, prompt_dim={self.prompt_dim}), got {tuple(prompts.shape)}"
+                )
+            num_steps = prompts.shape[1]
+        if not 1 <= num_steps <= self.max_steps:
+            raise ValueError(f"T must be in [1, max_steps={self.max_steps}], got {num_steps}")
+        if n_steps.shape != (batch,) or n_steps.dtype.is_floating_point:
+            raise ValueError(f"n_steps must be an integer tensor of shape (B={batch},), got {tuple(n_steps.shape)}")
+        if bool(((n_steps < 1) | (n_steps > num_steps)).any()):
+            raise ValueError(f"n_steps must lie in [1, T={num_steps}], got {n_steps.tolist()}")
+        return num_steps
+
+    def forward_features(self, fbank: Tensor, prompts: Tensor | None, n_steps: Tensor) -> Tensor:
+        """Embed, run the masked blocks and the final norm.
+
+        Args:
+            fbank: ``(B, L, n_mels)`` float32 normalised fbank (:func:`pcas_core.audio.fbank.ast_fbank`).
+            prompts: ``(B, T, prompt_dim)`` float32 visual features v_t, or None when prompts are off.
+            n_steps: ``(B,)`` int64 valid steps per item (its number of frames), ``1 <= n_steps <= T``.
+
+        Returns:
+            ``(B, N_seq, D)`` normed tokens in sequence order (``seq_index``); N_seq = 1 + S + N with
+            S = max_steps prompts (0 without prompts) and N = F'*T' patches.
+
+        Raises:
+            ValueError: see :meth:`forward`.
+        """
+        num_steps = self._check_inputs(fbank, prompts, n_steps)
+        batch = fbank.shape[0]
+        if prompts is None:
+            prompts = fbank.new_zeros(batch, self.max_steps, self.prompt_dim)
+        prompts = F.pad(prompts, (0, 0, 0, self.max_steps - num_steps))  # steps >= T are masked below
+        patches = self.patch_embed(fbank) + self.pos_embed
+        tokens = torch.cat([self.cls_token.expand(batch, -1, -1), self.prompt_embed(prompts), patches], dim=1)
+        x = self.pos_drop(tokens[:, self.seq_index])
+        key_valid = self.token_step[None, :] < n_steps.to(self.token_step.device)[:, None]  # CLS: -1
+        attn_mask = key_valid[:, None, None, :]  # (B, 1, 1, N_seq), True = attend
+        for block in self.blocks:
+            x = block(x, attn_mask=attn_mask)
+        return self.norm(x)
+
+    def forward_head(self, x: Tensor, n_steps: Tensor, num_steps: int) -> TVPOutput:
+        """Pool patch tokens per step, classify steps and pool valid steps per video.
+
+        Args:
+            x: ``(B, N_seq, D)`` output of :meth:`forward_features`.
+            n_steps: ``(B,)`` int64 valid steps per item.
+            num_steps: T, number of steps to report.
+
+        Returns:
+            :class:`TVPOutput` with T steps.
+        """
+        patch_tokens = x[:, self.patch_seq_pos]  # (B, N, D), frequency-major patch order
+        step_tokens = torch.einsum("sn,bnd->bsd", self.step_assign, patch_tokens)[:, :num_steps]
+        step_logits = self.head(self.head_drop(step_tokens))  # (B, T, C)
+        step_valid = torch.arange(num_steps, device=x.device)[None, :] < n_steps.to(x.device)[:, None]
+        valid = step_valid[..., None]
+        if self.step_pool == "max":
+            video_logits = step_logits.masked_fill(~valid, float("-inf")).amax(dim=1)
+        else:
+            video_logits = (step_logits * valid).sum(1) / valid.sum(1).clamp_min(1)
+        return TVPOutput(step_tokens, step_logits, video_logits, step_valid)
+
+    def forward(self, fbank: Tensor, prompts: Tensor | None, n_steps: Tensor) -> TVPOutput:
+        """Encode a batch of fbanks with one visual prompt per step.
+
+        Args:
+            fbank: ``(B, L, n_mels)`` float32 normalised fbank, L = target_length frames of 10 ms.
+            prompts: ``(B, T, prompt_dim)`` float32 visual features v_t of frames 0..T-1 (T <=
+                max_steps), or None when ``use_prompts=False`` (then T = max_steps; given prompts are
+                ignored except for T).
+            n_steps: ``(B,)`` int64 number of valid steps (frames) per item; steps ``t >= n_steps`` are
+                masked out of attention and of the video pooling.
+
+        Returns:
+            :class:`TVPOutput` (always).
+
+        Raises:
+            ValueError: fbank is not ``(B, target_length, n_mels)``; prompts is None while
+                ``use_prompts=True``; prompts is not ``(B, T, prompt_dim)`` with 1 <= T <= max_steps;
+                n_steps is not an integer ``(B,)`` tensor in ``[1, T]``.
+        """
+        num_steps = self._check_inputs(fbank, prompts, n_steps)
+        return self.forward_head(self.forward_features(fbank, prompts, n_steps), n_steps, num_steps)
+
+
+def load_imagenet_vit_patch_embed(encoder: TVPAudioEncoder, vit_state_dict: Mapping[str, Tensor]) -> None:
+    """AST's ImageNet initialisation of a :class:`TVPAudioEncoder`, in place.
+
+    Follows AST (Gong et al. 2021, ``ASTModel.__init__`` with ``imagenet_pretrain=True``):
+    - ``patch_embed.proj.weight`` ``(D, 3, p, p)`` is summed over the RGB input channels into the
+      1-channel conv ``(D, 1, p, p)``; the bias is copied;
+    - ``pos_embed`` ``(1, prefix + g*g, D)`` loses its prefix (class) tokens and is bilinearly
+      interpolated from the ``g x g`` grid to the encoder's ``(F', T')`` patch grid;
+    - ``cls_token`` is copied when present;
+    - ``blocks.N.*`` and ``norm.*`` are copied when the ViT has the encoder's width and depth;
+      otherwise they keep their random init and a warning says so.
+
+    The state dict comes from the caller (``timm.create_model(name, pretrained=True).state_dict()``
+    with a local cache, or ``torch.load`` of a local file); this function downloads nothing.
+
+    Args:
+        encoder: the encoder to initialise.
+        vit_state_dict: state dict of a timm ``VisionTransformer`` (keys ``patch_embed.proj.weight``,
+            ``pos_embed``, ``blocks.N.*``, ``norm.*``).
+
+    Raises:
+        ValueError: a required key is missing, the ViT's width or patch size differs from the
+            encoder's (message names both), or blocks of equal depth have different shapes.
+    """
+    for key in ("patch_embed.proj.weight", "pos_embed"):
+        if key not in vit_state_dict:
+            raise ValueError(f"ViT state dict lacks {key!r}")
+    weight = vit_state_dict["patch_embed.proj.weight"]
+    target = encoder.patch_embed.proj.weight
+    if weight.ndim != 4 or weight.shape[0] != target.shape[0] or weight.shape[2:] != target.shape[2:]:
+        raise ValueError(
+            f"ViT patch embedding {tuple(weight.shape)} does not match the encoder's "
+            f"(D={target.shape[0]}, C, {target.shape[2]}, {target.shape[3]})"
+        )
+    pos = vit_state_dict["pos_embed"]
+    grid = math.isqrt(pos.shape[1])
+    prefix = pos.shape[1] - grid * grid
+    f_dim, t_dim = encoder.patch_embed.grid_size
+    with torch.no_grad():
+        target.copy_(weight.sum(dim=1, keepdim=True))
+        if "patch_embed.proj.bias" in vit_state_dict:
+            encoder.patch_embed.proj.bias.copy_(vit_state_dict["patch_embed.proj.bias"])
+        grid_pos = pos[:, prefix:].reshape(1, grid, grid, -1).permute(0, 3, 1, 2).float()
+        grid_pos = F.interpolate(grid_pos, size=(f_dim, t_dim), mode="bilinear", align_corners=False)
+        encoder.pos_embed.copy_(grid_pos.flatten(2).transpose(1, 2))
+        if "cls_token" in vit_state_dict:
+            encoder.cls_token.copy_(vit_state_dict["cls_token"])
+    vit_depth = len({k.split(".")[1] for k in vit_state_dict if k.startswith("blocks.")})
+    if vit_depth != len(encoder.blocks):
+        warnings.warn(
+            f"ViT has {vit_depth} blocks, encoder {len(encoder.blocks)}: blocks and norm not copied", stacklevel=2
+        )
+        return
+    blocks = {k[len("blocks."):]: v for k, v in vit_state_dict.items() if k.startswith("blocks.")}
+    norm = {k[len("norm."):]: v for k, v in vit_state_dict.items() if k.startswith("norm.")}
+    try:
+        encoder.blocks.load_state_dict(blocks, strict=True)
+        encoder.norm.load_state_dict(norm, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"ViT blocks do not match the encoder's blocks: {err}") from err

@@ -1,0 +1,256 @@
+"""Per-frame pseudo-masks from CAMs, sounding maps and audio logits (METHOD.md section 4).
+
+For one frame: sounding classes ``K_t = {k : sigmoid(s_t,k) >= theta_a}``; class maps
+``M_k = minmax(relu(CAM_k)) * S_t^gamma`` (:func:`pcas_core.cam.class_score_maps`), upsampled
+bilinearly to the frame; a constant background score b; argmax over ``[b, M_k ...]``, optionally
+after a dense CRF (Krähenbühl & Koltun 2011). Optional ToCo trick (Ru et al. 2023, ``utils/camutils.py``):
+make the mask at two background scores and mark pixels where they disagree ``IGNORE_INDEX``.
+
+Masks hold class indices: 0 background, ``k + 1`` for foreground logit column k, 255 ignore.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pcas_core.cam import class_score_maps
+from pcas_core.constants import IGNORE_INDEX
+from pcas_core.crf import DenseCRF
+
+
+@dataclass(frozen=True)
+class PseudoMaskConfig:
+    """Parameters of pseudo-mask generation (``params.yaml`` section ``pseudo_masks``).
+
+    Args:
+        audio_threshold: theta_a; foreground column k sounds when ``sigmoid(logit_k) >= theta_a``.
+        gamma: exponent on the sounding map in ``M_k = minmax(relu(CAM_k)) * S^gamma``.
+        bg_score: constant background score b (scores live in [0, 1]).
+        bg_score_low: with ``bg_score_high``, enables ToCo's two-score trick (``bg_score`` is then
+            unused): masks at both scores, disagreeing pixels -> 255. Set both or neither.
+        bg_score_high: see ``bg_score_low``.
+        use_crf: refine the normalised scores with :class:`pcas_core.crf.DenseCRF` before argmax.
+        crf: keyword arguments of :class:`pcas_core.crf.DenseCRF` (empty: its defaults).
+        score_floor: each stacked score is clamped to at least this before normalising to CRF
+            probabilities, so an all-zero pixel becomes uniform rather than 0/0.
+        out_size: side, in pixels, of the square frames the stage resizes images to before calling
+            :func:`pseudo_masks`; the functions here make masks at the image's own size.
+
+    Raises:
+        ValueError: on a threshold outside [0, 1], negative gamma, or only one of the two scores set.
+    """
+
+    audio_threshold: float = 0.5
+    gamma: float = 1.0
+    bg_score: float = 0.45
+    bg_score_low: Optional[float] = None
+    bg_score_high: Optional[float] = None
+    use_crf: bool = True
+    crf: dict = field(default_factory=dict)
+    score_floor: float = 1e-5
+    out_size: int = 224
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.audio_threshold <= 1.0:
+            raise ValueError(f"audio_threshold must be in [0, 1], got {self.audio_threshold}")
+        if self.gamma < 0:
+            raise ValueError(f"gamma must be >= 0, got {self.gamma}")
+        if (self.bg_score_low is None) != (self.bg_score_high is None):
+            raise ValueError("set both bg_score_low and bg_score_high, or neither")
+        if self.score_floor <= 0:
+            raise ValueError(f"score_floor must be > 0, got {self.score_floor}")
+
+    @property
+    def two_scores(self) -> bool:
+        """True when ToCo's two-background-score trick is on."""
+        return self.bg_score_low is not None
+
+
+def sounding_classes(audio_logits: np.ndarray, threshold: float) -> np.ndarray:
+    """Foreground columns k with ``sigmoid(audio_logits[k]) >= threshold`` (METHOD §4, K_t).
+
+    Args:
+        audio_logits: ``(K,)`` float logits of one frame's time step.
+        threshold: probability threshold theta_a in [0, 1].
+
+    Returns:
+        ``(k,)`` int64 sorted column indices (add 1 for class indices).
+    """
+    probs = 1.0 / (1.0 + np.exp(-np.asarray(audio_logits, dtype=np.float64)))
+    return np.flatnonzero(probs >= threshold).astype(np.int64)
+
+
+def upsampled_class_scores(
+    cams: np.ndarray, sounding: np.ndarray, classes: np.ndarray, gamma: float, size: tuple[int, int]
+) -> np.ndarray:
+    """Score maps of the sounding classes, bilinearly upsampled (``align_corners=False``) to ``size``.
+
+    Args:
+        cams: ``(K, h, w)`` float raw CAMs; sounding: ``(h, w)`` float in [0, 1];
+        classes: ``(k,)`` int column indices; gamma: sounding exponent; size: ``(H, W)`` pixels.
+
+    Returns:
+        ``(k, H, W)`` float32 scores in [0, 1].
+    """
+    maps = class_score_maps(
+        torch.as_tensor(cams, dtype=torch.float32),
+        torch.as_tensor(sounding, dtype=torch.float32),
+        torch.as_tensor(classes, dtype=torch.int64),
+        gamma=gamma,
+    )
+    up = F.interpolate(maps[None], size=size, mode="bilinear", align_corners=False)[0]
+    return up.clamp(0.0, 1.0).numpy().astype(np.float32)
+
+
+def scores_to_probs(scores: np.ndarray, floor: float) -> np.ndarray:
+    """Turn stacked non-negative scores into a per-pixel distribution: ``max(s, floor) / sum``.
+
+    No softmax: like ToCo, the scores are used as a distribution once normalised, so a score
+    twice another stays twice as likely. The floor keeps every class possible and avoids 0/0.
+
+    Args:
+        scores: ``(C, H, W)`` float scores >= 0. floor: positive lower clamp.
+
+    Returns:
+        ``(C, H, W)`` float32 probabilities summing to 1 over C.
+    """
+    clamped = np.maximum(scores.astype(np.float64), floor)
+    return (clamped / clamped.sum(axis=0, keepdims=True)).astype(np.float32)
+
+
+def mask_at_bg_score(
+    image: np.ndarray, fg_scores: np.ndarray, classes: np.ndarray, bg_score: float, cfg: PseudoMaskConfig
+) -> np.ndarray:
+    """Class-index mask from ``argmax([b, M_k ...])``, CRF-refined when ``cfg.use_crf``.
+
+    Args:
+        image: ``(H, W, 3)`` uint8; fg_scores: ``(k, H, W)`` float32; classes: ``(k,)`` columns;
+        bg_score: constant background score b; cfg: the configuration.
+
+    Returns:
+        ``(H, W)`` uint8 mask: 0 background, ``classes[j] + 1`` where map j wins.
+    """
+    bg = np.full((1,) + fg_scores.shape[1:], bg_score, dtype=np.float32)
+    stacked = np.concatenate([bg, fg_scores], axis=0)
+    if cfg.use_crf:
+        stacked = DenseCRF(**cfg.crf)(image, scores_to_probs(stacked, cfg.score_floor))
+    lut = np.concatenate([[0], classes + 1]).astype(np.uint8)
+    return lut[np.argmax(stacked, axis=0)]
+
+
+def _check_frame(image: np.ndarray, cams: np.ndarray, sounding: np.ndarray, audio_logits: np.ndarray) -> None:
+    """Raise ``ValueError`` unless the layouts are H x W x 3 uint8, K x h x w, h x w and (K,)."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be H x W x 3 uint8, got {image.dtype} {image.shape}")
+    if cams.ndim != 3:
+        raise ValueError(f"cams must be K x h x w, got shape {cams.shape}")
+    if sounding.shape != cams.shape[1:]:
+        raise ValueError(f"sounding must be h x w = {cams.shape[1:]}, got {sounding.shape}")
+    if audio_logits.shape != (cams.shape[0],):
+        raise ValueError(f"audio_logits must be (K,) = ({cams.shape[0]},), got {audio_logits.shape}")
+    if cams.shape[0] >= IGNORE_INDEX:
+        raise ValueError(
+            f"at most {IGNORE_INDEX - 1} foreground classes fit a uint8 mask, got {cams.shape[0]}"
+        )
+
+
+def frame_pseudo_mask(
+    image: np.ndarray, cams: np.ndarray, sounding: np.ndarray, audio_logits: np.ndarray, cfg: PseudoMaskConfig
+) -> np.ndarray:
+    """Pseudo-mask of one frame (METHOD §4).
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB frame.
+        cams: ``(K, h, w)`` float32 raw CAMs (K = 70: column k is class index k + 1).
+        sounding: ``(h, w)`` float32 sounding map in [0, 1].
+        audio_logits: ``(K,)`` float32 audio logits of the frame's time step.
+        cfg: :class:`PseudoMaskConfig`.
+
+    Returns:
+        ``(H, W)`` uint8 class indices: 0 background, k + 1 foreground, 255 where the two
+        background scores disagree (only with ``cfg.two_scores``). No sounding class: all 0,
+        so a silent object is never segmented.
+
+    Raises:
+        ValueError: on wrong layouts or dtypes (see :func:`_check_frame`).
+    """
+    _check_frame(image, cams, sounding, audio_logits)
+    size = image.shape[:2]
+    classes = sounding_classes(audio_logits, cfg.audio_threshold)
+    if classes.size == 0:
+        return np.zeros(size, dtype=np.uint8)
+    fg = upsampled_class_scores(cams, sounding, classes, cfg.gamma, size)
+    if not cfg.two_scores:
+        return mask_at_bg_score(image, fg, classes, cfg.bg_score, cfg)
+    low = mask_at_bg_score(image, fg, classes, cfg.bg_score_low, cfg)
+    high = mask_at_bg_score(image, fg, classes, cfg.bg_score_high, cfg)
+    return np.where(low == high, low, np.uint8(IGNORE_INDEX)).astype(np.uint8)
+
+
+def _frame_job(args: tuple[Any, ...]) -> np.ndarray:
+    """Top-level (picklable, spawn-safe) wrapper: ``frame_pseudo_mask(*args)``."""
+    return frame_pseudo_mask(*args)
+
+
+def _limit_threads() -> None:
+    """Pool initializer: one torch thread per worker process, so workers do not oversubscribe."""
+    torch.set_num_threads(1)
+
+
+def pseudo_masks(
+    images: np.ndarray,
+    cams: np.ndarray,
+    sounding: np.ndarray,
+    audio_logits: np.ndarray,
+    cfg: PseudoMaskConfig,
+    *,
+    workers: int = 1,
+    mp_context: str = "spawn",
+) -> np.ndarray:
+    """Pseudo-masks of M independent frames, optionally over a ``multiprocessing`` pool.
+
+    Results do not depend on ``workers``: frames are independent, computed by the same function,
+    and ``Pool.imap`` keeps their order.
+
+    Args:
+        images: ``(M, H, W, 3)`` uint8 frames.
+        cams: ``(M, K, h, w)`` float32 raw CAMs.
+        sounding: ``(M, h, w)`` float32 sounding maps.
+        audio_logits: ``(M, K)`` float32 audio logits.
+        cfg: :class:`PseudoMaskConfig`.
+        workers: processes to use; 1 runs in this process.
+        mp_context: multiprocessing start method ("spawn" is safe with torch's thread pools).
+
+    Returns:
+        ``(M, H, W)`` uint8 masks (see :func:`frame_pseudo_mask`).
+
+    Raises:
+        ValueError: if the leading dims disagree, a layout is wrong, or ``workers < 1``.
+    """
+    if images.ndim != 4 or cams.ndim != 4 or sounding.ndim != 3 or audio_logits.ndim != 2:
+        raise ValueError(
+            "expected images M x H x W x 3, cams M x K x h x w, sounding M x h x w, audio_logits M x K"
+        )
+    m = images.shape[0]
+    if not cams.shape[0] == sounding.shape[0] == audio_logits.shape[0] == m:
+        counts = (m, cams.shape[0], sounding.shape[0], audio_logits.shape[0])
+        raise ValueError(f"frame counts (images, cams, sounding, audio_logits) differ: {counts}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    jobs = ((images[i], cams[i], sounding[i], audio_logits[i], cfg) for i in range(m))
+    out = np.empty(images.shape[:3], dtype=np.uint8)
+    if workers == 1 or m <= 1:
+        for i, job in enumerate(jobs):
+            out[i] = _frame_job(job)
+        return out
+    chunk = max(1, m // (workers * 4))
+    with multiprocessing.get_context(mp_context).Pool(workers, initializer=_limit_threads) as pool:
+        for i, mask in enumerate(pool.imap(_frame_job, jobs, chunksize=chunk)):
+            out[i] = mask
+    return out

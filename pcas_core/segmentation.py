@@ -1,0 +1,99 @@
+"""Segmentation (METHOD §5): a light head on the aligned ViT's patch tokens, trained with the
+training pseudo-masks (cross-entropy, ignore 255), then used to predict masks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from pcas_core.looking import video_loader
+from pcas_core.models.heads import SegmentationHead
+from pcas_core.models.visual import VisualClassifier
+from pcas_core.training import autocast, fit
+
+__all__ = ["patch_tokens_of", "train_segmentation_head", "predict_masks"]
+
+
+@torch.no_grad()
+def patch_tokens_of(model: VisualClassifier, clips: Dataset, *, batch_videos: int,
+                    device: torch.device, amp: bool = False) -> torch.Tensor:
+    """Patch tokens of every frame of ``clips`` in order: (M, N, D) float32 on the CPU.
+
+    The backbone is frozen during segmentation training, so tokens are computed once.
+    """
+    model.to(device).eval()
+    out = []
+    for batch in video_loader(clips, batch_videos=batch_videos, shuffle=False):
+        with autocast(device, amp):
+            tokens, _ = model.forward_features(batch["frames"].to(device))
+        out.append(tokens.float().cpu())
+    return torch.cat(out)
+
+
+def train_segmentation_head(head: SegmentationHead, tokens: torch.Tensor, masks: np.ndarray, *,
+                            epochs: int, batch_frames: int, lr: float, weight_decay: float,
+                            ignore_index: int, train_size: int, seed: int, device: torch.device,
+                            logger: logging.Logger) -> list[dict[str, float]]:
+    """Cross-entropy of the head's upsampled logits against pseudo-masks.
+
+    Args:
+        tokens: (M, N, D) float32 patch tokens of the training frames.
+        masks: (M, H, W) uint8 pseudo-masks (class index, ``ignore_index`` ignored).
+        train_size: side in pixels at which the loss is computed: masks are brought there with
+            nearest-neighbour sampling and the logits upsampled to it (saves memory and time
+            over the full frame; the head only sees a patch grid anyway).
+    """
+    if len(tokens) != len(masks):
+        raise ValueError(f"{len(tokens)} frames of tokens but {len(masks)} pseudo-masks")
+    target = F.interpolate(torch.from_numpy(masks)[:, None].float(), size=(train_size, train_size),
+                           mode="nearest")[:, 0].long()
+    size = (train_size, train_size)
+
+    def batches(epoch: int) -> DataLoader:
+        gen = torch.Generator().manual_seed(seed + epoch)
+        return DataLoader(TensorDataset(tokens, target), batch_size=batch_frames, shuffle=True,
+                          generator=gen)
+
+    def compute_loss(batch):
+        x, y = (t.to(device) for t in batch)
+        return {"loss": F.cross_entropy(head(x, size), y, ignore_index=ignore_index)}
+
+    return fit(head, batches, compute_loss, epochs=epochs,
+               steps_per_epoch=-(-len(tokens) // batch_frames), groups=[(head.parameters(), lr)],
+               weight_decay=weight_decay, device=device, logger=logger)
+
+
+@torch.no_grad()
+def predict_masks(head: SegmentationHead, tokens: torch.Tensor, out_size: tuple[int, int], *,
+                  batch_frames: int, device: torch.device, images: np.ndarray | None = None,
+                  crf: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted class masks, optionally refined by a dense CRF.
+
+    Args:
+        tokens: (M, N, D) float32 patch tokens.
+        out_size: (H, W) pixels.
+        images: (M, H, W, 3) uint8 frames, needed with ``crf``.
+        crf: ``(image (H, W, 3) uint8, probs (K, H, W) float32) -> refined probs (K, H, W)``,
+            e.g. :class:`pcas_core.crf.DenseCRF`.
+
+    Returns:
+        ``(masks (M, H, W) uint8 class index, foreground (M, H, W) float32 = 1 - p(background))``.
+    """
+    if crf is not None and (images is None or len(images) != len(tokens)):
+        raise ValueError("CRF post-processing needs one image per frame")
+    head.to(device).eval()
+    masks, foreground = [], []
+    for start in range(0, len(tokens), batch_frames):
+        probs = head(tokens[start:start + batch_frames].to(device), out_size).softmax(dim=1).cpu()
+        if crf is not None:
+            probs = torch.from_numpy(np.stack([
+                crf(images[start + i], p.numpy().astype(np.float32)) for i, p in enumerate(probs)]))
+        masks.append(probs.argmax(dim=1).numpy().astype(np.uint8))
+        foreground.append((1.0 - probs[:, 0]).numpy().astype(np.float32))
+    return np.concatenate(masks), np.concatenate(foreground)

@@ -1,0 +1,104 @@
+"""A plain training loop: Adam with linear warm-up then cosine decay, optional CUDA autocast,
+per-term loss logging. Stages pass a ``compute_loss`` that returns every term by name."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+__all__ = ["make_optimizer", "warmup_cosine", "fit", "autocast"]
+
+
+def make_optimizer(groups: list[tuple[Iterable[nn.Parameter], float]],
+                   weight_decay: float = 0.0) -> torch.optim.Adam:
+    """Adam over parameter groups, each ``(params, learning_rate)``.
+
+    The paper trains two module groups at learning rates 0.0006 and 0.0012 (PCAS §4.1).
+    """
+    return torch.optim.Adam([{"params": list(p), "lr": lr} for p, lr in groups],
+                            weight_decay=weight_decay)
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, *, total_steps: int,
+                  warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up from 0 over ``warmup_steps`` optimiser steps, then cosine decay to 0."""
+    total_steps = max(total_steps, 1)
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on CUDA when ``enabled``; a no-op context otherwise (CPU runs in float32)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
+        compute_loss: Callable[[Any], dict[str, Tensor]], *, epochs: int, steps_per_epoch: int,
+        groups: list[tuple[Iterable[nn.Parameter], float]], warmup_epochs: float = 0.0,
+        weight_decay: float = 0.0, grad_clip: float = 0.0, device: torch.device,
+        amp: bool = False, logger: logging.Logger | None = None) -> list[dict[str, float]]:
+    """Train ``model`` in place.
+
+    Args:
+        batches: ``epoch -> iterable of batches`` (so each epoch can reshuffle from its own seed).
+        compute_loss: batch -> dict of scalar tensors; key ``"loss"`` is optimised, every key is
+            logged as its epoch mean.
+        epochs, steps_per_epoch: schedule length (steps_per_epoch sizes the LR schedule).
+        groups: ``(parameters, learning rate)`` per module group.
+        warmup_epochs: linear warm-up length in epochs.
+        grad_clip: max global gradient norm (0: no clipping).
+        device: where the model runs (batches are moved by ``compute_loss``).
+        amp: bfloat16 autocast on CUDA.
+
+    Returns:
+        One dict per epoch with the mean of each logged term.
+
+    Raises:
+        FloatingPointError: the loss became NaN or infinite.
+    """
+    logger = logger or logging.getLogger(__name__)
+    optimizer = make_optimizer(groups, weight_decay)
+    scheduler = warmup_cosine(optimizer, total_steps=epochs * steps_per_epoch,
+                              warmup_steps=int(round(warmup_epochs * steps_per_epoch)))
+    history = []
+    model.to(device).train()
+    for epoch in range(epochs):
+        sums: dict[str, float] = {}
+        n = 0
+        for batch in tqdm(batches(epoch), total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}",
+                          leave=False, disable=None):
+            with autocast(device, amp):
+                terms = compute_loss(batch)
+            loss = terms["loss"]
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"epoch {epoch + 1}: loss is {loss.item()}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            scheduler.step()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            n += 1
+        means = {k: v / max(n, 1) for k, v in sums.items()}
+        history.append(means)
+        logger.info("epoch %d/%d %s", epoch + 1, epochs,
+                    " ".join(f"{k}={v:.4f}" for k, v in means.items()))
+    model.eval()
+    return history

@@ -1,0 +1,42 @@
+"""Stage fbank: AST-recipe Kaldi fbank of every video's audio, into the `fbank` store."""
+
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import torch
+import typer
+from tqdm import tqdm
+
+from pcas_core.audio.fbank import ast_fbank, load_wave
+from pcas_core.config import start_stage
+from pcas_core.data.dataset import open_dataset
+from pcas_core.stores import write_store
+
+app = typer.Typer(add_completion=False)
+
+
+@app.callback(invoke_without_command=True)
+def fbank(
+    out: Annotated[Path, typer.Option(help="fbank store (.h5) to write.")] = Path("features/fbank.h5"),
+    params: Annotated[Path, typer.Option(exists=True, help="params.yaml")] = Path("params.yaml"),
+) -> None:
+    """Compute (target_length x num_mel_bins) fbank per video (params sections `data`, `fbank`)."""
+    p, log, _ = start_stage("fbank", params, "data", "fbank")
+    cfg = p["fbank"]
+    data = open_dataset(p["data"])
+    n_steps = data.frames.groupby("video").size().to_numpy(dtype=np.int32)
+    audio_paths = data.frames.groupby("video")["audio_path"].first()
+    feats = []
+    with torch.inference_mode():
+        for path in tqdm(audio_paths, desc="fbank", disable=None):
+            wave = load_wave(Path(path), sample_rate=int(cfg["sample_rate"]))
+            feats.append(ast_fbank(wave, sample_rate=int(cfg["sample_rate"]),
+                                   num_mel_bins=int(cfg["num_mel_bins"]),
+                                   target_length=int(cfg["target_length"]),
+                                   frame_shift_ms=float(cfg["frame_shift_ms"]),
+                                   norm_mean=float(cfg["norm_mean"]),
+                                   norm_std=float(cfg["norm_std"])).numpy())
+    write_store(out, "fbank", data.metadata, {"fbank": np.stack(feats), "n_steps": n_steps},
+                params=p)
+    log.info("wrote %s: %d videos, fbank %s", out, len(feats), feats[0].shape)

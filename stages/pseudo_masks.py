@@ -1,0 +1,46 @@
+"""Stage pseudo_masks: audio-selected CAMs times the sounding map, refined by a dense CRF."""
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pcas_core.atomic import atomic_path
+from pcas_core.config import start_stage
+from pcas_core.data.dataset import open_dataset
+from pcas_core.pseudo_masks import PseudoMaskConfig, pseudo_masks
+from pcas_core.scoring import METRIC_MODE, score_masks
+from pcas_core.stores import read_store, store_rows, write_store
+
+app = typer.Typer(add_completion=False)
+
+
+@app.callback(invoke_without_command=True)
+def pseudo_masks_stage(
+    maps_store: Annotated[Path, typer.Option(exists=True, help="maps store.")] = Path("features/maps.h5"),
+    audio_store: Annotated[Path, typer.Option(exists=True, help="audio store.")] = Path("features/audio.h5"),
+    store_out: Annotated[Path, typer.Option(help="pseudo_masks store (.h5).")] = Path("features/pseudo_masks.h5"),
+    metrics_out: Annotated[Path, typer.Option(help="Train-split pseudo-mask quality (.json).")] = Path("metrics/pseudo_masks.json"),
+    params: Annotated[Path, typer.Option(exists=True, help="params.yaml")] = Path("params.yaml"),
+) -> None:
+    """Pseudo-masks of every frame (params `data`, `pseudo_masks`); no labels are used. Their
+    quality on the train split is scored against ground truth where it exists (evaluation only)."""
+    p, log, _ = start_stage("pseudo_masks", params, "data", "pseudo_masks")
+    cfg = dict(p["pseudo_masks"])
+    workers = int(cfg.pop("workers"))
+    data = open_dataset(p["data"])
+    m_keys, maps = read_store(maps_store, "maps")
+    m_rows = store_rows(m_keys, data.frames, source=maps_store)
+    a_keys, audio = read_store(audio_store, "audio", ["logits"])
+    a_rows = store_rows(a_keys, data.frames, source=audio_store)
+    masks = pseudo_masks(data.images(), maps["cam"][m_rows].astype("float32"),
+                         maps["sounding"][m_rows], audio["logits"][a_rows],
+                         PseudoMaskConfig(**cfg, out_size=data.img_size), workers=workers)
+    write_store(store_out, "pseudo_masks", data.frames, {"mask": masks}, params=p)
+    train = ((data.frames["split"] == "train") & (data.frames["mask_path"] != "")).to_numpy()
+    scores = score_masks(masks[train], data.split("train").masks())
+    scores.pop("per_class_iou")
+    with atomic_path(metrics_out) as tmp:
+        tmp.write_text(json.dumps({"metric_mode": METRIC_MODE, "train": scores}, indent=2))
+    log.info("pseudo-masks vs train ground truth: %s", scores)

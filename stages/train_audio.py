@@ -1,0 +1,68 @@
+"""Stage train_audio: the TVP audio encoder (AST with each frame's v_t as a prompt); a_t, s_t per frame."""
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import torch
+import typer
+
+from pcas_core.atomic import atomic_path
+from pcas_core.checkpoint import save_checkpoint
+from pcas_core.config import start_stage
+from pcas_core.data.dataset import open_dataset
+from pcas_core.listening import encode_audio, step_prompts, steps_to_frames, train_tvp
+from pcas_core.metrics import frame_classification_scores
+from pcas_core.models.tvp import TVPAudioEncoder
+from pcas_core.stores import read_store, store_rows, write_store
+
+app = typer.Typer(add_completion=False)
+
+
+@app.callback(invoke_without_command=True)
+def train_audio(
+    fbank_store: Annotated[Path, typer.Option(exists=True, help="fbank store.")] = Path("features/fbank.h5"),
+    visual_store: Annotated[Path, typer.Option(exists=True, help="visual store.")] = Path("features/visual.h5"),
+    model_out: Annotated[Path, typer.Option(help="Checkpoint (.safetensors).")] = Path("models/audio.safetensors"),
+    store_out: Annotated[Path, typer.Option(help="audio store (.h5).")] = Path("features/audio.h5"),
+    metrics_out: Annotated[Path, typer.Option(help="Frame-level audio classification (.json).")] = Path("metrics/audio.json"),
+    params: Annotated[Path, typer.Option(exists=True, help="params.yaml")] = Path("params.yaml"),
+) -> None:
+    """Train on the train split (params `data`, `train_audio`); score frame-level audio
+    classification on the test split against the classes in each frame's mask (METHOD §2)."""
+    p, log, device = start_stage("train_audio", params, "data", "train_audio")
+    cfg, amp, seed = p["train_audio"], bool(p["base"]["amp"]), int(p["base"]["seed"])
+    data = open_dataset(p["data"])
+    fb_keys, fb = read_store(fbank_store, "fbank")
+    fb_rows = store_rows(fb_keys, data.metadata, source=fbank_store)
+    vis_keys, vis = read_store(visual_store, "visual", ["pooled_patch"])
+    pooled = vis["pooled_patch"][store_rows(vis_keys, data.frames, source=visual_store)]
+    model_cfg = {k: cfg["model"][k] for k in cfg["model"]}
+    model_cfg.update(num_classes=data.labels.shape[1], target_length=fb["fbank"].shape[1],
+                     n_mels=fb["fbank"].shape[2], prompt_dim=pooled.shape[1],
+                     use_prompts=bool(cfg["tvp"]))
+    model = TVPAudioEncoder(**model_cfg)
+    fbank = torch.from_numpy(fb["fbank"][fb_rows])
+    n_steps = torch.from_numpy(fb["n_steps"][fb_rows].astype(np.int64))
+    prompts = torch.from_numpy(step_prompts(data.frames, pooled, len(data.metadata),
+                                            model_cfg["max_steps"])) if cfg["tvp"] else None
+    train = torch.from_numpy((data.metadata["split"] == "train").to_numpy())
+    train_tvp(model, fbank[train], prompts[train] if prompts is not None else None,
+              n_steps[train], torch.from_numpy(data.labels)[train], epochs=int(cfg["epochs"]),
+              batch_videos=int(cfg["batch_videos"]), lr=float(cfg["lr"]),
+              warmup_epochs=float(cfg["warmup_epochs"]), weight_decay=float(cfg["weight_decay"]),
+              seed=seed, device=device, amp=amp, logger=log)
+    save_checkpoint(model_out, model, model_cfg)
+    tokens, logits = encode_audio(model, fbank, prompts, n_steps,
+                                  batch_videos=int(cfg["batch_videos"]), device=device, amp=amp)
+    frame_logits = steps_to_frames(logits, data.frames)
+    write_store(store_out, "audio", data.frames, {"audio_token": steps_to_frames(tokens, data.frames),
+                                                  "logits": frame_logits}, params=p)
+    test = (data.frames["split"] == "test").to_numpy()
+    scores = frame_classification_scores(1 / (1 + np.exp(-frame_logits[test])),
+                                         data.frame_classes()[test],
+                                         threshold=float(cfg["eval_threshold"]))
+    with atomic_path(metrics_out) as tmp:
+        tmp.write_text(json.dumps({"frame_cls_test": scores, "tvp": bool(cfg["tvp"])}, indent=2))
+    log.info("test frame-level audio classification: %s", scores)

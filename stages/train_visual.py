@@ -1,0 +1,55 @@
+"""Stage train_visual: the ViT frame classifier on video-level labels; v_t, c_t of every frame."""
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from pcas_core.atomic import atomic_path
+from pcas_core.checkpoint import save_checkpoint
+from pcas_core.config import start_stage
+from pcas_core.data.dataset import open_dataset
+from pcas_core.looking import encode_frames, train_visual_classifier
+from pcas_core.metrics import frame_classification_scores
+from pcas_core.models.visual import build_visual
+from pcas_core.stores import write_store
+
+app = typer.Typer(add_completion=False)
+
+
+@app.callback(invoke_without_command=True)
+def train_visual(
+    model_out: Annotated[Path, typer.Option(help="Checkpoint (.safetensors).")] = Path("models/visual.safetensors"),
+    store_out: Annotated[Path, typer.Option(help="visual store (.h5).")] = Path("features/visual.h5"),
+    metrics_out: Annotated[Path, typer.Option(help="Video classification metrics (.json).")] = Path("metrics/visual.json"),
+    params: Annotated[Path, typer.Option(exists=True, help="params.yaml")] = Path("params.yaml"),
+) -> None:
+    """Train on the train split (params `data`, `train_visual`), then encode every frame."""
+    p, log, device = start_stage("train_visual", params, "data", "train_visual")
+    cfg, amp = p["train_visual"], bool(p["base"]["amp"])
+    data = open_dataset(p["data"])
+    model_cfg = {"backbone": cfg["backbone"], "num_classes": data.labels.shape[1],
+                 "img_size": data.img_size, "pretrained": cfg["pretrained"],
+                 "backbone_kwargs": cfg.get("backbone_kwargs") or {},
+                 "head_bias_prior": float(cfg["head_bias_prior"]),
+                 "conv_stem": bool(cfg["conv_stem"]), "token_layer": int(cfg["token_layer"])}
+    model = build_visual(model_cfg)
+    train = data.split("train").clips(model.mean, model.std, augment=cfg["augment"] or None,
+                                      max_frames=int(cfg["max_frames"]))
+    train_visual_classifier(model, train, epochs=int(cfg["epochs"]),
+                            batch_videos=int(cfg["batch_videos"]), lr=float(cfg["lr"]),
+                            warmup_epochs=float(cfg["warmup_epochs"]),
+                            weight_decay=float(cfg["weight_decay"]), frame_pool=cfg["frame_pool"],
+                            w_class_token=float(cfg["w_class_token"]), seed=int(p["base"]["seed"]), device=device, amp=amp, logger=log)
+    save_checkpoint(model_out, model, {**model_cfg, "pretrained": False})
+    feats = encode_frames(model, data.clips(model.mean, model.std),
+                          batch_videos=int(cfg["batch_videos"]), device=device, amp=amp)
+    write_store(store_out, "visual", data.frames, feats, params=p)
+    test = (data.frames["split"] == "test").to_numpy()
+    scores = frame_classification_scores(1 / (1 + np.exp(-feats["logits"][test])),
+                                         data.frame_classes()[test])
+    with atomic_path(metrics_out) as tmp:
+        tmp.write_text(json.dumps({"frame_cls_test": scores}, indent=2))
+    log.info("test frame classification: %s", scores)

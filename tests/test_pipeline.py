@@ -1,0 +1,98 @@
+"""The DVC pipeline end to end on a tiny demo dataset, in a temporary copy of the project:
+a full run, a no-op rerun, a CRF change that reruns only what it touches, and an experiment whose
+metric change `dvc metrics diff` reports."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = {"demo_data", "fbank", "train_visual", "train_audio", "align", "pseudo_masks", "evaluate"}
+
+TINY = {
+    "data": {"img_size": 32},
+    "demo": {"classes": ["dog", "guitar", "horse"], "img_size": 64,
+             "clips": {"single": {"train": 2, "val": 0, "test": 1},
+                       "multi": {"train": 2, "val": 0, "test": 1},
+                       "silent": {"train": 1, "val": 0, "test": 1}}},
+    "train_visual": {"backbone_kwargs": {"patch_size": 8, "depth": 1, "embed_dim": 24, "num_heads": 2},
+                     "epochs": 1},
+    "train_audio": {"model": {"embed_dim": 32, "depth": 1, "num_heads": 2}, "epochs": 1},
+    "align": {"epochs": 1, "embed_dim": 16},
+    "pseudo_masks": {"workers": 1},
+    "evaluate": {"epochs": 1, "hidden_dim": 0, "n_overlays": 2},
+}
+
+
+def _merge(base: dict, update: dict) -> dict:
+    for key, value in update.items():
+        base[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return base
+
+
+def _run(cmd: list[str], cwd: Path) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t", "PCAS_LOG_LEVEL": "WARNING"}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout + proc.stderr
+
+
+def _ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("pcas")
+    for name in ("stages", "pcas_core"):
+        shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "data" / "demo-assets", root / "data" / "demo-assets")
+    shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")
+    params = _merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run(["git", "init", "-q"], root)
+    _run(["dvc", "init", "-q"], root)
+    _run(["git", "add", "-A"], root)
+    _run(["git", "commit", "-qm", "tiny project"], root)
+    return root
+
+
+@pytest.mark.slow
+def test_full_run_then_nothing_to_do(project):
+    first = _run(["dvc", "repro"], project)
+    assert _ran(first) == STAGES
+    metrics = json.loads((project / "metrics" / "metrics.json").read_text())
+    for key in ("miou", "fscore", "miou_present", "fg_miou", "fg_fscore"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["baseline_background"]["miou"] > 0.0
+    assert _ran(_run(["dvc", "repro"], project)) == set()
+
+
+@pytest.mark.slow
+def test_crf_change_reruns_only_pseudo_masks_and_evaluate(project):
+    _run(["dvc", "repro"], project)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["pseudo_masks"]["crf"]["iterations"] = 3
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert _ran(_run(["dvc", "repro"], project)) == {"pseudo_masks", "evaluate"}
+
+
+@pytest.mark.slow
+def test_experiment_changes_a_metric_that_metrics_diff_shows(project):
+    _run(["dvc", "repro"], project)
+    _run(["git", "add", "-A"], project)
+    _run(["git", "commit", "-qm", "baseline results"], project)
+    out = _run(["dvc", "exp", "run", "-S", "pseudo_masks.audio_threshold=0.0"], project)
+    assert _ran(out) == {"pseudo_masks", "evaluate"}
+    diff = json.loads(_run(["dvc", "metrics", "diff", "--json"], project).strip().splitlines()[-1])
+    changed = diff["metrics/pseudo_masks.json"]["train.fg_miou"]
+    assert changed["diff"] != 0, diff
