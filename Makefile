@@ -39,7 +39,7 @@ $(STAMP): pyproject.toml Makefile
 
 repro: $(STAMP)
 	$(RUN) dvc repro
-	$(RUN) dvc metrics show
+	$(RUN) dvc metrics show metrics/metrics.json
 
 test: $(STAMP)
 	$(RUN) python -m pytest

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from pcas_core.data.avsbench import collate_videos
+from pcas_core.data.clips import collate_videos
 from pcas_core.losses import pool_frames, video_bce
 from pcas_core.models.visual import VisualClassifier, VisualOutput
 from pcas_core.training import autocast, fit

@@ -10,11 +10,22 @@ import numpy as np
 
 from pcas_core.metrics import AVSSAccumulator, binary_fscore, binary_miou, foreground_binary
 
-__all__ = ["METRIC_MODE", "score_masks", "background_baseline"]
+__all__ = ["METRIC_MODE", "HEADLINE", "COMPARISON", "score_masks", "background_baseline",
+           "pick"]
 
 #: What the metrics files hold: official per-class definitions over the real (unpadded) frames,
 #: binary F-score over the whole set rather than averaged over test batches.
 METRIC_MODE = "clean"
+
+#: Keys a metrics file reports for the predictions it is about (kept few, so that
+#: ``dvc metrics show`` stays readable), and for the references printed beside them.
+HEADLINE = ("miou", "fscore", "miou_present", "fscore_present", "fg_miou", "fg_fscore", "n_frames")
+COMPARISON = ("miou", "miou_present", "fg_miou")
+
+
+def pick(scores: dict, keys: tuple[str, ...]) -> dict:
+    """The entries of ``scores`` named in ``keys``, in that order."""
+    return {k: scores[k] for k in keys}
 
 
 def score_masks(preds: np.ndarray, gts: np.ndarray, foreground: np.ndarray | None = None) -> dict:

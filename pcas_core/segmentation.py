@@ -16,28 +16,43 @@ from pcas_core.models.heads import SegmentationHead
 from pcas_core.models.visual import VisualClassifier
 from pcas_core.training import autocast, fit
 
-__all__ = ["patch_tokens_of", "train_segmentation_head", "predict_masks"]
+__all__ = ["FEATURES", "patch_tokens_of", "train_segmentation_head", "predict_masks"]
+
+
+FEATURES = ("patch", "final", "patch+final")
 
 
 @torch.no_grad()
-def patch_tokens_of(model: VisualClassifier, clips: Dataset, *, batch_videos: int,
+def patch_tokens_of(model: VisualClassifier, clips: Dataset, *, features: str, batch_videos: int,
                     device: torch.device, amp: bool = False) -> torch.Tensor:
-    """Patch tokens of every frame of ``clips`` in order: (M, N, D) float32 on the CPU.
+    """Dense tokens of every frame of ``clips`` in order, on the CPU.
 
     The backbone is frozen during segmentation training, so tokens are computed once.
+
+    Args:
+        features: ``"patch"`` (P_t, the tokens of ``token_layer``: (M, N, D)), ``"final"`` (the
+            final layer's patch tokens: (M, N, D)) or ``"patch+final"`` (both, concatenated on
+            the channel axis: (M, N, 2D); local detail plus context when P_t is an early layer).
+
+    Raises:
+        ValueError: unknown ``features``.
     """
+    if features not in FEATURES:
+        raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
     model.to(device).eval()
     out = []
     for batch in video_loader(clips, batch_videos=batch_videos, shuffle=False):
         with autocast(device, amp):
-            tokens, _ = model.forward_features(batch["frames"].to(device))
-        out.append(tokens.float().cpu())
+            patch, _, final = model.forward_features(batch["frames"].to(device))
+        parts = {"patch": [patch], "final": [final], "patch+final": [patch, final]}[features]
+        out.append(torch.cat(parts, dim=-1).float().cpu())
     return torch.cat(out)
 
 
 def train_segmentation_head(head: SegmentationHead, tokens: torch.Tensor, masks: np.ndarray, *,
                             epochs: int, batch_frames: int, lr: float, weight_decay: float,
-                            ignore_index: int, train_size: int, seed: int, device: torch.device,
+                            ignore_index: int, train_size: int, background_weight: float = 1.0,
+                            seed: int, device: torch.device,
                             logger: logging.Logger) -> list[dict[str, float]]:
     """Cross-entropy of the head's upsampled logits against pseudo-masks.
 
@@ -47,6 +62,8 @@ def train_segmentation_head(head: SegmentationHead, tokens: torch.Tensor, masks:
         train_size: side in pixels at which the loss is computed: masks are brought there with
             nearest-neighbour sampling and the logits upsampled to it (saves memory and time
             over the full frame; the head only sees a patch grid anyway).
+        background_weight: cross-entropy weight of class 0 (others weigh 1); below 1 it counters
+            the background's share of the pixels.
     """
     if len(tokens) != len(masks):
         raise ValueError(f"{len(tokens)} frames of tokens but {len(masks)} pseudo-masks")
@@ -59,9 +76,13 @@ def train_segmentation_head(head: SegmentationHead, tokens: torch.Tensor, masks:
         return DataLoader(TensorDataset(tokens, target), batch_size=batch_frames, shuffle=True,
                           generator=gen)
 
+    n_classes = head(tokens[:1].to(device), (1, 1)).shape[1]
+    weight = torch.ones(n_classes, device=device)
+    weight[0] = background_weight
+
     def compute_loss(batch):
         x, y = (t.to(device) for t in batch)
-        return {"loss": F.cross_entropy(head(x, size), y, ignore_index=ignore_index)}
+        return {"loss": F.cross_entropy(head(x, size), y, weight=weight, ignore_index=ignore_index)}
 
     return fit(head, batches, compute_loss, epochs=epochs,
                steps_per_epoch=-(-len(tokens) // batch_frames), groups=[(head.parameters(), lr)],

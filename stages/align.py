@@ -7,11 +7,11 @@ from typing import Annotated
 import typer
 
 from pcas_core.alignment import compute_maps, train_alignment
-from pcas_core.checkpoint import load_checkpoint, save_checkpoint
+from pcas_core.checkpoint import save_checkpoint
 from pcas_core.config import start_stage
 from pcas_core.data.dataset import open_dataset
 from pcas_core.models.align import AlignModel
-from pcas_core.models.visual import build_visual
+from pcas_core.models.visual import load_visual
 from pcas_core.stores import read_store, store_rows, write_store
 
 app = typer.Typer(add_completion=False)
@@ -29,9 +29,7 @@ def align(
     p, log, device = start_stage("align", params, "data", "align")
     cfg, amp, seed = p["align"], bool(p["base"]["amp"]), int(p["base"]["seed"])
     data = open_dataset(p["data"])
-    state, visual_cfg = load_checkpoint(visual_model)
-    visual = build_visual(visual_cfg)
-    visual.load_state_dict(state)
+    visual, visual_cfg = load_visual(visual_model)
     keys, audio = read_store(audio_store, "audio", ["audio_token"])
     tokens = audio["audio_token"][store_rows(keys, data.frames, source=audio_store)]
     model = AlignModel(visual, audio_dim=tokens.shape[1], embed_dim=int(cfg["embed_dim"]),

@@ -10,7 +10,7 @@ from pcas_core.atomic import atomic_path
 from pcas_core.config import start_stage
 from pcas_core.data.dataset import open_dataset
 from pcas_core.pseudo_masks import PseudoMaskConfig, pseudo_masks
-from pcas_core.scoring import METRIC_MODE, score_masks
+from pcas_core.scoring import HEADLINE, METRIC_MODE, pick, score_masks
 from pcas_core.stores import read_store, store_rows, write_store
 
 app = typer.Typer(add_completion=False)
@@ -39,8 +39,7 @@ def pseudo_masks_stage(
                          PseudoMaskConfig(**cfg, out_size=data.img_size), workers=workers)
     write_store(store_out, "pseudo_masks", data.frames, {"mask": masks}, params=p)
     train = ((data.frames["split"] == "train") & (data.frames["mask_path"] != "")).to_numpy()
-    scores = score_masks(masks[train], data.split("train").masks())
-    scores.pop("per_class_iou")
+    scores = pick(score_masks(masks[train], data.split("train").masks()), HEADLINE)
     with atomic_path(metrics_out) as tmp:
         tmp.write_text(json.dumps({"metric_mode": METRIC_MODE, "train": scores}, indent=2))
     log.info("pseudo-masks vs train ground truth: %s", scores)

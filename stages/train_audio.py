@@ -47,7 +47,7 @@ def train_audio(
     n_steps = torch.from_numpy(fb["n_steps"][fb_rows].astype(np.int64))
     prompts = torch.from_numpy(step_prompts(data.frames, pooled, len(data.metadata),
                                             model_cfg["max_steps"])) if cfg["tvp"] else None
-    train = torch.from_numpy((data.metadata["split"] == "train").to_numpy())
+    train = torch.tensor((data.metadata["split"] == "train").to_numpy())
     train_tvp(model, fbank[train], prompts[train] if prompts is not None else None,
               n_steps[train], torch.from_numpy(data.labels)[train], epochs=int(cfg["epochs"]),
               batch_videos=int(cfg["batch_videos"]), lr=float(cfg["lr"]),

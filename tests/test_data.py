@@ -7,11 +7,12 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
-import pcas_core  # noqa: F401  (CPU import shim before torch-vision/audio)
 from pcas_core.data import avsbench as A
+from pcas_core.data.clips import VideoClips, collate_videos
 from pcas_core.data.palette import IGNORE_INDEX, NUM_FG, index_to_rgb, rgb_to_index, voc_palette
 
 ASSETS = Path(__file__).resolve().parents[1] / "data" / "demo-assets"
@@ -219,16 +220,29 @@ def test_video_clips_and_collate(tiny):
     root, _ = tiny
     frames = A.frame_table(root, A.read_metadata(root))
     labels = np.eye(3, NUM_FG, dtype=np.float32)
-    ds = A.VideoClips(frames, labels, 4, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 2.0), preload=True)
+    ds = VideoClips(frames, labels, 4, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 2.0), preload=True)
     item = ds[2]
     assert item["frames"].shape == (3, 3, 4, 4) and item["video"] == 2
     # vidC frame 1 is solid (10, 20, 30): values / 255, blue divided by std 2
     # (JPEG keeps a flat colour within +-2 levels)
     got = item["frames"][1, :, 0, 0].numpy()
     np.testing.assert_allclose(got, [10 / 255, 20 / 255, 30 / 510], atol=2 / 255)
-    batch = A.collate_videos([ds[0], ds[2]])
+    batch = collate_videos([ds[0], ds[2]])
     assert batch["frames"].shape == (5, 3, 4, 4)
     assert batch["frame_video"].tolist() == [0, 0, 1, 1, 1]
     assert batch["video"].tolist() == [0, 2] and batch["labels"].shape == (2, NUM_FG)
     with pytest.raises(ValueError, match="label rows"):
-        A.VideoClips(frames, labels[:2], 4, mean=(0, 0, 0), std=(1, 1, 1))
+        VideoClips(frames, labels[:2], 4, mean=(0, 0, 0), std=(1, 1, 1))
+
+
+def test_video_clips_max_frames_keeps_time_order(tiny):
+    root, _ = tiny
+    frames = A.frame_table(root, A.read_metadata(root))
+    ds = VideoClips(frames, np.zeros((3, NUM_FG), np.float32), 4, mean=(0, 0, 0), std=(1, 1, 1),
+                    preload=True, max_frames=2)
+    full = VideoClips(frames, np.zeros((3, NUM_FG), np.float32), 4, mean=(0, 0, 0),
+                      std=(1, 1, 1), preload=True)[2]["frames"]
+    sub = ds[2]["frames"]
+    assert sub.shape[0] == 2
+    picked = [next(t for t in range(len(full)) if torch.equal(full[t], f)) for f in sub]
+    assert picked == sorted(picked)

@@ -74,6 +74,7 @@ def test_full_run_then_nothing_to_do(project):
     for key in ("miou", "fscore", "miou_present", "fg_miou", "fg_fscore"):
         assert 0.0 <= metrics[key] <= 1.0
     assert metrics["baseline_background"]["miou"] > 0.0
+    assert set(metrics["pseudo_masks"]) == {"miou", "miou_present", "fg_miou"}
     assert _ran(_run(["dvc", "repro"], project)) == set()
 
 

@@ -7,12 +7,8 @@ import torch.nn.functional as F
 import pcas_core  # noqa: F401  (import shim before timm)
 import timm  # noqa: E402
 
-from pcas_core.models.tvp import (  # noqa: E402
-    TVPAudioEncoder,
-    TVPOutput,
-    assign_patch_steps,
-    load_imagenet_vit_patch_embed,
-)
+from pcas_core.models.ast_init import load_imagenet_vit_patch_embed  # noqa: E402
+from pcas_core.models.tvp import TVPAudioEncoder, TVPOutput, assign_patch_steps  # noqa: E402
 
 TINY = dict(
     num_classes=4, n_mels=32, target_length=300, patch_size=16, fstride=16, tstride=16,

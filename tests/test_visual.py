@@ -56,3 +56,19 @@ def test_checkpoint_round_trip_and_no_unpickling(tmp_path):
     torch.save({"state_dict": {"w": torch.zeros(1)}, "extra": object()}, evil)
     with pytest.raises(ValueError, match="evil.pth: cannot read weights"):
         load_weights_file(evil)
+
+
+def test_token_layer_zero_gives_embedded_patches_and_final_class_token():
+    torch.manual_seed(0)
+    model = build_visual({**TINY, "backbone_kwargs": {**TINY["backbone_kwargs"], "depth": 2},
+                          "token_layer": 0}).eval()
+    x = torch.randn(2, 3, 32, 32)
+    out = model(x)
+    bb = model.backbone
+    embedded = bb.norm_pre(bb._pos_embed(bb.patch_embed(x)))[:, bb.num_prefix_tokens:]
+    torch.testing.assert_close(out.patch_tokens, embedded)
+    final = bb.forward_features(x)
+    torch.testing.assert_close(out.final_tokens, final[:, bb.num_prefix_tokens:])
+    torch.testing.assert_close(out.class_token, final[:, 0])
+    with pytest.raises(ValueError, match="token_layer"):
+        build_visual({**TINY, "token_layer": 5})

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pcas_core.data.avsbench import (SPLIT_MODES, VideoClips, frame_labels, frame_table,
-                                     load_frame, load_mask, read_label2idx, read_metadata,
-                                     video_labels)
+from pcas_core.data.avsbench import (SPLIT_MODES, frame_labels, frame_table, load_frame,
+                                     load_mask, read_label2idx, read_metadata, video_labels)
+from pcas_core.data.clips import VideoClips
 from pcas_core.data.palette import voc_palette
 
 __all__ = ["AVSData", "open_dataset"]

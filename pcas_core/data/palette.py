@@ -10,16 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from pcas_core.constants import IGNORE_INDEX, NUM_CLASSES, NUM_FG
+
 __all__ = ["NUM_CLASSES", "NUM_FG", "IGNORE_INDEX", "voc_palette", "rgb_to_index", "index_to_rgb"]
-
-NUM_CLASSES = 71
-"""Number of AVSBench-semantic classes, background (index 0) included."""
-
-NUM_FG = 70
-"""Number of foreground classes (model logit columns); column k <-> class index k + 1."""
-
-IGNORE_INDEX = 255
-"""Class index of pixels that carry no label (skipped by losses and metrics)."""
 
 
 def voc_palette(num_classes: int = NUM_CLASSES) -> np.ndarray:

@@ -15,11 +15,11 @@ import timm
 from torch import Tensor, nn
 
 from pcas_core.cam import cam_from_patch_tokens
-from pcas_core.checkpoint import load_weights_file
+from pcas_core.checkpoint import load_checkpoint, load_weights_file
 from pcas_core.models.conv_stem import ConvStemPatchEmbed
 from pcas_core.models.heads import init_prior_bias
 
-__all__ = ["VisualOutput", "VisualClassifier", "build_visual"]
+__all__ = ["VisualOutput", "VisualClassifier", "build_visual", "load_visual"]
 
 _log = logging.getLogger(__name__)
 
@@ -33,6 +33,8 @@ class VisualOutput(NamedTuple):
         pooled_patch: (B, D) float, v_t = mean over N of ``patch_tokens``.
         logits: (B, C) float, frame logits W_v v_t + b.
         class_logits: (B, C) float, W_c c_t + b_c (trained only when its loss weight is > 0).
+        final_tokens: (B, N, D) float, final-layer (normed) patch tokens; the same tensor as
+            ``patch_tokens`` when ``token_layer`` is -1.
     """
 
     patch_tokens: Tensor
@@ -40,6 +42,7 @@ class VisualOutput(NamedTuple):
     pooled_patch: Tensor
     logits: Tensor
     class_logits: Tensor
+    final_tokens: Tensor
 
 
 class VisualClassifier(nn.Module):
@@ -109,20 +112,22 @@ class VisualClassifier(nn.Module):
             raise ValueError(f"{path}: weights do not fit the backbone, missing {missing[:5]}")
         _log.info("visual backbone: loaded %s (ignored keys: %s)", path, unexpected[:5])
 
-    def forward_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward_features(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Encode frames.
 
         Args:
             x: (B, 3, H, W) float, normalised with ``self.mean``/``self.std``.
 
         Returns:
-            ``(patch_tokens (B, N, D), class_token (B, D))``.
+            ``(patch_tokens (B, N, D) of layer token_layer, class_token (B, D),
+            final_tokens (B, N, D))``.
         """
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected frames (B, 3, H, W), got {tuple(x.shape)}")
+        npt = self.num_prefix_tokens
         if self.token_layer < 0:
             tokens = self.backbone.forward_features(x)
-            return tokens[:, self.num_prefix_tokens:], tokens[:, 0]
+            return tokens[:, npt:], tokens[:, 0], tokens[:, npt:]
         source = (self.backbone.norm_pre if self.token_layer == 0
                   else self.backbone.blocks[self.token_layer - 1])
         captured: list[Tensor] = []
@@ -131,7 +136,7 @@ class VisualClassifier(nn.Module):
             tokens = self.backbone.forward_features(x)
         finally:
             handle.remove()
-        return captured[0][:, self.num_prefix_tokens:], tokens[:, 0]
+        return captured[0][:, npt:], tokens[:, 0], tokens[:, npt:]
 
     def forward_head(self, pooled_patch: Tensor) -> Tensor:
         """(B, D) pooled patch tokens -> (B, C) logits."""
@@ -142,10 +147,10 @@ class VisualClassifier(nn.Module):
         return cam_from_patch_tokens(patch_tokens, self.head.weight, self.grid)
 
     def forward(self, x: Tensor) -> VisualOutput:
-        patch_tokens, class_token = self.forward_features(x)
+        patch_tokens, class_token, final_tokens = self.forward_features(x)
         pooled = patch_tokens.mean(dim=1)
         return VisualOutput(patch_tokens, class_token, pooled, self.forward_head(pooled),
-                            self.class_head(class_token))
+                            self.class_head(class_token), final_tokens)
 
 
 def build_visual(config: dict[str, Any]) -> VisualClassifier:
@@ -157,3 +162,18 @@ def build_visual(config: dict[str, Any]) -> VisualClassifier:
     keys = ("backbone", "num_classes", "img_size", "pretrained", "backbone_kwargs",
             "head_bias_prior", "conv_stem", "token_layer")
     return VisualClassifier(**{k: config[k] for k in keys if k in config})
+
+
+def load_visual(path: Path) -> tuple[VisualClassifier, dict[str, Any]]:
+    """Rebuild a classifier saved with ``save_checkpoint`` (config + safetensors weights).
+
+    Returns:
+        ``(model, config)``, the model on the CPU in train mode.
+
+    Raises:
+        FileNotFoundError / ValueError: as :func:`pcas_core.checkpoint.load_checkpoint`.
+    """
+    state, config = load_checkpoint(path)
+    model = build_visual(config)
+    model.load_state_dict(state)
+    return model, config

@@ -1,0 +1,100 @@
+"""Videos as torch dataset items: all (or some) frames of a clip with its video-level labels."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pcas_core.data.augment import augment_clip
+from pcas_core.data.avsbench import SPLIT_MODES, load_frame
+from pcas_core.data.palette import NUM_FG
+
+__all__ = ["VideoClips", "collate_videos"]
+
+
+class VideoClips(torch.utils.data.Dataset):
+    """Videos as items: all frames of one video, normalised, with its video-level labels.
+
+    Geometry of each video follows its split (:data:`SPLIT_MODES`). Pixel values are scaled to
+    [0, 1] and then normalised ``(x - mean) / std`` per RGB channel.
+
+    Args:
+        frames: table from :func:`frame_table`; ``video`` must cover 0..V-1.
+        labels: (V, 70) float32 video labels (e.g. from :func:`video_labels`).
+        size: frame side in pixels.
+        mean: 3 per-channel means on the [0, 1] scale (e.g. the backbone's data config).
+        std: 3 per-channel standard deviations on the [0, 1] scale.
+        preload: load all frames into memory as uint8 at construction (fine for the demo set;
+            V*T*size*size*3 bytes).
+        augment: keyword arguments of :func:`pcas_core.data.augment.augment_clip` to augment
+            each clip (training only), or None for the frames as they are.
+        max_frames: if > 0, an item holds a random subset of at most this many of the video's
+            frames, in time order (training only: video labels hold for the whole clip, and
+            neighbouring frames of a clip are nearly alike); 0 keeps every frame.
+
+    Item ``i``: dict ``frames`` float32 (T, 3, size, size), ``labels`` float32 (70,),
+    ``video`` int.
+
+    Raises:
+        ValueError: ``labels`` not (V, 70), a video index without frames, or bad mean/std.
+    """
+
+    def __init__(self, frames: pd.DataFrame, labels: np.ndarray, size: int,
+                 mean: Sequence[float], std: Sequence[float], preload: bool = False,
+                 augment: dict | None = None, max_frames: int = 0) -> None:
+        labels = np.asarray(labels, dtype=np.float32)
+        if labels.ndim != 2 or labels.shape[1] != NUM_FG:
+            raise ValueError(f"VideoClips: labels must be (V, {NUM_FG}), got {labels.shape}")
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise ValueError(f"VideoClips: mean/std must be 3 values, std > 0; got {mean}, {std}")
+        groups = {int(v): g.sort_values("frame") for v, g in frames.groupby("video")}
+        missing = sorted(set(range(len(labels))) - set(groups))
+        if missing or set(groups) - set(range(len(labels))):
+            raise ValueError(f"VideoClips: frame table videos do not match {len(labels)} label rows "
+                             f"(videos without frames: {missing[:5]})")
+        self.paths = [groups[v]["frame_path"].tolist() for v in range(len(labels))]
+        self.modes = [SPLIT_MODES[groups[v]["split"].iloc[0]] for v in range(len(labels))]
+        self.labels = torch.from_numpy(labels)
+        self.size = int(size)
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.cache = [self._load(v) for v in range(len(labels))] if preload else None
+        self.augment = augment
+        self.max_frames = int(max_frames)
+
+    def _load(self, video: int) -> np.ndarray:
+        """(T, size, size, 3) uint8 frames of one video."""
+        return np.stack([load_frame(p, self.size, self.modes[video]) for p in self.paths[video]])
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> dict:
+        raw = self.cache[i] if self.cache is not None else self._load(i)
+        if 0 < self.max_frames < len(raw):
+            raw = raw[np.sort(torch.randperm(len(raw))[:self.max_frames].numpy())]
+        x = torch.from_numpy(raw).permute(0, 3, 1, 2).float().div_(255.0)
+        x = (x - self.mean) / self.std
+        if self.augment is not None:
+            x = augment_clip(x, **self.augment)
+        return {"frames": x, "labels": self.labels[i], "video": int(i)}
+
+
+def collate_videos(batch: list[dict]) -> dict[str, torch.Tensor]:
+    """Collate :class:`VideoClips` items with different frame counts.
+
+    Returns:
+        dict ``frames`` float32 (sum T, 3, H, W), ``labels`` float32 (B, 70), ``frame_video``
+        int64 (sum T,) index of each frame's video within the batch (0..B-1), ``video`` int64 (B,)
+        dataset video indices.
+    """
+    counts = torch.tensor([item["frames"].shape[0] for item in batch], dtype=torch.long)
+    return {
+        "frames": torch.cat([item["frames"] for item in batch]),
+        "labels": torch.stack([item["labels"] for item in batch]),
+        "frame_video": torch.repeat_interleave(torch.arange(len(batch)), counts),
+        "video": torch.tensor([item["video"] for item in batch], dtype=torch.long),
+    }

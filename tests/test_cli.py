@@ -1,0 +1,39 @@
+"""The `pcas` command exposes every stage with its own --help, and fails clearly on bad input."""
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from stages.cli import app
+
+STAGES = ["demo-data", "fbank", "train-visual", "train-audio", "align", "pseudo-masks", "evaluate"]
+
+
+def test_every_stage_has_a_documented_command():
+    runner = CliRunner()
+    top = runner.invoke(app, ["--help"])
+    assert top.exit_code == 0
+    for name in STAGES:
+        assert name in top.output
+        sub = runner.invoke(app, [name, "--help"])
+        assert sub.exit_code == 0, sub.output
+        assert "--params" in sub.output
+
+
+def test_missing_params_file_is_reported(tmp_path: Path):
+    result = CliRunner().invoke(app, ["fbank", "--params", str(tmp_path / "nope.yaml")])
+    assert result.exit_code != 0
+    assert "nope.yaml" in result.output
+
+
+def test_wrong_dataset_root_names_the_file(tmp_path: Path):
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "base: {seed: 0, device: cpu, amp: false, threads: 0}\n"
+        f"data: {{root: {tmp_path / 'missing'}, img_size: 32, label_source: masks}}\n"
+        "fbank: {sample_rate: 16000, num_mel_bins: 128, target_length: 512, frame_shift_ms: 10.0,"
+        " norm_mean: -4.27, norm_std: 4.57}\n")
+    result = CliRunner().invoke(app, ["fbank", "--params", str(params), "--out", str(tmp_path / "f.h5")])
+    assert result.exit_code != 0
+    assert "label2idx.json" in str(result.exception)
+    assert not (tmp_path / "f.h5").exists()
