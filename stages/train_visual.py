@@ -42,7 +42,8 @@ def train_visual(
                             batch_videos=int(cfg["batch_videos"]), lr=float(cfg["lr"]),
                             warmup_epochs=float(cfg["warmup_epochs"]),
                             weight_decay=float(cfg["weight_decay"]), frame_pool=cfg["frame_pool"],
-                            w_class_token=float(cfg["w_class_token"]), seed=int(p["base"]["seed"]), device=device, amp=amp, logger=log)
+                            w_class_token=float(cfg["w_class_token"]),
+                            seed=int(p["base"]["seed"]), device=device, amp=amp, logger=log)
     save_checkpoint(model_out, model, {**model_cfg, "pretrained": False})
     feats = encode_frames(model, data.clips(model.mean, model.std),
                           batch_videos=int(cfg["batch_videos"]), device=device, amp=amp)
