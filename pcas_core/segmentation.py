@@ -76,8 +76,7 @@ def train_segmentation_head(head: SegmentationHead, tokens: torch.Tensor, masks:
         return DataLoader(TensorDataset(tokens, target), batch_size=batch_frames, shuffle=True,
                           generator=gen)
 
-    n_classes = head(tokens[:1].to(device), (1, 1)).shape[1]
-    weight = torch.ones(n_classes, device=device)
+    weight = torch.ones(head.num_classes, device=device)
     weight[0] = background_weight
 
     def compute_loss(batch):

@@ -64,6 +64,7 @@ class SegmentationHead(nn.Module):
                  hidden_dim: int = 0) -> None:
         super().__init__()
         self.grid = tuple(grid)
+        self.num_classes = num_classes
         if hidden_dim > 0:
             self.net = nn.Sequential(nn.Conv2d(in_dim, hidden_dim, 3, padding=1),
                                      nn.BatchNorm2d(hidden_dim), nn.ReLU(inplace=True),
