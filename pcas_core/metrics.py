@@ -260,3 +260,10 @@ def frame_classification_scores(probs: np.ndarray, targets: np.ndarray, threshol
     n = int(keep.sum())
     accuracy = float((pred == tgt).all(axis=1).mean()) if n else 0.0
     return {"precision": precision, "recall": recall, "f1": f1, "accuracy": accuracy, "n_frames": n}
+
+
+def frame_classification_from_logits(logits: np.ndarray, targets: np.ndarray,
+                                     threshold: float = 0.5) -> dict:
+    """:func:`frame_classification_scores` of ``sigmoid(logits)``: ``logits`` (M, K) float."""
+    probs = 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+    return frame_classification_scores(probs, targets, threshold)

@@ -13,7 +13,7 @@ from pcas_core.checkpoint import save_checkpoint
 from pcas_core.config import start_stage
 from pcas_core.data.dataset import open_dataset
 from pcas_core.listening import encode_audio, step_prompts, steps_to_frames, train_tvp
-from pcas_core.metrics import frame_classification_scores
+from pcas_core.metrics import frame_classification_from_logits
 from pcas_core.models.tvp import TVPAudioEncoder
 from pcas_core.stores import read_store, store_rows, write_store
 
@@ -60,9 +60,8 @@ def train_audio(
     write_store(store_out, "audio", data.frames, {"audio_token": steps_to_frames(tokens, data.frames),
                                                   "logits": frame_logits}, params=p)
     test = (data.frames["split"] == "test").to_numpy()
-    scores = frame_classification_scores(1 / (1 + np.exp(-frame_logits[test])),
-                                         data.frame_classes()[test],
-                                         threshold=float(cfg["eval_threshold"]))
+    scores = frame_classification_from_logits(frame_logits[test], data.frame_classes()[test],
+                                              threshold=float(cfg["eval_threshold"]))
     with atomic_path(metrics_out) as tmp:
         tmp.write_text(json.dumps({"frame_cls_test": scores, "tvp": bool(cfg["tvp"])}, indent=2))
     log.info("test frame-level audio classification: %s", scores)

@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 
 from pcas_core.atomic import atomic_path
@@ -12,7 +11,7 @@ from pcas_core.checkpoint import save_checkpoint
 from pcas_core.config import start_stage
 from pcas_core.data.dataset import open_dataset
 from pcas_core.looking import encode_frames, train_visual_classifier
-from pcas_core.metrics import frame_classification_scores
+from pcas_core.metrics import frame_classification_from_logits
 from pcas_core.models.visual import build_visual
 from pcas_core.stores import write_store
 
@@ -49,8 +48,7 @@ def train_visual(
                           batch_videos=int(cfg["batch_videos"]), device=device, amp=amp)
     write_store(store_out, "visual", data.frames, feats, params=p)
     test = (data.frames["split"] == "test").to_numpy()
-    scores = frame_classification_scores(1 / (1 + np.exp(-feats["logits"][test])),
-                                         data.frame_classes()[test])
+    scores = frame_classification_from_logits(feats["logits"][test], data.frame_classes()[test])
     with atomic_path(metrics_out) as tmp:
         tmp.write_text(json.dumps({"frame_cls_test": scores}, indent=2))
     log.info("test frame classification: %s", scores)

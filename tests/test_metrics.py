@@ -108,3 +108,13 @@ def test_frame_classification_scores_micro():
     assert out["f1"] == pytest.approx(2 * 0.75 / 1.75)
     assert out["accuracy"] == pytest.approx(0.5)
     assert out["n_frames"] == 2
+
+
+def test_frame_classification_from_logits_thresholds_the_sigmoid():
+    from pcas_core.metrics import frame_classification_from_logits
+
+    logits = np.array([[2.0, -2.0], [-0.1, 0.1]])  # sigmoid: .88 .12 / .475 .525
+    targets = np.array([[1.0, 0.0], [0.0, 1.0]])
+    scores = frame_classification_from_logits(logits, targets)
+    assert scores["accuracy"] == 1.0 and scores["f1"] == 1.0
+    assert frame_classification_from_logits(logits, targets, threshold=0.9)["recall"] == 0.0
