@@ -18,6 +18,8 @@ import numpy as np
 import torch
 import yaml
 
+from pcas_core.params import load_config
+
 __all__ = ["load_params", "seed_everything", "resolve_device", "log_run_header", "get_logger",
            "start_stage"]
 
@@ -112,13 +114,20 @@ def log_run_header(logger: logging.Logger, stage: str, params: dict[str, Any]) -
 
 def start_stage(stage: str, params_file: Path, *sections: str
                 ) -> tuple[dict[str, dict[str, Any]], logging.Logger, torch.device]:
-    """What every stage does first: read ``base`` and its sections, seed, pick the device, log.
+    """What every stage does first: validate ``params.yaml``, read ``base`` and its sections, seed,
+    pick the device, log.
 
-    ``base.threads`` (0 = torch's default) caps torch's CPU threads.
+    The whole file is validated by :func:`pcas_core.params.load_config` first, so a misspelt key
+    (``dvc exp run -S train_visual.epoch=3``) or a wrong type stops every stage before it reads
+    any data. ``base.threads`` (0 = torch's default) caps torch's CPU threads.
+
+    Raises:
+        pcas_core.params.ConfigError: as :func:`pcas_core.params.load_config`.
 
     Returns:
         ``(params, logger, device)``.
     """
+    load_config(params_file)  # the whole file, strictly: unknown keys, wrong types, couplings
     params = load_params(params_file, "base", *sections)
     base = params["base"]
     logger = get_logger(f"pcas.{stage}")
