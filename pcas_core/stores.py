@@ -23,8 +23,10 @@ maps           frame  cam               (M, 70, h, w) float16, raw CAM_k per cla
 pseudo_masks   frame  mask              (M, H, W) uint8, class index, 255 = ignore       pseudo_masks
 ============== ====== ================= ================================================ =======
 
-File attributes: ``kind`` (the store name above), ``params`` (JSON of the parameters that made
-it) and ``pcas_version``. Writes go through :func:`pcas_core.atomic.atomic_path`.
+File attributes: ``kind`` (the store name above), ``schema_version`` (:data:`SCHEMA_VERSION`; a
+store of another version is refused with a message that says which stage to rerun), ``params``
+(JSON of the parameters that made it) and ``pcas_version``. Writes go through
+:func:`pcas_core.atomic.atomic_path`, so a stage killed mid-write leaves the previous store.
 """
 
 from __future__ import annotations
@@ -39,7 +41,11 @@ import pandas as pd
 
 from pcas_core.atomic import atomic_path
 
-__all__ = ["SCHEMAS", "write_store", "read_store", "store_rows", "read_store_attrs"]
+__all__ = ["SCHEMAS", "SCHEMA_VERSION", "write_store", "read_store", "store_rows",
+           "read_store_attrs"]
+
+#: Version of the layout in this docstring; bump it whenever a dataset, dtype or meaning changes.
+SCHEMA_VERSION = 2
 
 #: kind -> (row unit, {dataset: (ndim including rows, dtype)})
 SCHEMAS: dict[str, tuple[str, dict[str, tuple[int, str]]]] = {
@@ -95,6 +101,7 @@ def write_store(path: Path, kind: str, keys: pd.DataFrame, data: dict[str, np.nd
 
     with atomic_path(Path(path)) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["kind"] = kind
+        f.attrs["schema_version"] = SCHEMA_VERSION
         f.attrs["params"] = json.dumps(params, sort_keys=True, default=str)
         f.attrs["pcas_version"] = __version__
         f.create_dataset("uid", data=keys["uid"].astype(str).to_numpy(dtype=object), dtype=_STR)
@@ -121,8 +128,8 @@ def read_store(path: Path, kind: str,
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: not a pcas store, a store of another kind, or a dataset missing (the message
-            names the file).
+        ValueError: not a pcas store, a store of another kind or schema version, or a dataset
+            missing (the message names the file).
     """
     path = Path(path)
     if not path.is_file():
@@ -136,6 +143,12 @@ def read_store(path: Path, kind: str,
         found = f.attrs.get("kind")
         if found != kind:
             raise ValueError(f"{path}: expected a '{kind}' store, file says kind={found!r}")
+        version = int(f.attrs.get("schema_version", 1))
+        if version != SCHEMA_VERSION:
+            raise ValueError(
+                f"{path}: '{kind}' store has schema version {version} (pcas "
+                f"{f.attrs.get('pcas_version', '?')}), this pcas reads version {SCHEMA_VERSION}; "
+                f"rebuild it with the stage that writes it (dvc repro -f <stage>)")
         missing = [n for n in ["uid", "frame", "split", *names] if n not in f]
         if missing:
             raise ValueError(f"{path}: '{kind}' store lacks datasets {missing}")
