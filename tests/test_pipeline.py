@@ -97,3 +97,44 @@ def test_experiment_changes_a_metric_that_metrics_diff_shows(project):
     diff = json.loads(_run(["dvc", "metrics", "diff", "--json"], project).strip().splitlines()[-1])
     changed = diff["metrics/pseudo_masks.json"]["train.fg_miou"]
     assert changed["diff"] != 0, diff
+
+
+def _outputs(project: Path) -> dict[str, bytes]:
+    """Every metrics/plots file of the DAG (byte content) after a run."""
+    files = sorted((project / "metrics").glob("*.json")) + sorted((project / "plots").glob("*.csv"))
+    return {str(p.relative_to(project)): p.read_bytes() for p in files}
+
+
+@pytest.mark.slow
+def test_same_params_and_seed_give_identical_metrics(project):
+    _run(["dvc", "repro"], project)
+    first = _outputs(project)
+    assert _ran(_run(["dvc", "repro", "-f"], project)) == STAGES
+    assert _outputs(project) == first
+
+
+@pytest.mark.slow
+def test_a_killed_stage_leaves_no_partial_output_and_dvc_restores_the_previous(project):
+    import hashlib
+    import signal
+    import time
+
+    _run(["dvc", "repro"], project)
+    outs = [project / "models" / "visual.safetensors", project / "features" / "visual.h5"]
+    before = [hashlib.md5(p.read_bytes()).hexdigest() for p in outs]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1"}
+    proc = subprocess.Popen(["dvc", "repro", "-f", "-s", "train_visual"], cwd=project, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    seen = ""
+    while "Running stage 'train_visual'" not in seen and proc.poll() is None:
+        seen += proc.stdout.readline()
+    time.sleep(1.0)  # inside the stage: imports, training or writing
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    for path, digest in zip(outs, before):  # gone (DVC removes outs first) or complete, never partial
+        assert not path.exists() or hashlib.md5(path.read_bytes()).hexdigest() == digest, path
+    _run(["dvc", "checkout", "-f"], project)
+    assert [hashlib.md5(p.read_bytes()).hexdigest() for p in outs] == before
+    assert _ran(_run(["dvc", "repro"], project)) == set()
