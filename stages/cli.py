@@ -2,11 +2,12 @@
 
 import typer
 
-from . import align, demo_data, evaluate, fbank, pseudo_masks, train_audio, train_visual
+from . import align, check_data, demo_data, evaluate, fbank, pseudo_masks, train_audio, train_visual
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="PCAS: weakly supervised audio-visual semantic segmentation, stage by stage.")
 app.add_typer(demo_data.app, name="demo-data", help="Compose the bundled demo dataset.")
+app.add_typer(check_data.app, name="check-data", help="Validate a dataset folder; counts and problems.")
 app.add_typer(fbank.app, name="fbank", help="AST fbank of every video into features/fbank.h5.")
 app.add_typer(train_visual.app, name="train-visual", help="Visual ViT classifier; v_t, c_t per frame.")
 app.add_typer(train_audio.app, name="train-audio", help="TVP audio encoder; a_t, s_t per frame.")
