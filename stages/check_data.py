@@ -9,10 +9,7 @@ import yaml
 from pcas_core.data.check import check_dataset, format_report
 from pcas_core.data.dataset import DATASETS
 
-app = typer.Typer(add_completion=False)
 
-
-@app.callback(invoke_without_command=True)
 def check_data(
     root: Annotated[Path, typer.Argument(help="Dataset folder (AVSS root, S4 Single-source, MS3 Multi-sources).")],
     dataset: Annotated[Optional[str], typer.Option(help=f"One of {', '.join(DATASETS)} (default: data.dataset of --params when its root is ROOT, else avss).")] = None,

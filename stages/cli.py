@@ -7,13 +7,14 @@ from . import align, check_data, demo_data, evaluate, fbank, pseudo_masks, train
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="PCAS: weakly supervised audio-visual semantic segmentation, stage by stage.")
 app.add_typer(demo_data.app, name="demo-data", help="Compose the bundled demo dataset.")
-app.add_typer(check_data.app, name="check-data", help="Validate a dataset folder; counts and problems.")
 app.add_typer(fbank.app, name="fbank", help="AST fbank of every video into features/fbank.h5.")
 app.add_typer(train_visual.app, name="train-visual", help="Visual ViT classifier; v_t, c_t per frame.")
 app.add_typer(train_audio.app, name="train-audio", help="TVP audio encoder; a_t, s_t per frame.")
 app.add_typer(align.app, name="align", help="CMC contrastive alignment; CAMs and sounding maps.")
 app.add_typer(pseudo_masks.app, name="pseudo-masks", help="Pseudo-masks with dense CRF.")
 app.add_typer(evaluate.app, name="evaluate", help="Segmentation head, test metrics, overlays.")
+app.command("check-data", help="Validate a dataset folder: counts and every problem (not a DVC "
+            "stage).")(check_data.check_data)
 
 if __name__ == "__main__":
     app()
