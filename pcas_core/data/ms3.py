@@ -26,7 +26,7 @@ import pandas as pd
 from pcas_core.data.audio_files import index_audio_dir
 from pcas_core.data.labels import labels_from_names
 from pcas_core.data.problems import DataError, Problems
-from pcas_core.data.table import FrameRows, check_index, numbered_files
+from pcas_core.data.table import FrameRows, numbered_files, read_positional_csv
 
 __all__ = ["CSV_NAME", "read_ms3_index", "ms3_frame_table", "read_labels_csv"]
 
@@ -45,17 +45,8 @@ def read_ms3_index(root: Path, *, splits: list[str] | None = None) -> pd.DataFra
         FileNotFoundError: the csv is missing.
         DataError: fewer than 2 columns, no rows, an unknown split, a repeated video name.
     """
-    path = Path(root) / CSV_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: {CSV_NAME} not found (data.dataset: ms3 expects "
-                                "data.root = the release's Multi-sources folder)")
-    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if raw.shape[1] < 2:
-        raise DataError(f"{path}: needs 2 columns (by position: name, split), found "
-                        f"{raw.shape[1]}: {list(raw.columns)}")
-    df = pd.DataFrame({"uid": raw.iloc[:, 0].str.strip(), "split": raw.iloc[:, 1].str.strip()})
-    df = df.assign(subset="ms3")
-    check_index(df, path, ["uid"])
+    df = read_positional_csv(Path(root) / CSV_NAME, ("uid", "split"), subset="ms3",
+                             folder="Multi-sources")
     if splits is not None:
         df = df[df["split"].isin(splits)]
     return df.reset_index(drop=True)

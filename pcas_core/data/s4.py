@@ -22,12 +22,11 @@ import pandas as pd
 
 from pcas_core.data.audio_files import index_audio_dir
 from pcas_core.data.problems import DataError, Problems
-from pcas_core.data.table import FrameRows, check_index, numbered_files
+from pcas_core.data.table import FrameRows, numbered_files, read_positional_csv
 
 __all__ = ["CSV_NAME", "read_s4_index", "s4_label2idx", "s4_frame_table", "s4_labels"]
 
 CSV_NAME = "s4_meta_data.csv"
-_POSITIONS = {"name": 0, "start": 1, "category": 2, "split": 3}
 
 
 def read_s4_index(root: Path, *, splits: list[str] | None = None) -> pd.DataFrame:
@@ -42,16 +41,8 @@ def read_s4_index(root: Path, *, splits: list[str] | None = None) -> pd.DataFram
         DataError: fewer than 4 columns, no rows, an unknown split, a repeated video name.
     """
     path = Path(root) / CSV_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: {CSV_NAME} not found (data.dataset: s4 expects "
-                                "data.root = the release's Single-source folder)")
-    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if raw.shape[1] < len(_POSITIONS):
-        raise DataError(f"{path}: needs {len(_POSITIONS)} columns (by position: name, start, "
-                        f"category, split), found {raw.shape[1]}: {list(raw.columns)}")
-    df = pd.DataFrame({k: raw.iloc[:, i].str.strip() for k, i in _POSITIONS.items()})
-    df = df.rename(columns={"name": "uid"}).assign(subset="s4")
-    check_index(df, path, ["uid"])
+    df = read_positional_csv(path, ("uid", "start", "category", "split"), subset="s4",
+                             folder="Single-source")
     if (df["category"] == "").any():
         raise DataError(f"{path}: video {df.loc[df['category'] == '', 'uid'].iloc[0]} has "
                         "an empty category")

@@ -20,8 +20,8 @@ import pandas as pd
 
 from pcas_core.data.problems import DataError, Problems
 
-__all__ = ["SPLITS", "FRAME_COLUMNS", "RELEASED_FRAMES", "check_index", "numbered_files", "FrameRows",
-           "drop_videos"]
+__all__ = ["SPLITS", "FRAME_COLUMNS", "RELEASED_FRAMES", "check_index", "read_positional_csv",
+           "numbered_files", "FrameRows", "drop_videos"]
 
 SPLITS = ("train", "val", "test")
 
@@ -54,6 +54,36 @@ def check_index(df: pd.DataFrame, path: Path, keys: list[str], *,
     dup = df.duplicated(keys)
     if dup.any():
         raise DataError(f"{path}: video listed twice: {df.loc[dup, keys].iloc[0].to_dict()}")
+
+
+def read_positional_csv(path: Path, columns: tuple[str, ...], *, subset: str,
+                        folder: str) -> pd.DataFrame:
+    """Read an AVSBench-object index csv: a header row, then columns taken BY POSITION as
+    ``columns`` (the first one being the video name, ``uid``; extra columns ignored), stripped
+    str, plus ``subset``; checked with :func:`check_index`.
+
+    Args:
+        path: the csv.
+        columns: names given to the first ``len(columns)`` columns.
+        subset: value of the added ``subset`` column ("s4", "ms3").
+        folder: the release folder ``data.root`` should be (named when the csv is missing).
+
+    Raises:
+        FileNotFoundError: the csv is missing.
+        DataError: too few columns, no rows, an unknown split, a repeated video name.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {path.name} not found (data.dataset: {subset} expects "
+                                f"data.root = the release's {folder} folder)")
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if raw.shape[1] < len(columns):
+        named = ", ".join("name" if c == "uid" else c for c in columns)
+        raise DataError(f"{path}: needs {len(columns)} columns (by position: {named}), found "
+                        f"{raw.shape[1]}: {list(raw.columns)}")
+    df = pd.DataFrame({c: raw.iloc[:, i].str.strip() for i, c in enumerate(columns)})
+    df = df.assign(subset=subset)
+    check_index(df, path, ["uid"])
+    return df
 
 
 def numbered_files(folder: Path, prefix: str, suffix: str, problems: Problems,
