@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from layouts import AVSS_HEADER, make_avss, make_ms3, make_s4, write_wav
+from layouts import AVSS_HEADER, make_avss, make_ms3, make_s4, write_frame, write_wav
 from pcas_core.data.dataset import open_dataset
 from pcas_core.data.problems import DataError
 
@@ -44,7 +44,7 @@ AVSS_CASES = {
         r"frame's mask\)", False),
     "unreadable jpg": (lambda r: (_video(r, "v1s", "vaA") / "frames" / "1.jpg").write_bytes(
         b"GIF89a not a picture"), r"vaA/frames/1\.jpg: (truncated image|cannot read image)", False),
-    "truncated jpg": (lambda r: _truncate(_video(r, "v1s", "vaA") / "frames" / "1.jpg"),
+    "truncated jpg": (lambda r: _truncate(_video(r, "v1s", "vaA") / "frames" / "1.jpg", 0.9),
                       r"vaA/frames/1\.jpg: truncated image", False),
     "truncated png": (lambda r: _truncate(_video(r, "v1m", "trB") / "labels_rgb" / "3.png"),
                       r"trB/labels_rgb/3\.png: truncated image", False),
@@ -62,8 +62,7 @@ AVSS_CASES = {
                                       wave=np.full(5 * 16000, np.nan, np.float32)),
                   r"teA/audio\.wav: audio holds 80000 NaN or infinite samples", True),
     "off-palette with off_palette error": (
-        lambda r: (_video(r, "v1s", "vaA") / "labels_rgb" / "0.png").write_bytes(
-            (_video(r, "v1s", "vaA") / "frames" / "0.jpg").read_bytes()),
+        lambda r: write_frame(_video(r, "v1s", "vaA") / "labels_rgb" / "0.png", seed=0),
         r"vaA/labels_rgb/0\.png: .*colours not in the 71-entry palette", True),
 }
 

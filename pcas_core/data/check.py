@@ -16,7 +16,7 @@ import pandas as pd
 from pcas_core.data.dataset import AVSData, NEEDED_SPLITS, read_dataset
 from pcas_core.data.problems import Problems
 from pcas_core.data.table import SPLITS
-from pcas_core.data.validate import check_contents, check_headers
+from pcas_core.data.validate import check_contents
 
 __all__ = ["CheckReport", "check_dataset", "format_report"]
 
@@ -50,8 +50,7 @@ def check_dataset(data: dict[str, Any]) -> CheckReport:
             csv, a missing csv column, no label2idx.json, ...), naming the file.
     """
     problems = Problems()
-    ds = read_dataset({"img_size": 224, **data}, problems)
-    audio = check_headers(ds.frames, problems)
+    ds, audio = read_dataset({"img_size": 224, **data}, problems)
     check_contents(ds.frames, ds.palette, problems, off_palette=ds.off_palette)
     for split in NEEDED_SPLITS:
         if not (ds.metadata["split"] == split).any():

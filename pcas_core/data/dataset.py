@@ -151,9 +151,14 @@ def _path(value: Any, default: Path) -> Path:
     return Path(value) if value else default
 
 
-def read_dataset(data: dict[str, Any], problems: Problems) -> AVSData:
-    """Read the folder ``data`` describes, recording per-video problems in ``problems``
-    (nothing is dropped or raised for them). Keys: see :func:`open_dataset`.
+def read_dataset(data: dict[str, Any], problems: Problems) -> tuple[AVSData, pd.DataFrame]:
+    """Read the folder ``data`` describes and check every file's header
+    (:func:`pcas_core.data.validate.check_headers`, before any mask is decoded for labels),
+    recording per-video problems in ``problems`` (nothing is dropped or raised for them).
+    Keys: see :func:`open_dataset`.
+
+    Returns:
+        The dataset and its audio facts (one row per video, see ``check_headers``).
 
     Raises:
         FileNotFoundError / DataError: for problems of the whole dataset (missing or malformed
@@ -187,6 +192,7 @@ def read_dataset(data: dict[str, Any], problems: Problems) -> AVSData:
     else:
         raise DataError(f"data.dataset must be one of {list(DATASETS)}, got {kind!r}")
     palette = voc_palette(len(label2idx))
+    audio = check_headers(frames, problems)
     if labels is None:
         bad = {p.path for p in problems.errors}
         usable = frames.assign(mask_path=frames["mask_path"].where(
@@ -195,7 +201,7 @@ def read_dataset(data: dict[str, Any], problems: Problems) -> AVSData:
                               label2idx=label2idx, palette=palette, off_palette=off_palette,
                               problems=problems)
     return AVSData(root, label2idx, palette, metadata, frames, labels, int(data["img_size"]),
-                   kind, off_palette)
+                   kind, off_palette), audio
 
 
 def _split_problems(ds: AVSData, problems: Problems) -> None:
@@ -226,8 +232,7 @@ def open_dataset(data: dict[str, Any]) -> AVSData:
     """
     log = get_logger("pcas.data")
     problems = Problems()
-    ds = read_dataset(data, problems)
-    check_headers(ds.frames, problems)
+    ds, _ = read_dataset(data, problems)
     if data.get("verify", False):
         check_contents(ds.frames, ds.palette, problems, off_palette=ds.off_palette)
     notes = problems.notes

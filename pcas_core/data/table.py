@@ -151,7 +151,8 @@ class FrameRows:
                     else "frames folder not found")
         elif len(frames) != expected:
             p.error(uid, frames_dir, f"{len(frames)} frames, but a video of subset {subset} has "
-                    f"{expected}" + ("" if self.frames_per_video else " (data.frames_per_video)"))
+                    f"{expected}" + ("" if self.frames_per_video else
+                                  " (data.frames_per_video overrides the released count)"))
         order = sorted(frames)
         need = order if masks_required == "all" else order[:1]
         for n in need:

@@ -33,11 +33,10 @@ AUDIO_COLUMNS = ["uid", "audio_path", "rate", "channels", "duration"]
 
 def _image_header(uid: str, path: str, problems: Problems) -> None:
     try:
-        if truncated(path):
-            problems.error(uid, path, "truncated image (its end marker is missing)")
-            return
         with Image.open(path) as img:
             img.size  # noqa: B018  (the header is parsed by open)
+        if truncated(path):
+            problems.error(uid, path, "truncated image (its end marker is missing)")
     except (OSError, ValueError, SyntaxError) as err:
         problems.error(uid, path, f"cannot read image ({err})")
 
@@ -56,15 +55,16 @@ def check_headers(frames: pd.DataFrame, problems: Problems) -> pd.DataFrame:
     """Header/tail checks of every frame, mask and audio file (module docstring).
 
     Args:
-        frames: frame table; files already recorded missing are skipped.
+        frames: frame table; files missing or already with an error in ``problems`` are skipped.
         problems: collector.
 
     Returns:
         Audio facts, one row per video (:data:`AUDIO_COLUMNS`); NaN where unreadable.
     """
+    known = {p.path for p in problems.errors}
     for uid, frame, mask in zip(frames["uid"], frames["frame_path"], frames["mask_path"]):
         for path in (frame, mask):
-            if path and _exists(path):
+            if path and path not in known and _exists(path):
                 _image_header(uid, path, problems)
     rows = []
     for uid, audio, n_frames in _videos(frames):
