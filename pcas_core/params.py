@@ -46,17 +46,41 @@ class BaseConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """``data``: root (dataset folder), img_size (pixels, square), label_source (masks: classes
-    present in a video's masks | a_obj: the metadata column), subsets (null = all; v1s/v1m/v2)."""
+    """``data``: which dataset and how it is read (``pcas_core.data.dataset.open_dataset``).
 
+    Attributes:
+        dataset: ``avss`` (AVSBench-semantic) | ``s4`` | ``ms3`` (AVSBench-object, binary masks).
+        root: avss: the folder of metadata.csv; s4: Single-source; ms3: Multi-sources.
+        img_size: frames and masks are brought to img_size x img_size pixels.
+        label_source: avss: ``masks`` (classes present in a video's masks) | ``a_obj``.
+        subsets: avss: null = all, or a list of v1s / v1m / v2.
+        audio_dir: s4/ms3: folder of <video>.wav or source <video>.mp4 (null: the default place).
+        labels_csv: ms3: video labels csv with columns name,labels (null: <root>/video_labels.csv).
+        label2idx: avss/ms3: label space file (null: <root>/label2idx.json).
+        frames_per_video: null = as released (5; v2: 10), or one count for every video.
+        off_palette: avss mask colours outside the palette: ``background`` (official) | ``error``.
+        verify: decode every frame, mask and wav when a stage opens the data.
+        skip_bad: leave out videos with errors (listed in the log) instead of failing.
+    """
+
+    dataset: Literal["avss", "s4", "ms3"] = "avss"
     root: str = "data/demo"
     img_size: int = 112
     label_source: Literal["masks", "a_obj"] = "masks"
     subsets: Optional[list[Literal["v1s", "v1m", "v2"]]] = None
+    audio_dir: Optional[str] = None
+    labels_csv: Optional[str] = None
+    label2idx: Optional[str] = None
+    frames_per_video: Optional[int] = None
+    off_palette: Literal["background", "error"] = "background"
+    verify: bool = False
+    skip_bad: bool = False
 
     def __post_init__(self) -> None:
         if self.img_size < 8:
             raise ValueError(f"img_size must be >= 8 pixels, got {self.img_size}")
+        if self.frames_per_video is not None and self.frames_per_video < 1:
+            raise ValueError(f"frames_per_video must be >= 1, got {self.frames_per_video}")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from stages.cli import app
 
-STAGES = ["demo-data", "fbank", "train-visual", "train-audio", "align", "pseudo-masks", "evaluate"]
+STAGES = ["demo-data", "check-data", "fbank", "train-visual", "train-audio", "align", "pseudo-masks", "evaluate"]
 
 
 def test_every_stage_has_a_documented_command():

@@ -1,4 +1,4 @@
-"""Tests of pcas_core.data.palette and pcas_core.data.avsbench on small files written to tmp_path."""
+"""Tests of pcas_core.data.palette, images and avsbench (AVSS) on small files written to tmp_path."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ import torch
 import pytest
 from PIL import Image
 
+from layouts import AVSS_HEADER as HEADER, ASSETS, box, make_avss, write_rgb_mask
 from pcas_core.data import avsbench as A
 from pcas_core.data.clips import VideoClips, collate_videos
+from pcas_core.data.images import crop_box, decode_mask
 from pcas_core.data.palette import IGNORE_INDEX, NUM_FG, index_to_rgb, rgb_to_index, voc_palette
+from pcas_core.data.problems import DataError, Problems
 
-ASSETS = Path(__file__).resolve().parents[1] / "data" / "demo-assets"
 PAL = voc_palette()
-HEADER = "vid,uid,s_min,s_sec,a_obj,split,label\n"
 
 
 # ---------------------------------------------------------------- palette
@@ -47,71 +48,65 @@ def test_rgb_index_round_trip_and_ignore_white():
         index_to_rgb(np.full((2, 2), 80, np.uint8), PAL)
 
 
-def test_unknown_colour_error_names_file(tmp_path):
-    rgb = index_to_rgb(np.zeros((4, 5), np.uint8), PAL)
-    rgb[1, 2] = (1, 2, 3)
+def test_off_palette_colours_background_by_default_counted_or_error(tmp_path):
+    index = np.zeros((4, 5), np.uint8)
+    index[0, 0] = 17
+    rgb = index_to_rgb(index, PAL)
+    rgb[1, 2] = rgb[1, 3] = (1, 2, 3)
     path = tmp_path / "bad_mask.png"
     Image.fromarray(rgb).save(path)
+    got, note = decode_mask(path, "rgb", PAL)
+    np.testing.assert_array_equal(got, index)  # (1, 2, 3) -> background, as the official loader
+    assert "2 pixels" in note and "(1, 2, 3)" in note
     with pytest.raises(ValueError, match=r"bad_mask\.png.*\(1, 2, 3\)"):
-        A.load_mask(path, 4, "resize", PAL)
+        A.load_mask(path, 4, "resize", PAL, off_palette="error")
 
 
-# ---------------------------------------------------------------- tiny dataset helpers
-def _solid(path: Path, colour, size=(8, 6)):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, colour).save(path)
+def test_palette_mode_png_is_decoded_through_its_own_palette(tmp_path):
+    index = box(17, 8)
+    write_rgb_mask(tmp_path / "voc.png", index, mode="P")
+    got, _ = decode_mask(tmp_path / "voc.png", "rgb", PAL)
+    np.testing.assert_array_equal(got, index)
+    # a P image whose palette puts class 17's colour at entry 5: the colour counts, not the entry
+    raw = np.where(index > 0, 5, 0).astype(np.uint8)
+    img = Image.fromarray(raw, mode="P")
+    pal = np.zeros((256, 3), np.uint8)
+    pal[5] = PAL[17]
+    img.putpalette(pal.flatten().tolist())
+    img.save(tmp_path / "other.png")
+    np.testing.assert_array_equal(decode_mask(tmp_path / "other.png", "rgb", PAL)[0], index)
 
 
-def _mask(path: Path, index: np.ndarray):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(index_to_rgb(index, PAL)).save(path)
-
-
-def _video(root: Path, label: str, uid: str, n_frames: int, masks: dict[int, np.ndarray]):
-    vdir = root / label / uid
-    for n in range(n_frames):
-        _solid(vdir / "frames" / f"{n}.jpg", (10 * n, 20, 30))
-    for n, index in masks.items():
-        _mask(vdir / "labels_rgb" / f"{n}.png", index)
-    (vdir / "audio.wav").write_bytes(b"")  # frame_table only checks that it exists
-
-
+# ---------------------------------------------------------------- tiny dataset
 @pytest.fixture
 def tiny(tmp_path):
-    """3 videos: v1s 'dog' (mask on frame 0 only), v1m 'guitar,man', v2 without label or mask."""
-    root = tmp_path / "avss"
-    root.mkdir()
-    shutil.copyfile(ASSETS / "label2idx.json", root / "label2idx.json")
-    dog, guitar, man = 17, 28, 41  # class index = label2idx - 1
-    m0 = np.zeros((6, 8), np.uint8)
-    m0[1:3, 1:4] = dog
-    g = np.zeros((6, 8), np.uint8)
-    g[0:2, 0:2] = guitar
-    gm = g.copy()
-    gm[4:, 5:] = man
-    _video(root, "v1s", "vidA", 2, {0: m0})
-    _video(root, "v1m", "vidB", 2, {0: g, 1: gm})
-    _video(root, "v2", "vidC", 3, {})
-    (root / "metadata.csv").write_text(
-        HEADER + "a,vidA,0,0,dog,train,v1s\nb,vidB,0,0,\"guitar,man\",val,v1m\nc,vidC,0,0,,test,v2\n"
-    )
-    return root, {"dog": dog, "guitar": guitar, "man": man}
+    """AVSS layout (tests/layouts.py): trA v1s train dog (frame 0 annotated), trB v1m train
+    guitar+man (masks: guitar), vaA val dog, teA test man, teB v2 test guitar (10 frames)."""
+    root = make_avss(tmp_path / "avss")
+    l2i = A.read_label2idx(root)
+    return root, {n: l2i[n] - 1 for n in ("dog", "guitar", "man")}
+
+
+def _table(root, meta, **kw):
+    problems = Problems()
+    table = A.frame_table(root, meta, problems, **kw)
+    return table, problems
 
 
 # ---------------------------------------------------------------- metadata / label2idx
 def test_metadata_missing_column_names_file_and_column(tmp_path):
     (tmp_path / "metadata.csv").write_text("vid,uid,a_obj,label\nx,y,dog,v1s\n")
-    with pytest.raises(ValueError, match=r"metadata\.csv.*'split'"):
+    with pytest.raises(DataError, match=r"metadata\.csv.*'split'"):
         A.read_metadata(tmp_path)
 
 
 def test_metadata_unknown_split_and_filters(tiny):
     root, _ = tiny
-    assert A.read_metadata(root)["uid"].tolist() == ["vidA", "vidB", "vidC"]
-    assert A.read_metadata(root, subsets=["v1m", "v2"])["uid"].tolist() == ["vidB", "vidC"]
-    assert A.read_metadata(root, splits=["train"])["uid"].tolist() == ["vidA"]
+    assert A.read_metadata(root)["uid"].tolist() == ["trA", "trB", "vaA", "teA", "teB"]
+    assert A.read_metadata(root, subsets=["v1m", "v2"])["uid"].tolist() == ["trB", "teB"]
+    assert A.read_metadata(root, splits=["train"])["uid"].tolist() == ["trA", "trB"]
     (root / "metadata.csv").write_text(HEADER + "a,vidA,0,0,dog,training,v1s\n")
-    with pytest.raises(ValueError, match=r"metadata\.csv.*training"):
+    with pytest.raises(DataError, match=r"metadata\.csv.*training"):
         A.read_metadata(root)
 
 
@@ -126,26 +121,35 @@ def test_label2idx_validation(tmp_path):
 
 
 # ---------------------------------------------------------------- frame table
-def test_frame_table_sorts_numerically_and_marks_missing_masks(tmp_path):
-    _video(tmp_path, "v2", "long", 11, {0: np.zeros((6, 8), np.uint8)})
-    (tmp_path / "metadata.csv").write_text(HEADER + "l,long,0,0,,val,v2\n")
-    table = A.frame_table(tmp_path, A.read_metadata(tmp_path))
-    assert table["frame"].tolist() == list(range(11))
-    assert [Path(p).name for p in table["frame_path"]] == [f"{n}.jpg" for n in range(11)]
-    assert table["mask_path"].iloc[0].endswith("labels_rgb/0.png")
-    assert (table["mask_path"].iloc[1:] == "").all()
-    assert set(table["video"]) == {0} and table["audio_path"].iloc[0].endswith("long/audio.wav")
-
-
-def test_frame_table_missing_frames_and_audio(tiny):
+def test_frame_table_sorts_numerically_and_marks_unannotated(tiny):
     root, _ = tiny
-    meta = A.read_metadata(root)
-    (root / "v1s" / "vidA" / "audio.wav").unlink()
-    with pytest.raises(FileNotFoundError, match=r"vidA/audio\.wav"):
-        A.frame_table(root, meta)
-    shutil.rmtree(root / "v1m" / "vidB" / "frames")
-    with pytest.raises(FileNotFoundError, match=r"vidB/frames"):
-        A.frame_table(root, meta.iloc[1:])
+    table, problems = _table(root, A.read_metadata(root))
+    assert not problems.items
+    te_b = table[table["uid"] == "teB"]
+    assert te_b["frame"].tolist() == list(range(10))
+    assert [Path(p).name for p in te_b["frame_path"]] == [f"{n}.jpg" for n in range(10)]
+    tr_a = table[table["uid"] == "trA"]
+    assert tr_a["mask_path"].iloc[0].endswith("labels_rgb/0.png")
+    assert (tr_a["mask_path"].iloc[1:] == "").all() and (tr_a["mask_format"] == "rgb").all()
+    assert table["video"].tolist() == [0] * 5 + [1] * 5 + [2] * 5 + [3] * 5 + [4] * 10
+    assert tr_a["audio_path"].iloc[0].endswith("trA/audio.wav")
+
+
+def test_frame_table_records_every_structural_problem(tiny):
+    root, _ = tiny
+    (root / "v1s" / "trA" / "audio.wav").unlink()
+    shutil.rmtree(root / "v1m" / "trB" / "frames")
+    (root / "v1s" / "teA" / "labels_rgb" / "3.png").unlink()
+    (root / "v2" / "teB" / "frames" / "9.jpg").unlink()
+    (root / "v1s" / "vaA" / "frames" / "x.jpg").write_bytes(b"")
+    _, problems = _table(root, A.read_metadata(root))
+    text = "\n".join(map(str, problems.errors))
+    assert "trA/audio.wav: audio file not found" in text
+    assert "trB/frames: frames folder not found" in text
+    assert "teA/labels_rgb/3.png: mask of frame 3 not found (a test video needs every mask)" in text
+    assert "teB/frames: 9 frames, but a video of subset v2 has 10" in text
+    assert "vaA/frames/x.jpg: file name is not of the form N.jpg" in text
+    assert problems.bad_uids() == {"trA", "trB", "teA", "teB", "vaA"}
 
 
 # ---------------------------------------------------------------- geometry
@@ -156,9 +160,20 @@ def _stripes(w=300, h=200):
     return index
 
 
+def test_crop_box_rounds_as_the_official_loader():
+    # short side -> size; long side int()-truncated: 300 * 100 / 200 = 150, offset round(25.0)
+    assert crop_box(300, 200, 100) == (150, 100, 25, 0)
+    # 335 -> int(167.5) = 167 (not round's 168); offset round(33.5) = 34 (half to even)
+    assert crop_box(335, 200, 100) == (167, 100, 34, 0)
+    # 331 -> int(165.5) = 165; offset round(32.5) = 32 (half to even, not 33)
+    assert crop_box(331, 200, 100) == (165, 100, 32, 0)
+    assert crop_box(200, 331, 100) == (100, 165, 0, 32)  # portrait: the same on the other axis
+    assert crop_box(64, 64, 32) == (32, 32, 0, 0)
+
+
 def test_load_mask_geometry_nearest(tmp_path):
     path = tmp_path / "m.png"
-    _mask(path, _stripes())
+    write_rgb_mask(path, _stripes())
     # crop: 300x200 -> 150x100, centre crop x 25..124; nearest source x = 2i + 1 -> 51..249
     crop = A.load_mask(path, 100, "crop", PAL)
     assert crop.shape == (100, 100) and (crop == 2).all()
@@ -167,7 +182,7 @@ def test_load_mask_geometry_nearest(tmp_path):
     assert (res[:, :17] == 1).all() and (res[:, 17:83] == 2).all() and (res[:, 83:] == 3).all()
     # single-channel class-index PNG (labels_semantic style) gives the same result
     Image.fromarray(_stripes(), mode="L").save(tmp_path / "sem.png")
-    np.testing.assert_array_equal(A.load_mask(tmp_path / "sem.png", 100, "resize", PAL), res)
+    np.testing.assert_array_equal(A.load_mask(tmp_path / "sem.png", 100, "resize", PAL, "index"), res)
 
 
 def test_load_frame_geometry_bilinear(tmp_path):
@@ -192,57 +207,60 @@ def test_load_frame_geometry_bilinear(tmp_path):
 def test_video_labels_both_sources(tiny):
     root, cls = tiny
     meta = A.read_metadata(root)
-    frames = A.frame_table(root, meta)
+    frames, _ = _table(root, meta)
     l2i = A.read_label2idx(root)
-    expected = np.zeros((3, NUM_FG), np.float32)
-    expected[0, cls["dog"] - 1] = 1
-    expected[1, [cls["guitar"] - 1, cls["man"] - 1]] = 1
-    for source in ("masks", "a_obj"):
-        got = A.video_labels(meta, frames, source=source, label2idx=l2i, palette=PAL)
-        assert got.dtype == np.float32
-        np.testing.assert_array_equal(got, expected)
+    expected = np.zeros((5, NUM_FG), np.float32)
+    for video, name in enumerate(["dog", "guitar", "dog", "man", "guitar"]):
+        expected[video, cls[name] - 1] = 1
+    np.testing.assert_array_equal(
+        A.video_labels(meta, frames, source="masks", label2idx=l2i, palette=PAL), expected)
+    expected[1, cls["man"] - 1] = 1  # a_obj "guitar_man": the man sounds but has no mask here
+    got = A.video_labels(meta, frames, source="a_obj", label2idx=l2i, palette=PAL)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, expected)
     meta.loc[2, "a_obj"] = "dog_unicorn"
-    with pytest.raises(ValueError, match=r"metadata\.csv.*vidC.*unicorn"):
+    with pytest.raises(DataError, match=r"metadata\.csv.*'unicorn'.*not in label2idx.*vaA"):
         A.video_labels(meta, frames, source="a_obj", label2idx=l2i, palette=PAL)
 
 
 def test_frame_labels_nan_for_unannotated(tiny):
     root, cls = tiny
-    frames = A.frame_table(root, A.read_metadata(root))
-    fl = A.frame_labels(frames, PAL, 8, "resize")
-    assert fl.shape == (7, NUM_FG)
+    frames, _ = _table(root, A.read_metadata(root))
+    fl = A.frame_labels(frames, PAL, 8, "resize", 71)
+    assert fl.shape == (30, NUM_FG)
     assert fl[0].sum() == 1 and fl[0, cls["dog"] - 1] == 1
-    assert np.isnan(fl[1]).all() and np.isnan(fl[4:]).all()
-    assert fl[3, cls["man"] - 1] == 1 and fl[2, cls["man"] - 1] == 0
+    assert np.isnan(fl[1:5]).all() and not np.isnan(fl[5:]).any()
+    assert fl[15, cls["man"] - 1] == 1 and fl[15, cls["dog"] - 1] == 0
 
 
 def test_video_clips_and_collate(tiny):
     root, _ = tiny
-    frames = A.frame_table(root, A.read_metadata(root))
-    labels = np.eye(3, NUM_FG, dtype=np.float32)
+    Image.new("RGB", (24, 16), (10, 20, 30)).save(root / "v1s" / "teA" / "frames" / "1.jpg")
+    frames, _ = _table(root, A.read_metadata(root))
+    labels = np.eye(5, NUM_FG, dtype=np.float32)
     ds = VideoClips(frames, labels, 4, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 2.0), preload=True)
-    item = ds[2]
-    assert item["frames"].shape == (3, 3, 4, 4) and item["video"] == 2
-    # vidC frame 1 is solid (10, 20, 30): values / 255, blue divided by std 2
+    item = ds[3]
+    assert item["frames"].shape == (5, 3, 4, 4) and item["video"] == 3
+    # teA frame 1 is solid (10, 20, 30): values / 255, blue divided by std 2
     # (JPEG keeps a flat colour within +-2 levels)
     got = item["frames"][1, :, 0, 0].numpy()
     np.testing.assert_allclose(got, [10 / 255, 20 / 255, 30 / 510], atol=2 / 255)
-    batch = collate_videos([ds[0], ds[2]])
-    assert batch["frames"].shape == (5, 3, 4, 4)
-    assert batch["frame_video"].tolist() == [0, 0, 1, 1, 1]
-    assert batch["video"].tolist() == [0, 2] and batch["labels"].shape == (2, NUM_FG)
+    batch = collate_videos([ds[0], ds[4]])
+    assert batch["frames"].shape == (15, 3, 4, 4)
+    assert batch["frame_video"].tolist() == [0] * 5 + [1] * 10
+    assert batch["video"].tolist() == [0, 4] and batch["labels"].shape == (2, NUM_FG)
     with pytest.raises(ValueError, match="label rows"):
         VideoClips(frames, labels[:2], 4, mean=(0, 0, 0), std=(1, 1, 1))
 
 
 def test_video_clips_max_frames_keeps_time_order(tiny):
     root, _ = tiny
-    frames = A.frame_table(root, A.read_metadata(root))
-    ds = VideoClips(frames, np.zeros((3, NUM_FG), np.float32), 4, mean=(0, 0, 0), std=(1, 1, 1),
+    frames, _ = _table(root, A.read_metadata(root))
+    ds = VideoClips(frames, np.zeros((5, NUM_FG), np.float32), 4, mean=(0, 0, 0), std=(1, 1, 1),
                     preload=True, max_frames=2)
-    full = VideoClips(frames, np.zeros((3, NUM_FG), np.float32), 4, mean=(0, 0, 0),
-                      std=(1, 1, 1), preload=True)[2]["frames"]
-    sub = ds[2]["frames"]
+    full = VideoClips(frames, np.zeros((5, NUM_FG), np.float32), 4, mean=(0, 0, 0),
+                      std=(1, 1, 1), preload=True)[4]["frames"]
+    sub = ds[4]["frames"]
     assert sub.shape[0] == 2
     picked = [next(t for t in range(len(full)) if torch.equal(full[t], f)) for f in sub]
     assert picked == sorted(picked)

@@ -12,6 +12,7 @@ from PIL import Image
 
 import pcas_core  # noqa: F401  (CPU import shim before torch-vision/audio)
 from pcas_core.data import avsbench as A
+from pcas_core.data.problems import Problems
 from pcas_core.data.demo import _compose, build_demo_dataset
 from pcas_core.data.palette import voc_palette
 
@@ -143,7 +144,9 @@ def test_avsbench_reads_demo(built):
     base, _ = built
     root = base / "a"
     meta = A.read_metadata(root)
-    frames = A.frame_table(root, meta)
+    problems = Problems()
+    frames = A.frame_table(root, meta, problems, frames_per_video=N_FRAMES)
+    assert not problems.items
     assert len(frames) == len(meta) * N_FRAMES and (frames["mask_path"] != "").all()
     l2i = A.read_label2idx(root)
     from_masks = A.video_labels(meta, frames, source="masks", label2idx=l2i, palette=PAL)

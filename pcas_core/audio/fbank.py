@@ -12,56 +12,26 @@ PCAS"):
 4. normalise ``(fbank - mean) / (2 * std)`` (AudioSet statistics by default). Padding happens before
    normalisation, so padded frames hold ``-mean / (2 * std)``, exactly as in AST.
 
-Audio is read with ``soundfile``; ``torchaudio.load`` is not used (its backends are unavailable on the
-CPU-only install). ``import pcas_core`` must precede ``import torchaudio`` (see ``pcas_core.compat``).
+Audio is read by :func:`pcas_core.audio.wave.load_wave` (soundfile or PyAV, resampled when needed;
+re-exported here); ``torchaudio.load`` is not used (its backends are unavailable on the CPU-only
+install). ``import pcas_core`` must precede ``import torchaudio`` (see ``pcas_core.compat``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
-import soundfile as sf
 import torch
 from torch import Tensor, nn
 
 import pcas_core  # noqa: F401  (installs the import shim before torchaudio)
 import torchaudio.compliance.kaldi as kaldi  # noqa: E402
 
+from pcas_core.audio.wave import load_wave
+
 __all__ = ["AUDIOSET_MEAN", "AUDIOSET_STD", "ast_fbank", "frames_per_second", "load_wave"]
 
 #: AudioSet fbank statistics used by AST (github.com/YuanGongND/ast, ``run.sh``).
 AUDIOSET_MEAN: float = -4.2677393
 AUDIOSET_STD: float = 4.5689974
-
-
-def load_wave(path: Path, *, sample_rate: int = 16000) -> Tensor:
-    """Read an audio file as a mono float waveform, without resampling.
-
-    Args:
-        path: audio file readable by ``soundfile`` (wav, flac, ogg, ...).
-        sample_rate: the rate (Hz) the file must have.
-
-    Returns:
-        ``(S,)`` float32 waveform in [-1, 1], S samples at ``sample_rate`` Hz. Multi-channel audio is
-        down-mixed by the mean over channels.
-
-    Raises:
-        ValueError: the file cannot be read (message names the file), or its sample rate differs from
-            ``sample_rate`` (message names the file and both rates; nothing is resampled silently).
-    """
-    path = Path(path)
-    try:
-        data, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as err:  # soundfile raises LibsndfileError, RuntimeError, OSError, ...
-        raise ValueError(f"cannot read audio file {path}: {err}") from err
-    if file_rate != sample_rate:
-        raise ValueError(
-            f"audio file {path} has sample rate {file_rate} Hz, expected {sample_rate} Hz "
-            "(resample it beforehand; load_wave does not resample)"
-        )
-    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    return torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
 
 
 def frames_per_second(frame_shift_ms: float) -> int:

@@ -9,8 +9,7 @@ import pandas as pd
 import torch
 
 from pcas_core.data.augment import augment_clip
-from pcas_core.data.avsbench import SPLIT_MODES, load_frame
-from pcas_core.data.palette import NUM_FG
+from pcas_core.data.images import SPLIT_MODES, load_frame
 
 __all__ = ["VideoClips", "collate_videos"]
 
@@ -23,7 +22,7 @@ class VideoClips(torch.utils.data.Dataset):
 
     Args:
         frames: table from :func:`frame_table`; ``video`` must cover 0..V-1.
-        labels: (V, 70) float32 video labels (e.g. from :func:`video_labels`).
+        labels: (V, K) float32 video labels, K foreground classes (AVSS 70, S4 23).
         size: frame side in pixels.
         mean: 3 per-channel means on the [0, 1] scale (e.g. the backbone's data config).
         std: 3 per-channel standard deviations on the [0, 1] scale.
@@ -35,19 +34,19 @@ class VideoClips(torch.utils.data.Dataset):
             frames, in time order (training only: video labels hold for the whole clip, and
             neighbouring frames of a clip are nearly alike); 0 keeps every frame.
 
-    Item ``i``: dict ``frames`` float32 (T, 3, size, size), ``labels`` float32 (70,),
+    Item ``i``: dict ``frames`` float32 (T, 3, size, size), ``labels`` float32 (K,),
     ``video`` int.
 
     Raises:
-        ValueError: ``labels`` not (V, 70), a video index without frames, or bad mean/std.
+        ValueError: ``labels`` not 2-D, a video index without frames, or bad mean/std.
     """
 
     def __init__(self, frames: pd.DataFrame, labels: np.ndarray, size: int,
                  mean: Sequence[float], std: Sequence[float], preload: bool = False,
                  augment: dict | None = None, max_frames: int = 0) -> None:
         labels = np.asarray(labels, dtype=np.float32)
-        if labels.ndim != 2 or labels.shape[1] != NUM_FG:
-            raise ValueError(f"VideoClips: labels must be (V, {NUM_FG}), got {labels.shape}")
+        if labels.ndim != 2:
+            raise ValueError(f"VideoClips: labels must be (V, K), got {labels.shape}")
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
             raise ValueError(f"VideoClips: mean/std must be 3 values, std > 0; got {mean}, {std}")
         groups = {int(v): g.sort_values("frame") for v, g in frames.groupby("video")}
@@ -87,7 +86,7 @@ def collate_videos(batch: list[dict]) -> dict[str, torch.Tensor]:
     """Collate :class:`VideoClips` items with different frame counts.
 
     Returns:
-        dict ``frames`` float32 (sum T, 3, H, W), ``labels`` float32 (B, 70), ``frame_video``
+        dict ``frames`` float32 (sum T, 3, H, W), ``labels`` float32 (B, K), ``frame_video``
         int64 (sum T,) index of each frame's video within the batch (0..B-1), ``video`` int64 (B,)
         dataset video indices.
     """

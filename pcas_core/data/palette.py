@@ -12,7 +12,8 @@ import numpy as np
 
 from pcas_core.constants import IGNORE_INDEX, NUM_CLASSES, NUM_FG
 
-__all__ = ["NUM_CLASSES", "NUM_FG", "IGNORE_INDEX", "voc_palette", "rgb_to_index", "index_to_rgb"]
+__all__ = ["NUM_CLASSES", "NUM_FG", "IGNORE_INDEX", "voc_palette", "match_colours",
+           "describe_colours", "rgb_to_index", "index_to_rgb"]
 
 
 def voc_palette(num_classes: int = NUM_CLASSES) -> np.ndarray:
@@ -63,8 +64,9 @@ def _check_palette(palette: np.ndarray) -> np.ndarray:
     return palette.astype(np.uint8, copy=False)
 
 
-def rgb_to_index(rgb: np.ndarray, palette: np.ndarray, *, source: str = "<array>") -> np.ndarray:
-    """Decode an RGB colour mask into class indices by exact colour match.
+def match_colours(rgb: np.ndarray, palette: np.ndarray, *,
+                  source: str = "<array>") -> tuple[np.ndarray, np.ndarray]:
+    """Class index of every pixel by exact colour match; colours outside the palette -> 0.
 
     Vectorised: colours are packed into int32 keys and matched with ``np.searchsorted`` against the
     sorted palette keys, so a 224x224 mask takes well under a millisecond.
@@ -75,11 +77,12 @@ def rgb_to_index(rgb: np.ndarray, palette: np.ndarray, *, source: str = "<array>
         source: name of the file the mask came from, used in error messages.
 
     Returns:
-        (H, W) uint8 class indices.
+        ``(index, unknown)``: (H, W) uint8 class indices (0 = background where the colour is not
+        in the palette, as AVSBench's ``color_mask_to_label`` does through its argmax over no
+        match) and (H, W) bool, True where the colour is not in the palette.
 
     Raises:
-        ValueError: if ``rgb`` is not (H, W, 3), or if it holds a colour that is not in the palette
-            (the message names ``source`` and lists up to 5 offending colours).
+        ValueError: if ``rgb`` is not (H, W, 3).
     """
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
@@ -89,17 +92,44 @@ def rgb_to_index(rgb: np.ndarray, palette: np.ndarray, *, source: str = "<array>
     order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
     pixels = _pack(rgb)
-    pos = np.searchsorted(sorted_keys, pixels)
-    pos_c = np.minimum(pos, len(sorted_keys) - 1)
-    ok = sorted_keys[pos_c] == pixels
-    if not ok.all():
-        bad = np.unique(pixels[~ok])
-        shown = [((int(k) >> 16) & 255, (int(k) >> 8) & 255, int(k) & 255) for k in bad[:5]]
-        raise ValueError(
-            f"{source}: {int((~ok).sum())} pixels have colours not in the {len(palette)}-entry "
-            f"palette ({len(bad)} distinct), e.g. RGB {shown}"
-        )
-    return order[pos_c].astype(np.uint8)
+    pos = np.minimum(np.searchsorted(sorted_keys, pixels), len(sorted_keys) - 1)
+    ok = sorted_keys[pos] == pixels
+    return np.where(ok, order[pos], 0).astype(np.uint8), ~ok
+
+
+def describe_colours(rgb: np.ndarray, unknown: np.ndarray, limit: int = 5) -> str:
+    """``"N pixels (K distinct colours), e.g. RGB [(r, g, b), ...]"`` of the ``unknown`` pixels."""
+    bad = np.unique(_pack(np.asarray(rgb))[unknown])
+    shown = [((int(k) >> 16) & 255, (int(k) >> 8) & 255, int(k) & 255) for k in bad[:limit]]
+    return f"{int(unknown.sum())} pixels ({len(bad)} distinct colours), e.g. RGB {shown}"
+
+
+def rgb_to_index(rgb: np.ndarray, palette: np.ndarray, *, source: str = "<array>",
+                 unknown: str = "error") -> np.ndarray:
+    """Decode an RGB colour mask into class indices by exact colour match (:func:`match_colours`).
+
+    Args:
+        rgb: (H, W, 3) uint8 colour mask.
+        palette: (N, 3) uint8 palette, row = class index (see :func:`voc_palette`).
+        source: name of the file the mask came from, used in error messages.
+        unknown: ``"error"`` (raise on a colour outside the palette) or ``"background"`` (map it
+            to class 0, as the official AVSBench loader does).
+
+    Returns:
+        (H, W) uint8 class indices.
+
+    Raises:
+        ValueError: if ``rgb`` is not (H, W, 3), ``unknown`` is not one of the two values, or
+            (``unknown="error"``) a colour is not in the palette (the message names ``source``
+            and lists up to 5 offending colours).
+    """
+    if unknown not in ("error", "background"):
+        raise ValueError(f"unknown must be 'error' or 'background', got {unknown!r}")
+    index, bad = match_colours(rgb, palette, source=source)
+    if unknown == "error" and bad.any():
+        raise ValueError(f"{source}: colours not in the {len(palette)}-entry palette: "
+                         f"{describe_colours(rgb, bad)}")
+    return index
 
 
 def index_to_rgb(index: np.ndarray, palette: np.ndarray) -> np.ndarray:
