@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from pcas_core.curves import EpochCallback
 from pcas_core.looking import video_loader
 from pcas_core.models.heads import SegmentationHead
 from pcas_core.models.visual import VisualClassifier
@@ -52,8 +53,8 @@ def patch_tokens_of(model: VisualClassifier, clips: Dataset, *, features: str, b
 def train_segmentation_head(head: SegmentationHead, tokens: torch.Tensor, masks: np.ndarray, *,
                             epochs: int, batch_frames: int, lr: float, weight_decay: float,
                             ignore_index: int, train_size: int, background_weight: float = 1.0,
-                            seed: int, device: torch.device,
-                            logger: logging.Logger) -> list[dict[str, float]]:
+                            seed: int, device: torch.device, logger: logging.Logger,
+                            on_epoch: EpochCallback | None = None) -> list[dict[str, float]]:
     """Cross-entropy of the head's upsampled logits against pseudo-masks.
 
     Args:
@@ -64,6 +65,7 @@ def train_segmentation_head(head: SegmentationHead, tokens: torch.Tensor, masks:
             over the full frame; the head only sees a patch grid anyway).
         background_weight: cross-entropy weight of class 0 (others weigh 1); below 1 it counters
             the background's share of the pixels.
+        on_epoch: per-epoch callback of :func:`pcas_core.training.fit` (training curves).
     """
     if len(tokens) != len(masks):
         raise ValueError(f"{len(tokens)} frames of tokens but {len(masks)} pseudo-masks")
@@ -85,7 +87,7 @@ def train_segmentation_head(head: SegmentationHead, tokens: torch.Tensor, masks:
 
     return fit(head, batches, compute_loss, epochs=epochs,
                steps_per_epoch=-(-len(tokens) // batch_frames), groups=[(head.parameters(), lr)],
-               weight_decay=weight_decay, device=device, logger=logger)
+               weight_decay=weight_decay, device=device, logger=logger, on_epoch=on_epoch)
 
 
 @torch.no_grad()
