@@ -83,7 +83,7 @@ def scored_frames(frames: pd.DataFrame, *, require_all: bool) -> pd.DataFrame:
     """The annotated rows of one split's frame table, with what official scoring needs.
 
     Args:
-        frames: frame table (columns ``uid``, ``frame``, ``mask_path``; ``label`` for AVSS
+        frames: frame table (columns ``uid``, ``frame``, ``mask_path``; ``subset`` for AVSS
             subsets), every frame of each video of the split.
         require_all: raise unless every frame has a mask (the official AVSS loader asserts this
             for val/test videos).
@@ -170,14 +170,14 @@ def score(kind: str, pred: Prediction, gts: np.ndarray, frames: pd.DataFrame, *,
 
 def score_by_subset(kind: str, pred: Prediction, gts: np.ndarray, frames: pd.DataFrame, *,
                     batch_videos: int) -> dict[str, dict]:
-    """:func:`score` over all frames plus, when ``frames`` has more than one ``label`` (AVSS
+    """:func:`score` over all frames plus, when ``frames`` has more than one ``subset`` (AVSS
     subset ``v1s``/``v1m``/``v2``), over each subset: ``{"clean", "official", "v1s": {"clean",
     "official"}, ...}``."""
     out = score(kind, pred, gts, frames, batch_videos=batch_videos)
-    subsets = sorted(frames["label"].unique()) if "label" in frames else []
+    subsets = sorted(frames["subset"].unique()) if "subset" in frames else []
     if len(subsets) > 1:
         for name in subsets:
-            rows = (frames["label"] == name).to_numpy()
+            rows = (frames["subset"] == name).to_numpy()
             out[name] = score(kind, pred.subset(rows), gts[rows],
                               frames[rows].reset_index(drop=True), batch_videos=batch_videos)
     return out

@@ -113,11 +113,11 @@ def pick_overlay_frames(frames: pd.DataFrame, n: int, uid_contains: list[str]) -
 
     First, for each string of ``uid_contains`` in turn, the first not yet chosen video whose
     ``uid`` contains it (e.g. ``"silent"`` and ``"multi"`` pick a demo clip with a silent object
-    and a multi-source clip), then one video of each AVSS subset (``label``) not yet shown, then
+    and a multi-source clip), then one video of each AVSS subset (``subset``) not yet shown, then
     videos evenly spaced over the rest. Each video shows its middle scored frame.
 
     Args:
-        frames: scored frame rows (columns ``uid``, ``frame``; ``label`` optional), grouped by video.
+        frames: scored frame rows (columns ``uid``, ``frame``; ``subset`` optional), grouped by video.
         n: frames wanted (>= 0). uid_contains: substrings of uids to include first.
 
     Returns:
@@ -134,11 +134,11 @@ def pick_overlay_frames(frames: pd.DataFrame, n: int, uid_contains: list[str]) -
 
     for text in uid_contains:
         take(u for u in videos if text in u)
-    if "label" in frames:
+    if "subset" in frames:
         first = frames.drop_duplicates("uid")
-        for name in sorted(first["label"].unique()):
-            if name not in set(first[first["uid"].isin(chosen)]["label"]):
-                take(first[first["label"] == name]["uid"])
+        for name in sorted(first["subset"].unique()):
+            if name not in set(first[first["uid"].isin(chosen)]["subset"]):
+                take(first[first["subset"] == name]["uid"])
     rest = [u for u in videos if u not in chosen]
     k = max(0, min(n - len(chosen), len(rest)))
     chosen += [rest[i] for i in np.linspace(0, len(rest) - 1, k).round().astype(int)] if k else []

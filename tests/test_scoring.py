@@ -11,7 +11,7 @@ LABEL = np.array([[0, 1], [1, 1]], dtype=np.uint8)
 
 def _frames(videos: dict[str, tuple[str, int]], annotated: int | None = None) -> pd.DataFrame:
     """Frame table rows: uid -> (subset, n frames); the first ``annotated`` of each have masks."""
-    rows = [{"uid": uid, "frame": f, "label": sub,
+    rows = [{"uid": uid, "frame": f, "subset": sub,
              "mask_path": "m.png" if annotated is None or f < annotated else ""}
             for uid, (sub, n) in videos.items() for f in range(n)]
     return pd.DataFrame(rows)

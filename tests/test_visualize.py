@@ -34,7 +34,7 @@ def test_comparison_strip_is_large_enough_and_has_a_legend(tmp_path):
 
 
 def test_pick_overlay_frames_includes_matches_and_subsets():
-    rows = [{"uid": uid, "frame": f, "label": lab}
+    rows = [{"uid": uid, "frame": f, "subset": lab}
             for uid, lab in [("s_000", "v1s"), ("s_001", "v1s"), ("silent_002", "v1s"),
                              ("m_003", "v1m"), ("s_004", "v1s"), ("s_005", "v1s")]
             for f in range(5)]
