@@ -49,14 +49,14 @@ def comparison_strip(path: Path, image: np.ndarray, gt: np.ndarray, pred: np.nda
     """Save ``[frame | ground truth | prediction]`` as a PNG, with a legend of the classes shown.
 
     Each panel is upscaled (nearest) by the smallest integer factor that makes it at least
-    :data:`MIN_PANEL` pixels wide; a header names the panels (and ``title``, e.g. the clip); the
-    legend below has one colour swatch and name per class present in ``gt`` or ``pred``.
+    :data:`MIN_PANEL` pixels wide; a header holds ``title`` (e.g. the clip) on its own line, then
+    the panel names; the legend below has one colour swatch and name per class present in ``gt`` or ``pred``.
 
     Args:
         path: the PNG to write (parent folders are created).
         image: (H, W, 3) uint8 frame. gt, pred: (H, W) uint8 class indices (255 ignore).
         palette: (71, 3) uint8 colours. class_names: 71 names, index = class index.
-        title: text put before the panel names.
+        title: first header line ("" for none).
 
     Raises:
         ValueError: shapes that disagree.
@@ -72,15 +72,16 @@ def comparison_strip(path: Path, image: np.ndarray, gt: np.ndarray, pred: np.nda
                and c < len(class_names)]
     width = strip.shape[1]
     legend_rows = _legend_layout(classes, class_names, font, width)
-    canvas = Image.new("RGB", (width, line + strip.shape[0] + line * max(1, len(legend_rows))),
+    top = line * (2 if title else 1)
+    canvas = Image.new("RGB", (width, top + strip.shape[0] + line * max(1, len(legend_rows))),
                        (255, 255, 255))
-    canvas.paste(Image.fromarray(strip), (0, line))
+    canvas.paste(Image.fromarray(strip), (0, top))
     draw = ImageDraw.Draw(canvas)
-    panel_w = width // 3
+    if title:
+        draw.text((_PAD, _PAD), title, fill=(0, 0, 0), font=font)
     for i, name in enumerate(["frame", "ground truth", "prediction"]):
-        text = f"{title}  {name}" if (title and i == 0) else name
-        draw.text((i * panel_w + _PAD, _PAD), text, fill=(0, 0, 0), font=font)
-    y0 = line + strip.shape[0]
+        draw.text((i * (width // 3) + _PAD, top - line + _PAD), name, fill=(0, 0, 0), font=font)
+    y0 = top + strip.shape[0]
     if not classes:
         draw.text((_PAD, y0 + _PAD), "background only", fill=(0, 0, 0), font=font)
     for r, row in enumerate(legend_rows):

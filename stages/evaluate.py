@@ -36,7 +36,7 @@ def evaluate(
     maps_store: Annotated[Path, typer.Option(exists=True, help="maps store (looking baseline).")] = Path("features/maps.h5"),
     metrics_out: Annotated[Path, typer.Option(help="Test metrics (.json).")] = Path("metrics/metrics.json"),
     per_class_out: Annotated[Path, typer.Option(help="Per-class IoU (.csv) for dvc plots.")] = Path("plots/per_class_iou.csv"),
-    confusion_out: Annotated[Path, typer.Option(help="Confusion rows (.json) for dvc plots.")] = Path("plots/confusion.json"),
+    confusion_out: Annotated[Path, typer.Option(help="Confusion rows (.csv) for dvc plots.")] = Path("plots/confusion.csv"),
     overlays_out: Annotated[Path, typer.Option(help="Folder of frame/GT/prediction PNGs.")] = Path("plots/overlays"),
     curves_out: Annotated[Path, typer.Option(help="DVCLive folder of per-epoch curves.")] = Path("dvclive/evaluate"),
     params: Annotated[Path, typer.Option(exists=True, help="params.yaml")] = Path("params.yaml"),
@@ -91,7 +91,8 @@ def evaluate(
         pd.DataFrame({"class": names, "iou": scores["clean"]["per_class_iou"]}).dropna().to_csv(
             tmp, index=False)
     with atomic_path(confusion_out) as tmp:
-        tmp.write_text(json.dumps(confusion_rows(preds, gts, names, int(cfg["confusion_stride"]))))
+        pd.DataFrame(confusion_rows(preds, gts, names, int(cfg["confusion_stride"])),
+                     columns=["actual", "predicted"]).to_csv(tmp, index=False)
     with atomic_path(overlays_out, directory=True) as tmp:
         for i in pick_overlay_frames(scored, int(cfg["n_overlays"]), cfg["overlay_uid_contains"]):
             name = f"{scored.uid[i]}_{scored.frame[i]}"

@@ -86,7 +86,7 @@ def test_full_run_then_nothing_to_do(project):
         assert (project / "dvclive" / stage / "plots" / "metrics" / "loss.tsv").is_file()
     assert len(list((project / "plots" / "overlays").glob("*.png"))) == 2
     plots = _run(["dvc", "plots", "show", "--json"], project)
-    for name in ("plots/confusion.json", "plots/per_class_iou.csv", "plots/overlays",
+    for name in ("plots/confusion.csv", "plots/per_class_iou.csv", "plots/overlays",
                  "dvclive/align/plots/metrics"):
         assert name in plots
     assert _ran(_run(["dvc", "repro"], project)) == set()

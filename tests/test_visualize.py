@@ -22,7 +22,8 @@ def test_comparison_strip_is_large_enough_and_has_a_legend(tmp_path):
     out = np.asarray(Image.open(tmp_path / "a.png").convert("RGB"))
     scale = MIN_PANEL // 56  # 4
     assert out.shape[1] == 3 * 56 * scale and out.shape[0] > 56 * scale
-    header = (out.shape[0] - 56 * scale) // 2  # a header row above, one legend row below
+    line = (out.shape[0] - 56 * scale) // 3  # title and panel names above, one legend row below
+    header = 2 * line
     # the GT panel shows class 3's colour blended over the frame; the prediction panel class 7's
     gt_px = out[header + 15 * scale, 56 * scale + 15 * scale]
     pred_px = out[header + 35 * scale, 2 * 56 * scale + 35 * scale]
