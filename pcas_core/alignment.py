@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from pcas_core.cam import sounding_map
+from pcas_core.curves import EpochCallback
 from pcas_core.looking import classification_loss, video_loader
 from pcas_core.losses import cmc_loss
 from pcas_core.models.align import AlignModel
@@ -45,7 +46,8 @@ def train_alignment(model: AlignModel, clips: Dataset, frames: pd.DataFrame,
                     weight_decay: float, frame_pool: str, w_cls: float, w_class_token: float,
                     w_cmc: float,
                     temperature: float, seed: int, device: torch.device, amp: bool,
-                    logger: logging.Logger) -> list[dict[str, float]]:
+                    logger: logging.Logger,
+                    on_epoch: EpochCallback | None = None) -> list[dict[str, float]]:
     """L = w_cls L_cls + w_cmc L_cmc (METHOD §3; CMPC and CMCC are not implemented yet), with
     L_cls from :func:`pcas_core.looking.classification_loss`.
 
@@ -57,6 +59,7 @@ def train_alignment(model: AlignModel, clips: Dataset, frames: pd.DataFrame,
         audio_tokens: (M, Da) float32 a_t of every frame row, frozen.
         lr_backbone, lr_heads: learning rates of the visual ViT and of the heads (classifier and
             projections), the paper's two module groups.
+        on_epoch: per-epoch callback of :func:`pcas_core.training.fit` (training curves).
     """
     rows = FrameRows(frames)
     audio = torch.from_numpy(np.ascontiguousarray(audio_tokens, dtype=np.float32))
@@ -80,7 +83,7 @@ def train_alignment(model: AlignModel, clips: Dataset, frames: pd.DataFrame,
     return fit(model, batches, compute_loss, epochs=epochs, steps_per_epoch=steps,
                groups=[(model.visual.backbone.parameters(), lr_backbone), (heads, lr_heads)],
                warmup_epochs=warmup_epochs, weight_decay=weight_decay, device=device, amp=amp,
-               logger=logger)
+               logger=logger, on_epoch=on_epoch)
 
 
 @torch.no_grad()

@@ -242,8 +242,11 @@ class PseudoMasksConfig:
     score_floor: float = 1.0e-5
     crf: CRFConfig = CRFConfig()
     workers: int = 2
+    official_batch_videos: int = 4
 
     def __post_init__(self) -> None:
+        if self.official_batch_videos < 1:
+            raise ValueError(f"official_batch_videos must be >= 1, got {self.official_batch_videos}")
         if (self.bg_score_low is None) != (self.bg_score_high is None):
             raise ValueError("set both bg_score_low and bg_score_high, or neither")
         if self.bg_score_low is not None and not self.bg_score_low < self.bg_score_high:
@@ -253,8 +256,30 @@ class PseudoMasksConfig:
 
 
 @dataclass(frozen=True)
+class BaselinesConfig:
+    """``evaluate.baselines``: the sanity baselines scored beside the method
+    (``pcas_core.baselines``).
+
+    Attributes:
+        audio_threshold: listening only: a frame is filled with its top audio class when that
+            class's sigmoid is >= this, else background (kept equal to pseudo_masks'.)
+        visual_threshold: looking only: classes whose visual frame sigmoid is >= this get a CAM.
+        bg_score: looking only: background score b.
+        use_crf: looking only: refine with the dense CRF of ``evaluate.crf_params``.
+        workers: looking only: CRF processes.
+    """
+
+    audio_threshold: float = 0.3
+    visual_threshold: float = 0.5
+    bg_score: float = 0.2
+    use_crf: bool = True
+    workers: int = 2
+
+
+@dataclass(frozen=True)
 class EvaluateConfig:
-    """``evaluate`` (METHOD §5): the segmentation head, its training, CRF post-processing."""
+    """``evaluate`` (METHOD §5): the segmentation head, its training, CRF post-processing,
+    official-mode batching, baselines, plots (confusion sample stride, overlays)."""
 
     features: Literal["patch", "final", "patch+final"] = "patch"
     hidden_dim: int = 64
@@ -267,7 +292,11 @@ class EvaluateConfig:
     weight_decay: float = 0.0001
     crf: bool = False
     crf_params: CRFConfig = CRFConfig()
+    official_batch_videos: int = 4
+    baselines: BaselinesConfig = BaselinesConfig()
+    confusion_stride: int = 8
     n_overlays: int = 12
+    overlay_uid_contains: list[str] = field(default_factory=lambda: ["silent", "multi"])
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ import pandas as pd
 
 from pcas_core.atomic import atomic_path
 
-__all__ = ["SCHEMAS", "SCHEMA_VERSION", "write_store", "read_store", "store_rows",
+__all__ = ["SCHEMAS", "SCHEMA_VERSION", "write_store", "read_store", "store_rows", "read_rows",
            "read_store_attrs"]
 
 #: Version of the layout in this docstring; bump it whenever a dataset, dtype or meaning changes.
@@ -190,3 +190,15 @@ def store_rows(keys: pd.DataFrame, wanted: pd.DataFrame, *, source: Path) -> np.
         raise ValueError(f"{source}: {int(rows.isna().sum())} requested rows are not in the store, "
                          f"e.g. {bad}; rebuild it from the same dataset")
     return rows.to_numpy(dtype=np.int64)
+
+
+def read_rows(path: Path, kind: str, wanted: pd.DataFrame, datasets: list[str]) -> dict[str, np.ndarray]:
+    """Datasets of a store at the rows matching ``wanted`` (:func:`read_store` then
+    :func:`store_rows`): name -> array whose first dimension is ``len(wanted)``.
+
+    Raises:
+        FileNotFoundError / ValueError: as :func:`read_store` and :func:`store_rows`.
+    """
+    keys, data = read_store(path, kind, datasets)
+    rows = store_rows(keys, wanted, source=Path(path))
+    return {name: data[name][rows] for name in datasets}

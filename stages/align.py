@@ -9,6 +9,7 @@ import typer
 from pcas_core.alignment import compute_maps, train_alignment
 from pcas_core.checkpoint import save_checkpoint
 from pcas_core.config import start_stage
+from pcas_core.curves import epoch_curves
 from pcas_core.data.dataset import open_dataset
 from pcas_core.models.align import AlignModel
 from pcas_core.models.visual import load_visual
@@ -23,6 +24,7 @@ def align(
     audio_store: Annotated[Path, typer.Option(exists=True, help="audio store.")] = Path("features/audio.h5"),
     model_out: Annotated[Path, typer.Option(help="Aligned visual checkpoint.")] = Path("models/visual_aligned.safetensors"),
     store_out: Annotated[Path, typer.Option(help="maps store (.h5).")] = Path("features/maps.h5"),
+    curves_out: Annotated[Path, typer.Option(help="DVCLive folder of per-epoch curves.")] = Path("dvclive/align"),
     params: Annotated[Path, typer.Option(exists=True, help="params.yaml")] = Path("params.yaml"),
 ) -> None:
     """Train L = w_cls L_cls + w_cmc L_cmc on the train split (params `data`, `align`)."""
@@ -37,16 +39,17 @@ def align(
                        shared_patch_head=bool(cfg["shared_patch_head"]))
     train = data.split("train")
     train_tokens = tokens[(data.frames["split"] == "train").to_numpy()]
-    train_alignment(model, train.clips(visual.mean, visual.std, augment=cfg["augment"] or None),
-                    train.frames, train_tokens,
-                    epochs=int(cfg["epochs"]), batch_videos=int(cfg["batch_videos"]),
-                    lr_backbone=float(cfg["lr_backbone"]), lr_heads=float(cfg["lr_heads"]),
-                    warmup_epochs=float(cfg["warmup_epochs"]),
-                    weight_decay=float(cfg["weight_decay"]), frame_pool=cfg["frame_pool"],
-                    w_cls=float(cfg["w_cls"]), w_class_token=float(cfg["w_class_token"]),
-                    w_cmc=float(cfg["w_cmc"]),
-                    temperature=float(cfg["temperature"]), seed=seed, device=device, amp=amp,
-                    logger=log)
+    with epoch_curves(curves_out) as on_epoch:
+        train_alignment(model, train.clips(visual.mean, visual.std, augment=cfg["augment"] or None),
+                        train.frames, train_tokens,
+                        epochs=int(cfg["epochs"]), batch_videos=int(cfg["batch_videos"]),
+                        lr_backbone=float(cfg["lr_backbone"]), lr_heads=float(cfg["lr_heads"]),
+                        warmup_epochs=float(cfg["warmup_epochs"]),
+                        weight_decay=float(cfg["weight_decay"]), frame_pool=cfg["frame_pool"],
+                        w_cls=float(cfg["w_cls"]), w_class_token=float(cfg["w_class_token"]),
+                        w_cmc=float(cfg["w_cmc"]),
+                        temperature=float(cfg["temperature"]), seed=seed, device=device, amp=amp,
+                        logger=log, on_epoch=on_epoch)
     save_checkpoint(model_out, model.visual, visual_cfg)
     maps = compute_maps(model, data.clips(visual.mean, visual.std), data.frames, tokens,
                         batch_videos=int(cfg["batch_videos"]), device=device, amp=amp)

@@ -10,8 +10,8 @@ from pcas_core.atomic import atomic_path
 from pcas_core.config import start_stage
 from pcas_core.data.dataset import open_dataset
 from pcas_core.pseudo_masks import PseudoMaskConfig, pseudo_masks
-from pcas_core.scoring import HEADLINE, METRIC_MODE, pick, score_masks
-from pcas_core.stores import read_store, store_rows, write_store
+from pcas_core.scoring import Prediction, metrics_file, score_by_subset, scored_frames
+from pcas_core.stores import read_rows, read_store, store_rows, write_store
 
 app = typer.Typer(add_completion=False)
 
@@ -28,7 +28,8 @@ def pseudo_masks_stage(
     quality on the train split is scored against ground truth where it exists (evaluation only)."""
     p, log, _ = start_stage("pseudo_masks", params, "data", "pseudo_masks")
     cfg = dict(p["pseudo_masks"])
-    workers = int(cfg.pop("workers"))
+    workers, official_bs = int(cfg.pop("workers")), int(cfg.pop("official_batch_videos"))
+    kind = p["data"]["dataset"]
     data = open_dataset(p["data"])
     m_keys, maps = read_store(maps_store, "maps")
     m_rows = store_rows(m_keys, data.frames, source=maps_store)
@@ -38,8 +39,12 @@ def pseudo_masks_stage(
                          maps["sounding"][m_rows], audio["logits"][a_rows],
                          PseudoMaskConfig(**cfg, out_size=data.img_size), workers=workers)
     write_store(store_out, "pseudo_masks", data.frames, {"mask": masks}, params=p)
-    train = ((data.frames["split"] == "train") & (data.frames["mask_path"] != "")).to_numpy()
-    scores = pick(score_masks(masks[train], data.split("train").masks()), HEADLINE)
+    train = data.split("train")
+    scored = scored_frames(train.frames, require_all=False)
+    result = metrics_file(kind, "train", score_by_subset(
+        kind, Prediction(read_rows(store_out, "pseudo_masks", scored, ["mask"])["mask"]),
+        train.masks(), scored, batch_videos=official_bs), {})
     with atomic_path(metrics_out) as tmp:
-        tmp.write_text(json.dumps({"metric_mode": METRIC_MODE, "train": scores}, indent=2))
-    log.info("pseudo-masks vs train ground truth: %s", scores)
+        tmp.write_text(json.dumps(result, indent=2))
+    log.info("pseudo-masks vs train ground truth: clean %s, official %s", result["clean"],
+             result["official"])
