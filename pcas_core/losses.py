@@ -22,16 +22,19 @@ def pool_frames(frame_logits: Tensor, frame_video: Tensor, n_videos: int, mode: 
         (B, C) float video logits.
 
     Raises:
-        ValueError: bad shapes, unknown mode, or a video with no frame.
+        ValueError: bad shapes, unknown mode, or a video with no frame (checked when
+            ``frame_video`` is on the CPU, where it costs no host-device sync; ``collate_videos``
+            never makes such a batch).
     """
     if frame_logits.ndim != 2 or frame_video.shape != frame_logits.shape[:1]:
         raise ValueError(f"expected frame_logits (F, C) and frame_video (F,), got "
                          f"{tuple(frame_logits.shape)} and {tuple(frame_video.shape)}")
     if mode not in ("max", "mean"):
         raise ValueError(f"unknown frame pooling '{mode}', expected 'max' or 'mean'")
-    counts = torch.bincount(frame_video, minlength=n_videos)
-    if (counts == 0).any():
-        raise ValueError("every video of the batch needs at least one frame")
+    if frame_video.device.type == "cpu":  # on an accelerator this check would wait for it
+        counts = torch.bincount(frame_video, minlength=n_videos)
+        if (counts == 0).any():
+            raise ValueError("every video of the batch needs at least one frame")
     index = frame_video[:, None].expand_as(frame_logits)
     init = torch.full((n_videos, frame_logits.shape[1]), float("-inf") if mode == "max" else 0.0,
                       dtype=frame_logits.dtype, device=frame_logits.device)
@@ -68,12 +71,12 @@ def label_consistency(labels: Tensor) -> Tensor:
 
 def _soft_ce(logits: Tensor, target: Tensor) -> Tensor:
     """Row-wise cross-entropy between softmax(logits) and row-normalised targets, averaged over
-    rows that have at least one positive (rows without a positive carry no signal)."""
-    rows = target.sum(dim=1) > 0
-    if not rows.any():
-        return logits.sum() * 0.0
-    target = target[rows] / target[rows].sum(dim=1, keepdim=True)
-    return -(target * F.log_softmax(logits[rows], dim=1)).sum(dim=1).mean()
+    rows that have at least one positive (rows without a positive carry no signal; 0 if none).
+    Masks and a weighted mean, so no host-device sync."""
+    total = target.sum(dim=1, keepdim=True)
+    rows = (total[:, 0] > 0).to(logits.dtype)
+    ce = -(target / total.clamp_min(1e-12) * F.log_softmax(logits, dim=1)).sum(dim=1)
+    return (ce * rows).sum() / rows.sum().clamp_min(1.0)
 
 
 def cmc_loss(audio: Tensor, visual: Tensor, class_token: Tensor, labels: Tensor,
