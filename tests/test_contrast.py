@@ -1,5 +1,8 @@
 """CMPC and CMCC (METHOD §3, Eqs. 2-3) on hand-made tensors: labels, losses, gradients, EMA."""
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 import torch
 import yaml
@@ -11,6 +14,7 @@ from pcas_core.losses import cmcc_loss, cmpc_loss
 from pcas_core.models.align import ema_update
 from pcas_core.models.visual import build_visual
 
+ROOT = Path(__file__).resolve().parents[1]
 U = torch.tensor([1.0, 0.0, 0.0])
 
 
@@ -128,14 +132,26 @@ def test_ema_update_math():
         ema_update(target, source, 1.5)
 
 
+SECTION = {"embed_dim": 8, "hidden_dim": 0, "shared_patch_head": True, "w_cls": 1.0,
+           "w_class_token": 1.0, "frame_pool": "max", "cmc": True, "w_cmc": 1.0,
+           "temperature": 0.1, "cmpc": True, "w_cmpc": 0.2, "theta_hi": 0.7, "theta_lo": 0.25,
+           "cmcc": True, "w_cmcc": 0.5, "n_crops": 3, "crop_size": 16, "rho": 0.2,
+           "tau_cmcc": 0.5, "cmcc_eps": 1e-4, "ema_momentum": 0.9, "augment": {}, "epochs": 1,
+           "batch_videos": 2, "lr_backbone": 1e-4, "lr_heads": 1e-4, "warmup_epochs": 0,
+           "weight_decay": 0.0}
+
+
 def _config(**overrides) -> AlignConfig:
-    section = yaml.safe_load(open("params.yaml"))["align"]
-    return AlignConfig.from_params({**section, "embed_dim": 8, "crop_size": 16, "n_crops": 3,
-                                    **overrides})
+    return AlignConfig.from_params({**SECTION, **overrides})
+
+
+def test_params_yaml_align_section_is_a_valid_config():
+    cfg = AlignConfig.from_params(yaml.safe_load(open(ROOT / "params.yaml"))["align"])
+    assert set(dataclasses.asdict(cfg)) == set(SECTION)
 
 
 def test_align_config_rejects_unknown_and_bad_keys():
-    section = yaml.safe_load(open("params.yaml"))["align"]
+    section = SECTION
     with pytest.raises(ValueError, match="align.cmpcc"):
         AlignConfig.from_params({**section, "cmpcc": True})
     with pytest.raises(ValueError, match="align.theta_lo"):
