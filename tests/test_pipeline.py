@@ -25,7 +25,7 @@ TINY = {
     "train_visual": {"backbone_kwargs": {"patch_size": 8, "depth": 1, "embed_dim": 24, "num_heads": 2},
                      "epochs": 1},
     "train_audio": {"model": {"embed_dim": 32, "depth": 1, "num_heads": 2}, "epochs": 1},
-    "align": {"epochs": 1, "embed_dim": 16},
+    "align": {"epochs": 1, "embed_dim": 16, "crop_size": 16, "n_crops": 2},  # CMC, CMPC, CMCC on
     "pseudo_masks": {"workers": 1},
     "evaluate": {"epochs": 1, "hidden_dim": 0, "n_overlays": 2},
 }
