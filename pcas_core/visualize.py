@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from pcas_core.data.palette import index_to_rgb
 
-__all__ = ["overlay", "comparison_strip"]
+__all__ = ["overlay", "comparison_strip", "save_index_png", "labelled_overlay"]
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, palette: np.ndarray, alpha: float = 0.55) -> np.ndarray:
@@ -39,3 +39,40 @@ def comparison_strip(path: Path, image: np.ndarray, pred: np.ndarray, gt: np.nda
     strip = np.concatenate([image, overlay(image, pred, palette), overlay(image, gt, palette)], axis=1)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(strip).save(path)
+
+
+def save_index_png(path: Path, mask: np.ndarray, palette: np.ndarray) -> None:
+    """Save a (H, W) uint8 class-index mask as a palette PNG: pixel values are the class indices
+    and viewers show the AVSBench colours (converted to RGB it is an AVSBench ``labels_rgb`` mask)."""
+    img = Image.fromarray(np.asarray(mask, dtype=np.uint8), mode="P")
+    img.putpalette(np.asarray(palette, dtype=np.uint8).reshape(-1).tolist())
+    img.save(path)
+
+
+def labelled_overlay(image: np.ndarray, mask: np.ndarray, palette: np.ndarray,
+                     labels: dict[int, str], alpha: float = 0.55) -> np.ndarray:
+    """:func:`overlay`, with each class of ``labels`` written at the top left of its region.
+
+    Args:
+        image: (H, W, 3) uint8 frame.
+        mask: (H, W) uint8 class indices at the frame's size.
+        labels: class index -> text (e.g. ``"dog 0.93"``); classes absent from the mask are skipped.
+        alpha: colour weight on labelled pixels.
+
+    Returns:
+        (H, W, 3) uint8. Text height is 1/30 of the frame height (at least 10 px), white on the
+        class colour.
+    """
+    out = Image.fromarray(overlay(image, mask, palette, alpha))
+    draw = ImageDraw.Draw(out)
+    font = ImageFont.load_default(size=max(10, image.shape[0] // 30))
+    for k, text in labels.items():
+        ys, xs = np.nonzero(mask == k)
+        if len(ys) == 0:
+            continue
+        x, y = int(xs.min()), int(ys.min())
+        box = draw.textbbox((x, y), text, font=font)
+        draw.rectangle((box[0] - 2, box[1] - 2, box[2] + 2, box[3] + 2),
+                       fill=tuple(int(c) for c in palette[k]))
+        draw.text((x, y), text, fill=(255, 255, 255), font=font)
+    return np.asarray(out)

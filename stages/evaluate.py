@@ -18,7 +18,9 @@ from pcas_core.models.heads import SegmentationHead
 from pcas_core.models.visual import load_visual
 from pcas_core.scoring import (COMPARISON, HEADLINE, METRIC_MODE, background_baseline, pick,
                                score_masks)
-from pcas_core.segmentation import patch_tokens_of, predict_masks, train_segmentation_head
+from pcas_core.inference import segment
+from pcas_core.segmentation import (patch_tokens_of, save_segmentation_head,
+                                    train_segmentation_head)
 from pcas_core.stores import read_store, store_rows
 from pcas_core.visualize import comparison_strip
 
@@ -29,6 +31,7 @@ app = typer.Typer(add_completion=False)
 def evaluate(
     visual_model: Annotated[Path, typer.Option(exists=True, help="Aligned checkpoint.")] = Path("models/visual_aligned.safetensors"),
     pseudo_store: Annotated[Path, typer.Option(exists=True, help="pseudo_masks store.")] = Path("features/pseudo_masks.h5"),
+    head_out: Annotated[Path, typer.Option(help="Segmentation head (.safetensors).")] = Path("models/seg_head.safetensors"),
     metrics_out: Annotated[Path, typer.Option(help="Test metrics (.json).")] = Path("metrics/metrics.json"),
     per_class_out: Annotated[Path, typer.Option(help="Per-class IoU (.csv) for dvc plots.")] = Path("plots/per_class_iou.csv"),
     overlays_out: Annotated[Path, typer.Option(help="Folder of prediction/GT overlays.")] = Path("plots/overlays"),
@@ -56,12 +59,12 @@ def evaluate(
                             background_weight=float(cfg["background_weight"]),
                             seed=seed, device=device, logger=log)
     images = test.images()
-    preds, foreground = predict_masks(head, patch_tokens_of(visual, test.clips(visual.mean, visual.std),
-                                                features=feats, batch_videos=bs, device=device,
-                                                amp=amp),
-                          (data.img_size, data.img_size), batch_frames=int(cfg["batch_frames"]),
-                          device=device, images=images,
-                          crf=DenseCRF(**cfg["crf_params"]) if cfg["crf"] else None)
+    save_segmentation_head(head_out, head, features=feats)
+    preds, foreground = segment(visual, head, test.clips(visual.mean, visual.std), features=feats,
+                                out_size=(data.img_size, data.img_size), batch_videos=bs,
+                                batch_frames=int(cfg["batch_frames"]), device=device, amp=amp,
+                                images=images,
+                                crf=DenseCRF(**cfg["crf_params"]) if cfg["crf"] else None)
     has = test.has_mask()
     gts = test.masks()
     scores = score_masks(preds[has], gts, foreground[has])

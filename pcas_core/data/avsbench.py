@@ -26,7 +26,7 @@ from pcas_core.data.palette import IGNORE_INDEX, NUM_CLASSES, NUM_FG, rgb_to_ind
 
 __all__ = [
     "SPLITS", "SUBSETS", "SPLIT_MODES", "read_label2idx", "class_names", "read_metadata",
-    "frame_table", "load_frame", "load_mask", "video_labels", "frame_labels",
+    "frame_table", "load_frame", "resize_frame", "load_mask", "video_labels", "frame_labels",
 ]
 
 SPLITS = ("train", "val", "test")
@@ -206,6 +206,16 @@ def load_frame(path: str | Path, size: int, mode: str) -> np.ndarray:
     except (OSError, ValueError) as err:
         raise ValueError(f"{path}: cannot read image ({err})") from err
     return np.asarray(_geometry(img, size, mode, Image.BILINEAR))
+
+
+def resize_frame(rgb: np.ndarray, size: int, mode: str = "resize") -> np.ndarray:
+    """An in-memory (H, W, 3) uint8 RGB frame with AVSBench geometry, exactly as
+    :func:`load_frame` treats a decoded image file (``mode`` as there; "resize" = val/test).
+
+    Returns:
+        (size, size, 3) uint8 RGB.
+    """
+    return np.asarray(_geometry(Image.fromarray(rgb), size, mode, Image.BILINEAR))
 
 
 def _decode_mask(path: str | Path, palette: np.ndarray) -> np.ndarray:
