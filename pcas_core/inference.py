@@ -101,8 +101,8 @@ def load_models(*, visual: Path, audio: Path, aligned: Path, head: Path) -> Trai
                          f"{ali_cfg['img_size']} px: not models of the same run")
     width = ali.embed_dim * (2 if features == "patch+final" else 1)
     if tuple(seg.grid) != tuple(ali.grid) or head_config(seg)["in_dim"] != width:
-        raise ValueError(f"{head} (grid {seg.grid}, {head_config(seg)['in_dim']} channels) does not "
-                         f"fit {aligned} (grid {ali.grid}, {features} tokens of width {width})")
+        raise ValueError(f"{head} (grid {seg.grid}, {head_config(seg)['in_dim']} channels) does "
+                         f"not fit {aligned} (grid {ali.grid}, {features} tokens of width {width})")
     return TrainedModels(vis.eval(), enc, ali.eval(), seg, features, int(ali_cfg["img_size"]),
                          enc_cfg)
 

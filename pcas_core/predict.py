@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from pcas_core.atomic import atomic_path
@@ -34,7 +33,8 @@ from pcas_core.data.avsbench import resize_frame
 from pcas_core.data.dataset import AVSData
 from pcas_core.data.video import VideoWriter, open_video, sample_frames, sample_plan, wave_segment
 from pcas_core.inference import TrainedModels, predict_clip, segment
-from pcas_core.scoring import COMPARISON, HEADLINE, METRIC_MODE, background_baseline, pick, score_masks
+from pcas_core.scoring import (COMPARISON, HEADLINE, METRIC_MODE, background_baseline, pick,
+                               score_masks)
 from pcas_core.visualize import labelled_overlay, save_index_png
 
 __all__ = ["check_fbank_params", "to_model_audio", "predict_video", "score_dataset"]
@@ -79,12 +79,14 @@ def _frame_record(frame: int, time_s: float, mask: np.ndarray, audio: np.ndarray
                   visual: np.ndarray, names: list[str], audio_threshold: float) -> dict:
     """predictions.json entry: classes in the mask or audible, with scores and areas."""
     area = np.bincount(mask.reshape(-1), minlength=len(names))
-    classes = sorted(set(np.nonzero(area[1:])[0] + 1) | set(np.nonzero(audio >= audio_threshold)[0] + 1))
+    audible = audio >= audio_threshold
+    classes = sorted(set(np.nonzero(area[1:])[0] + 1) | set(np.nonzero(audible)[0] + 1))
     return {"frame": frame, "time_s": round(time_s, 4), "mask": f"masks/{frame:05d}.png",
-            "classes": [{"class": names[k], "index": int(k), "audio_score": round(float(audio[k - 1]), 4),
+            "classes": [{"class": names[k], "index": int(k),
+                         "audio_score": round(float(audio[k - 1]), 4),
                          "visual_score": round(float(visual[k - 1]), 4), "area_px": int(area[k]),
                          "area_fraction": round(float(area[k]) / mask.size, 5),
-                         "audible": bool(audio[k - 1] >= audio_threshold)} for k in classes]}
+                         "audible": bool(audible[k - 1])} for k in classes]}
 
 
 def predict_video(models: TrainedModels, video: Path, out: Path, *, fps: int,
@@ -136,11 +138,10 @@ def predict_video(models: TrainedModels, video: Path, out: Path, *, fps: int,
                 rec = _frame_record(int(i), float(t), pred.masks[j], pred.audio_scores[j],
                                     pred.visual_scores[j], class_names, audio_threshold)
                 records.append(rec)
-                big = np.asarray(Image.fromarray(pred.masks[j]).resize(
-                    (full[j].shape[1], full[j].shape[0]), Image.NEAREST))
                 labels = {c["index"]: f"{c['class']} {c['audio_score']:.2f}"
                           for c in rec["classes"]}
-                writer.add(labelled_overlay(full[j], big, palette, labels, overlay_alpha))
+                writer.add(labelled_overlay(full[j], pred.masks[j], palette, labels,
+                                            overlay_alpha))
             bar.update(len(rows))
     wall = time.perf_counter() - start
     summary = {"video": str(video), "frames": len(plan), "fps": fps,

@@ -135,7 +135,7 @@ def save_segmentation_head(path: Path, head: SegmentationHead, *, features: str)
 
 
 def head_config(head: SegmentationHead) -> dict:
-    """The constructor arguments of ``head``: ``in_dim``, ``num_classes``, ``grid``, ``hidden_dim``."""
+    """Constructor arguments of ``head``: ``in_dim``, ``num_classes``, ``grid``, ``hidden_dim``."""
     deep = isinstance(head.net, torch.nn.Sequential)
     first = head.net[0] if deep else head.net
     return {"in_dim": first.in_channels, "num_classes": head.num_classes, "grid": list(head.grid),
@@ -154,10 +154,12 @@ def load_segmentation_head(path: Path) -> tuple[SegmentationHead, str]:
     """
     state, config = load_checkpoint(path)
     try:
-        head = SegmentationHead(in_dim=int(config["in_dim"]), num_classes=int(config["num_classes"]),
+        head = SegmentationHead(in_dim=int(config["in_dim"]),
+                                num_classes=int(config["num_classes"]),
                                 grid=tuple(config["grid"]), hidden_dim=int(config["hidden_dim"]))
         features = str(config["features"])
     except KeyError as err:
-        raise ValueError(f"{path}: not a segmentation-head checkpoint (config lacks {err})") from err
+        raise ValueError(f"{path}: not a segmentation-head checkpoint (no {err} in its config)") \
+            from err
     head.load_state_dict(state)
     return head.eval(), features

@@ -202,8 +202,11 @@ def test_1080p_30fps_stereo_44k_is_sampled_and_resampled(setup, tmp_path):
     plan = sample_plan(src.duration_s, 2, N_FRAMES)
     assert plan["time_s"].tolist() == [0.25, 0.75, 1.25, 1.75]
     for t, frame in zip(plan["time_s"], sample_frames(path, plan["time_s"])):
-        err = [np.abs(frame.astype(np.float32) - clip.frame(i)).mean() for i in range(clip.n_frames)]
-        assert int(np.argmin(err)) == int(t * 30)  # the frame shown at t (h264 is lossy)
+        shown = int(t * 30)  # the frame on screen at t; h264 is lossy, so the closest of its
+        near = range(shown - 3, shown + 4)  # neighbours (objects move 1-2 px per frame)
+        err = [np.abs(frame[::4, ::4].astype(np.float32) - clip.frame(i)[::4, ::4]).mean()
+               for i in near]
+        assert near[int(np.argmin(err))] == shown
     mono = to_model_audio(src.audio, 44100, SR)
     ref = to_model_audio(clip.audio(), 44100, SR)
     assert abs(len(mono) - 2 * SR) < 0.05 * SR

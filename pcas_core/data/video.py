@@ -22,8 +22,8 @@ import av
 import numpy as np
 import pandas as pd
 
-__all__ = ["VideoError", "VideoSource", "open_video", "sample_plan", "sample_frames", "wave_segment",
-           "VideoWriter"]
+__all__ = ["VideoError", "VideoSource", "open_video", "sample_plan", "sample_frames",
+           "wave_segment", "VideoWriter"]
 
 
 class VideoError(ValueError):
@@ -235,7 +235,8 @@ class VideoWriter:
     def close(self) -> None:
         """Flush the video encoder, encode the audio, finish the file."""
         self.container.mux(self.video.encode(None))
-        frame = av.AudioFrame.from_ndarray(self.audio_data, format="fltp", layout=self.audio.layout.name)
+        frame = av.AudioFrame.from_ndarray(self.audio_data, format="fltp",
+                                           layout=self.audio.layout.name)
         frame.sample_rate, frame.pts = self.sample_rate, 0
         self.container.mux(self.audio.encode(frame))
         self.container.mux(self.audio.encode(None))
