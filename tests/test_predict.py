@@ -129,6 +129,30 @@ def test_predict_on_an_mp4_gives_the_pipeline_masks(setup):
         assert sum(1 for _ in ov.decode(video=0)) == N_FRAMES
 
 
+def test_a_long_clip_is_processed_window_by_window(setup, tmp_path):
+    """The clip twice in a row (10 s, two windows of max_steps = 5 s): the second window gives
+    the same masks and audio scores as the clip alone, so windows do not leak into each other."""
+    video = tmp_path / "twice.mkv"
+    with VideoWriter(video, fps=1, width=64, height=64, audio=np.tile(setup["wave"], 2)[None],
+                     sample_rate=SR, lossless=True) as writer:
+        for f in setup["frames"] * 2:
+            writer.add(f)
+    models = load_models(**setup["paths"])
+    out = tmp_path / "out"
+    summary = predict_video(models, video, out, fps=1, fbank=FBANK, audio_threshold=0.0,
+                            overlay_alpha=0.55, class_names=[str(i) for i in range(71)],
+                            palette=voc_palette(), batch_frames=32, device=CPU, progress=False)
+    assert summary["frames"] == 2 * N_FRAMES
+    ref_masks, ref_audio = _pipeline_path(setup)
+    got = np.stack([np.asarray(Image.open(p)) for p in sorted((out / "masks").glob("*.png"))])
+    np.testing.assert_array_equal(got, np.concatenate([ref_masks, ref_masks]))
+    frames = json.loads((out / "predictions.json").read_text())["frames_out"]
+    for t, frame in enumerate(frames[N_FRAMES:]):
+        scores = {c["index"]: c["audio_score"] for c in frame["classes"]}  # threshold 0: all
+        assert len(scores) == 70
+        np.testing.assert_allclose([scores[k] for k in range(1, 71)], ref_audio[t], atol=1e-4)
+
+
 def test_root_scores_another_dataset_as_evaluate_does(setup):
     out = setup["base"] / "scored"
     result = CliRunner().invoke(app, ["predict", "--root", str(setup["root"]), "--out", str(out),
