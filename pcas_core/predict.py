@@ -27,6 +27,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+import pcas_core  # noqa: F401  (import shim before torchaudio)
+import torchaudio.functional as AF  # noqa: E402
+
 from pcas_core.atomic import atomic_path
 from pcas_core.audio.fbank import ast_fbank, frames_per_second
 from pcas_core.data.avsbench import resize_frame
@@ -61,8 +64,6 @@ def check_fbank_params(models: TrainedModels, fbank: dict[str, Any]) -> None:
 def to_model_audio(audio: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
     """(C, S) float32 at ``rate`` -> (S',) float32 mono at ``target_rate``: channels averaged (as
     the AVSBench loader does), then band-limited sinc resampling (torchaudio)."""
-    import torchaudio.functional as AF
-
     mono = torch.from_numpy(np.ascontiguousarray(audio.mean(axis=0), dtype=np.float32))
     return AF.resample(mono, int(rate), int(target_rate)).numpy() if rate != target_rate \
         else mono.numpy()
@@ -102,7 +103,8 @@ def predict_video(models: TrainedModels, video: Path, out: Path, *, fps: int,
         class_names: 71 names by class index.
 
     Returns:
-        ``{"video", "frames", "duration_s", "wall_s", "wall_s_per_video_s"}``.
+        ``{"video", "n_frames", "fps", "duration_s", "wall_s", "wall_s_per_video_s",
+        "audio_threshold"}`` (predictions.json holds these and ``frames``, one entry per frame).
 
     Raises:
         VideoError: unusable video (before any model runs); ValueError: fbank params mismatch.
@@ -144,12 +146,12 @@ def predict_video(models: TrainedModels, video: Path, out: Path, *, fps: int,
                                             overlay_alpha))
             bar.update(len(rows))
     wall = time.perf_counter() - start
-    summary = {"video": str(video), "frames": len(plan), "fps": fps,
+    summary = {"video": str(video), "n_frames": len(plan), "fps": fps,
                "duration_s": round(src.duration_s, 3), "wall_s": round(wall, 3),
                "wall_s_per_video_s": round(wall / src.duration_s, 3),
                "audio_threshold": audio_threshold}
     with atomic_path(out / "predictions.json") as tmp:
-        tmp.write_text(json.dumps({**summary, "frames_out": records}, indent=1))
+        tmp.write_text(json.dumps({**summary, "frames": records}, indent=1))
     return summary
 
 

@@ -57,8 +57,8 @@ def predict(
                             palette=voc_palette(), batch_frames=int(cfg["batch_frames"]),
                             device=device, amp=amp)
     log.info("%s: %d frames of %.2f s video in %.2f s wall time, %.3f s per second of video -> %s",
-             video, summary["frames"], summary["duration_s"], summary["wall_s"],
+             video, summary["n_frames"], summary["duration_s"], summary["wall_s"],
              summary["wall_s_per_video_s"], out)
     typer.echo(f"wall time per second of video: {summary['wall_s_per_video_s']:.3f} s "
-               f"({summary['frames']} frames, {summary['duration_s']:.2f} s of video, "
+               f"({summary['n_frames']} frames, {summary['duration_s']:.2f} s of video, "
                f"{summary['wall_s']:.2f} s)")

@@ -118,7 +118,8 @@ def test_predict_on_an_mp4_gives_the_pipeline_masks(setup):
     assert pal == [0, 0, 0, 128, 0, 0]  # AVSBench (VOC) colours
     pred = json.loads((out / "predictions.json").read_text())
     names = class_names(read_label2idx(setup["root"]))
-    for t, frame in enumerate(pred["frames_out"]):
+    assert pred["n_frames"] == N_FRAMES
+    for t, frame in enumerate(pred["frames"]):
         assert frame["time_s"] == t + 0.5
         for c in frame["classes"]:
             assert c["class"] == names[c["index"]]
@@ -142,11 +143,11 @@ def test_a_long_clip_is_processed_window_by_window(setup, tmp_path):
     summary = predict_video(models, video, out, fps=1, fbank=FBANK, audio_threshold=0.0,
                             overlay_alpha=0.55, class_names=[str(i) for i in range(71)],
                             palette=voc_palette(), batch_frames=32, device=CPU, progress=False)
-    assert summary["frames"] == 2 * N_FRAMES
+    assert summary["n_frames"] == 2 * N_FRAMES
     ref_masks, ref_audio = _pipeline_path(setup)
     got = np.stack([np.asarray(Image.open(p)) for p in sorted((out / "masks").glob("*.png"))])
     np.testing.assert_array_equal(got, np.concatenate([ref_masks, ref_masks]))
-    frames = json.loads((out / "predictions.json").read_text())["frames_out"]
+    frames = json.loads((out / "predictions.json").read_text())["frames"]
     for t, frame in enumerate(frames[N_FRAMES:]):
         scores = {c["index"]: c["audio_score"] for c in frame["classes"]}  # threshold 0: all
         assert len(scores) == 70
@@ -241,7 +242,7 @@ def test_1080p_30fps_stereo_44k_is_sampled_and_resampled(setup, tmp_path):
     summary = predict_video(models, path, out, fps=2, fbank=FBANK, audio_threshold=0.3,
                             overlay_alpha=0.55, class_names=[str(i) for i in range(71)],
                             palette=voc_palette(), batch_frames=32, device=CPU, progress=False)
-    assert summary["frames"] == 4 and len(list((out / "masks").glob("*.png"))) == 4
+    assert summary["n_frames"] == 4 and len(list((out / "masks").glob("*.png"))) == 4
     with av.open(str(out / "overlay.mp4")) as ov:
         assert ov.streams.audio[0].rate == 44100 and ov.streams.audio[0].channels == 2
         frames = [f.to_ndarray(format="rgb24") for f in ov.decode(video=0)]
