@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -13,13 +14,14 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from pcas_core.curves import EpochCallback
+from pcas_core.checkpoint import load_checkpoint, save_checkpoint
 from pcas_core.looking import video_loader
 from pcas_core.models.heads import SegmentationHead
 from pcas_core.models.visual import VisualClassifier
 from pcas_core.training import autocast, fit
 
 __all__ = ["FEATURES", "PaddedFrame", "patch_tokens_of", "padded_frame", "train_segmentation_head",
-           "predict_masks"]
+           "predict_masks", "head_config", "save_segmentation_head", "load_segmentation_head"]
 
 
 FEATURES = ("patch", "final", "patch+final")
@@ -164,3 +166,46 @@ def predict_masks(head: SegmentationHead, tokens: torch.Tensor, out_size: tuple[
         masks.append(probs.argmax(dim=1).numpy().astype(np.uint8))
         foreground.append((1.0 - probs[:, 0]).numpy().astype(np.float32))
     return np.concatenate(masks), np.concatenate(foreground)
+
+
+def save_segmentation_head(path: Path, head: SegmentationHead, *, features: str) -> None:
+    """Save a trained head with its constructor config and its input ``features`` (see
+    :func:`patch_tokens_of`), so that :func:`load_segmentation_head` rebuilds it alone.
+
+    Raises:
+        ValueError: unknown ``features``.
+    """
+    if features not in FEATURES:
+        raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
+    save_checkpoint(path, head, {**head_config(head), "features": features})
+
+
+def head_config(head: SegmentationHead) -> dict:
+    """Constructor arguments of ``head``: ``in_dim``, ``num_classes``, ``grid``, ``hidden_dim``."""
+    deep = isinstance(head.net, torch.nn.Sequential)
+    first = head.net[0] if deep else head.net
+    return {"in_dim": first.in_channels, "num_classes": head.num_classes, "grid": list(head.grid),
+            "hidden_dim": first.out_channels if deep else 0}
+
+
+def load_segmentation_head(path: Path) -> tuple[SegmentationHead, str]:
+    """Rebuild a head saved by :func:`save_segmentation_head`.
+
+    Returns:
+        ``(head on the CPU in eval mode, features)``.
+
+    Raises:
+        FileNotFoundError / ValueError: as :func:`pcas_core.checkpoint.load_checkpoint`, or the
+            config lacks a key (names the file).
+    """
+    state, config = load_checkpoint(path)
+    try:
+        head = SegmentationHead(in_dim=int(config["in_dim"]),
+                                num_classes=int(config["num_classes"]),
+                                grid=tuple(config["grid"]), hidden_dim=int(config["hidden_dim"]))
+        features = str(config["features"])
+    except KeyError as err:
+        raise ValueError(f"{path}: not a segmentation-head checkpoint (no {err} in its config)") \
+            from err
+    head.load_state_dict(state)
+    return head.eval(), features

@@ -13,7 +13,8 @@ from PIL import Image, ImageDraw, ImageFont
 from pcas_core.constants import IGNORE_INDEX
 from pcas_core.data.palette import index_to_rgb
 
-__all__ = ["MIN_PANEL", "overlay", "comparison_strip", "pick_overlay_frames", "confusion_rows"]
+__all__ = ["MIN_PANEL", "overlay", "comparison_strip", "pick_overlay_frames", "confusion_rows",
+           "save_index_png", "labelled_overlay"]
 
 MIN_PANEL = 224
 """Smallest side, in pixels, of each panel of a comparison strip (frames are upscaled by an
@@ -179,3 +180,50 @@ def confusion_rows(preds: np.ndarray, gts: np.ndarray, class_names: list[str],
     keep = (g != IGNORE_INDEX) & ((g > 0) | (p > 0)) & (p < len(class_names))
     return [{"actual": class_names[a], "predicted": class_names[b]}
             for a, b in zip(g[keep].tolist(), p[keep].tolist())]
+
+
+def save_index_png(path: Path, mask: np.ndarray, palette: np.ndarray) -> None:
+    """Save a (H, W) uint8 class-index mask as a palette PNG: pixel values are the class indices
+    and viewers show the AVSBench colours (converted to RGB it is an AVSBench ``labels_rgb`` mask)."""
+    img = Image.fromarray(np.asarray(mask, dtype=np.uint8), mode="P")
+    img.putpalette(np.asarray(palette, dtype=np.uint8).reshape(-1).tolist())
+    img.save(path)
+
+
+def labelled_overlay(image: np.ndarray, mask: np.ndarray, palette: np.ndarray,
+                     labels: dict[int, str], alpha: float = 0.55) -> np.ndarray:
+    """Class colours blended over a frame of any size, each class of ``labels`` named at the top
+    left of its region; the same picture as :func:`overlay` (nearest-neighbour upscaled mask),
+    computed with PIL so that a 1080p frame takes milliseconds.
+
+    Args:
+        image: (H, W, 3) uint8 frame.
+        mask: (h, w) uint8 class indices, h <= H and w <= W (e.g. the models' frame size); it is
+            brought to (H, W) with nearest-neighbour sampling.
+        palette: (71, 3) uint8 colours.
+        labels: class index -> text (e.g. ``"dog 0.93"``); classes absent from the mask are skipped.
+        alpha: colour weight on labelled pixels.
+
+    Returns:
+        (H, W, 3) uint8. Text height is 1/30 of the frame height (at least 10 px), white on the
+        class colour.
+    """
+    height, width = image.shape[:2]
+    small = Image.fromarray(np.asarray(mask, dtype=np.uint8), mode="P")
+    small.putpalette(np.asarray(palette, dtype=np.uint8).reshape(-1).tolist())
+    big = small.resize((width, height), Image.NEAREST)
+    frame = Image.fromarray(image)
+    coloured = Image.blend(frame, big.convert("RGB"), alpha)
+    out = Image.composite(coloured, frame, big.point(lambda v: 255 if v > 0 else 0, mode="L"))
+    draw = ImageDraw.Draw(out)
+    font = ImageFont.load_default(size=max(10, height // 30))
+    for k, text in labels.items():
+        ys, xs = np.nonzero(mask == k)
+        if len(ys) == 0:
+            continue
+        x, y = int(xs.min() * width / mask.shape[1]), int(ys.min() * height / mask.shape[0])
+        box = draw.textbbox((x, y), text, font=font)
+        draw.rectangle((box[0] - 2, box[1] - 2, box[2] + 2, box[3] + 2),
+                       fill=tuple(int(c) for c in palette[k]))
+        draw.text((x, y), text, fill=(255, 255, 255), font=font)
+    return np.asarray(out)

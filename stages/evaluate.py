@@ -19,7 +19,8 @@ from pcas_core.data.palette import IGNORE_INDEX, NUM_CLASSES
 from pcas_core.models.heads import SegmentationHead
 from pcas_core.models.visual import load_visual
 from pcas_core.scoring import Prediction, metrics_file, score, score_by_subset, scored_frames
-from pcas_core.segmentation import (padded_frame, patch_tokens_of, predict_masks,
+from pcas_core.inference import test_prediction
+from pcas_core.segmentation import (patch_tokens_of, save_segmentation_head,
                                     train_segmentation_head)
 from pcas_core.stores import read_rows
 from pcas_core.visualize import comparison_strip, confusion_rows, pick_overlay_frames
@@ -34,6 +35,7 @@ def evaluate(
     audio_store: Annotated[Path, typer.Option(exists=True, help="audio store (listening baseline).")] = Path("features/audio.h5"),
     visual_store: Annotated[Path, typer.Option(exists=True, help="visual store (looking baseline).")] = Path("features/visual.h5"),
     maps_store: Annotated[Path, typer.Option(exists=True, help="maps store (looking baseline).")] = Path("features/maps.h5"),
+    head_out: Annotated[Path, typer.Option(help="Segmentation head (.safetensors), for pcas predict.")] = Path("models/seg_head.safetensors"),
     metrics_out: Annotated[Path, typer.Option(help="Test metrics (.json).")] = Path("metrics/metrics.json"),
     per_class_out: Annotated[Path, typer.Option(help="Per-class IoU (.csv) for dvc plots.")] = Path("plots/per_class_iou.csv"),
     confusion_out: Annotated[Path, typer.Option(help="Confusion rows (.csv) for dvc plots.")] = Path("plots/confusion.csv"),
@@ -50,7 +52,7 @@ def evaluate(
     train, test = data.split("train"), data.split("test")
     scored = scored_frames(test.frames, require_all=True)
     visual, _ = load_visual(visual_model)
-    bs, feats, size = int(cfg["batch_videos"]), cfg["features"], (data.img_size, data.img_size)
+    bs, feats = int(cfg["batch_videos"]), cfg["features"]
     train_tokens = patch_tokens_of(visual, train.clips(visual.mean, visual.std), features=feats,
                                    batch_videos=bs, device=device, amp=amp)
     head = SegmentationHead(in_dim=train_tokens.shape[-1], num_classes=NUM_CLASSES,
@@ -63,16 +65,11 @@ def evaluate(
                                 ignore_index=IGNORE_INDEX, train_size=int(cfg["train_size"]),
                                 background_weight=float(cfg["background_weight"]),
                                 seed=seed, device=device, logger=log, on_epoch=on_epoch)
-    images = test.images()[test.has_mask()]
-    crf = DenseCRF(**cfg["crf_params"]) if cfg["crf"] else None
-    test_tokens = patch_tokens_of(visual, test.clips(visual.mean, visual.std), features=feats,
-                                  batch_videos=bs, device=device, amp=amp)[test.has_mask()]
-    preds, foreground = predict_masks(head, test_tokens, size, batch_frames=int(cfg["batch_frames"]),
-                                      device=device, images=images, crf=crf)
-    pad = padded_frame(visual, data.img_size, features=feats, device=device, amp=amp)
-    pad_mask, pad_fg = predict_masks(head, pad.tokens, size, batch_frames=1, device=device,
-                                     images=pad.image[None], crf=crf)
-    method = Prediction(preds, foreground, pad_mask[0], pad_fg[0])
+    save_segmentation_head(head_out, head, features=feats)
+    method, images, pad = test_prediction(
+        visual, head, test, features=feats, batch_videos=bs, batch_frames=int(cfg["batch_frames"]),
+        device=device, amp=amp, crf=DenseCRF(**cfg["crf_params"]) if cfg["crf"] else None)
+    preds = method.masks
     baselines = sanity_baselines(images, read_rows(audio_store, "audio", scored, ["logits"])["logits"],
                                  read_rows(maps_store, "maps", scored, ["cam"])["cam"],
                                  read_rows(visual_store, "visual", scored, ["logits"])["logits"],

@@ -6,7 +6,8 @@ from typer.testing import CliRunner
 
 from stages.cli import app
 
-STAGES = ["demo-data", "check-data", "fbank", "train-visual", "train-audio", "align", "pseudo-masks", "evaluate"]
+STAGES = ["demo-data", "check-data", "fbank", "train-visual", "train-audio", "align", "pseudo-masks",
+          "evaluate", "predict"]
 
 
 def test_every_stage_has_a_documented_command():

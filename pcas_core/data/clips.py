@@ -11,7 +11,14 @@ import torch
 from pcas_core.data.augment import augment_clip
 from pcas_core.data.images import SPLIT_MODES, load_frame
 
-__all__ = ["VideoClips", "collate_videos"]
+__all__ = ["VideoClips", "ArrayClips", "normalise_frames", "collate_videos"]
+
+
+def normalise_frames(raw: np.ndarray, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """(T, H, W, 3) uint8 RGB -> (T, 3, H, W) float32, scaled to [0, 1] then ``(x - mean) / std``
+    with (1, 3, 1, 1) per-channel ``mean``/``std``."""
+    x = torch.from_numpy(np.ascontiguousarray(raw)).permute(0, 3, 1, 2).float().div_(255.0)
+    return (x - mean) / std
 
 
 class VideoClips(torch.utils.data.Dataset):
@@ -75,11 +82,38 @@ class VideoClips(torch.utils.data.Dataset):
         raw = self.cache[i] if self.cache is not None else self._load(i)
         if 0 < self.max_frames < len(raw):
             raw = raw[np.sort(torch.randperm(len(raw))[:self.max_frames].numpy())]
-        x = torch.from_numpy(raw).permute(0, 3, 1, 2).float().div_(255.0)
-        x = (x - self.mean) / self.std
+        x = normalise_frames(raw, self.mean, self.std)
         if self.augment is not None:
             x = augment_clip(x, **self.augment)
         return {"frames": x, "labels": self.labels[i], "video": int(i)}
+
+
+class ArrayClips(torch.utils.data.Dataset):
+    """Videos already in memory as items, normalised exactly as :class:`VideoClips` does.
+
+    Args:
+        videos: one (T, S, S, 3) uint8 RGB array per video (frames already at model size).
+        mean, std: 3 per-channel values on the [0, 1] scale (the backbone's data config).
+
+    Item ``i``: dict ``frames`` float32 (T, 3, S, S), ``labels`` float32 (0,) (a user's video
+    has no labels, and the label space is the models'),
+    ``video`` int; batches with :func:`collate_videos`.
+    """
+
+    def __init__(self, videos: Sequence[np.ndarray], mean: Sequence[float],
+                 std: Sequence[float]) -> None:
+        if any(v.ndim != 4 or v.shape[-1] != 3 or v.dtype != np.uint8 for v in videos):
+            raise ValueError("ArrayClips: every video must be a (T, S, S, 3) uint8 array")
+        self.videos = list(videos)
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"frames": normalise_frames(self.videos[i], self.mean, self.std),
+                "labels": torch.zeros(0), "video": int(i)}
 
 
 def collate_videos(batch: list[dict]) -> dict[str, torch.Tensor]:

@@ -204,15 +204,15 @@ def read_dataset(data: dict[str, Any], problems: Problems) -> tuple[AVSData, pd.
                    kind, off_palette), audio
 
 
-def _split_problems(ds: AVSData, problems: Problems) -> None:
-    """An error for each split the DAG needs that has no video."""
-    for split in NEEDED_SPLITS:
+def _split_problems(ds: AVSData, problems: Problems, needed: tuple[str, ...]) -> None:
+    """An error for each split the caller needs that has no video."""
+    for split in needed:
         if not (ds.metadata["split"] == split).any():
             problems.error("", ds.root, f"split '{split}' has no video (the pipeline trains on "
                            "train and scores test)")
 
 
-def open_dataset(data: dict[str, Any]) -> AVSData:
+def open_dataset(data: dict[str, Any], *, needed_splits: tuple[str, ...] = NEEDED_SPLITS) -> AVSData:
     """Open and check the dataset that the ``data`` params section describes.
 
     Args:
@@ -223,6 +223,8 @@ def open_dataset(data: dict[str, Any]) -> AVSData:
             space file), ``frames_per_video`` (null = as released), ``off_palette``
             (``background`` | ``error``), ``verify`` (decode every file, default false),
             ``skip_bad`` (leave out bad videos, default false).
+        needed_splits: splits that must hold a video (the DAG: train and test; scoring trained
+            models on another dataset: test only).
 
     Returns:
         The dataset, without the bad videos when ``skip_bad`` (listed in ``skipped`` and logged).
@@ -248,6 +250,6 @@ def open_dataset(data: dict[str, Any]) -> AVSData:
             log.warning("%s: skipping %d bad video(s) (data.skip_bad): %s", ds.root, len(bad),
                         "; ".join(map(str, problems.errors)))
         problems = Problems([p for p in problems.items if not p.uid])
-    _split_problems(ds, problems)
+    _split_problems(ds, problems, needed_splits)
     problems.raise_if_errors(str(ds.root))
     return ds

@@ -29,7 +29,7 @@ from PIL import Image
 from pcas_core.data.palette import IGNORE_INDEX, describe_colours, match_colours
 
 __all__ = ["SPLIT_MODES", "MASK_FORMATS", "OFF_PALETTE", "crop_box", "apply_geometry",
-           "open_image", "load_frame", "decode_mask", "load_mask", "truncated"]
+           "resize_frame", "open_image", "load_frame", "decode_mask", "load_mask", "truncated"]
 
 SPLIT_MODES = {"train": "crop", "val": "resize", "test": "resize"}
 """Frame/mask geometry per split: "crop" = short side to size + centre crop, "resize" = straight."""
@@ -112,6 +112,21 @@ def load_frame(path: str | Path, size: int, mode: str) -> np.ndarray:
     """
     img = open_image(path).convert("RGB")
     return np.asarray(apply_geometry(img, size, mode, Image.BILINEAR))
+
+
+def resize_frame(rgb: np.ndarray, size: int, mode: str = "resize") -> np.ndarray:
+    """An in-memory (H, W, 3) uint8 RGB frame with AVSBench geometry, exactly as
+    :func:`load_frame` treats a decoded image file (``mode`` as there; "resize" = val/test).
+
+    Returns:
+        (size, size, 3) uint8 RGB.
+
+    Raises:
+        ValueError: ``rgb`` is not (H, W, 3) uint8.
+    """
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 frame, got {rgb.dtype} {rgb.shape}")
+    return np.asarray(apply_geometry(Image.fromarray(rgb), size, mode, Image.BILINEAR))
 
 
 def decode_mask(path: str | Path, fmt: str, palette: np.ndarray, *,

@@ -19,14 +19,16 @@ import yaml
 
 from pcas_core.params.inputs import (BaseConfig, DataConfig, DemoClips, DemoConfig, FbankConfig,
                                      SplitCounts)
-from pcas_core.params.masks import BaselinesConfig, CRFConfig, EvaluateConfig, PseudoMasksConfig
+from pcas_core.params.masks import (BaselinesConfig, CRFConfig, EvaluateConfig, PredictConfig,
+                                    PredictModels, PseudoMasksConfig)
 from pcas_core.params.training import (AlignConfig, TrainAudioConfig, TrainVisualConfig,
                                        TVPModelConfig)
 from pcas_core.typed_config import ConfigError, parse
 
 __all__ = ["BaseConfig", "DataConfig", "DemoConfig", "DemoClips", "SplitCounts", "FbankConfig",
            "TrainVisualConfig", "TVPModelConfig", "TrainAudioConfig", "AlignConfig", "CRFConfig",
-           "PseudoMasksConfig", "BaselinesConfig", "EvaluateConfig", "PcasParams", "SECTIONS",
+           "PseudoMasksConfig", "BaselinesConfig", "EvaluateConfig", "PredictConfig", "PredictModels",
+           "PcasParams", "SECTIONS",
            "load_config", "check_couplings", "ConfigError"]
 
 
@@ -44,6 +46,7 @@ class PcasParams:
     align: AlignConfig = AlignConfig()
     pseudo_masks: PseudoMasksConfig = PseudoMasksConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    predict: PredictConfig = PredictConfig()
 
 
 #: section name -> its config class

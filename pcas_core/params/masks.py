@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
-__all__ = ["CRFConfig", "PseudoMasksConfig", "BaselinesConfig", "EvaluateConfig"]
+__all__ = ["CRFConfig", "PseudoMasksConfig", "BaselinesConfig", "EvaluateConfig", "PredictModels",
+           "PredictConfig"]
 
 
 @dataclass(frozen=True)
@@ -91,3 +92,42 @@ class EvaluateConfig:
     confusion_stride: int = 8
     n_overlays: int = 12
     overlay_uid_contains: list[str] = field(default_factory=lambda: ["silent", "multi"])
+
+
+@dataclass(frozen=True)
+class PredictModels:
+    """``predict.models``: the checkpoints of the last ``dvc repro`` (each overridable on the
+    command line)."""
+
+    visual: str = "models/visual.safetensors"
+    audio: str = "models/audio.safetensors"
+    aligned: str = "models/visual_aligned.safetensors"
+    head: str = "models/seg_head.safetensors"
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """``predict``: ``pcas predict`` on a user's video or another dataset (not a DVC stage).
+
+    Attributes:
+        fps: frames sampled per second (AVSBench: 1); frame i at (i + 0.5) / fps seconds.
+        audio_threshold: audio score from which predictions.json calls a class audible.
+        overlay_alpha: colour weight on segmented pixels of the overlay video.
+        batch_frames, batch_videos: head batch; videos per batch with ``--root``.
+        official_batch_videos: ``--root``: videos per official S4/MS3 test batch.
+        models: the checkpoints.
+    """
+
+    fps: int = 1
+    audio_threshold: float = 0.3
+    overlay_alpha: float = 0.55
+    batch_frames: int = 32
+    batch_videos: int = 8
+    official_batch_videos: int = 4
+    models: PredictModels = PredictModels()
+
+    def __post_init__(self) -> None:
+        if self.fps < 1:
+            raise ValueError(f"fps must be >= 1, got {self.fps}")
+        if not 0.0 <= self.overlay_alpha <= 1.0:
+            raise ValueError(f"overlay_alpha must be in [0, 1], got {self.overlay_alpha}")

@@ -1,0 +1,190 @@
+"""`pcas predict`: the trained models on a user's own video, or on another dataset folder.
+
+On a video (:func:`predict_video`): frames are sampled at ``fps`` (:func:`sample_plan`), the
+clip is cut into windows of the audio encoder's ``max_steps`` seconds, and each window goes through
+:func:`pcas_core.inference.predict_clip`, the same test-time path the `evaluate` stage uses. Written
+to the output folder:
+
+- ``masks/<frame>.png``: class-index mask per sampled frame at the models' frame size (palette PNG,
+  AVSBench colours; converted to RGB it reads as an AVSBench ``labels_rgb`` mask);
+- ``overlay.mp4``: the sampled frames at full size with the predicted classes coloured and
+  labelled, one per ``1 / fps`` seconds, with the original audio;
+- ``predictions.json``: per frame, each class that is in the mask or audible (audio score >=
+  ``audio_threshold``), with its audio score, visual score and pixel area.
+
+On a dataset (:func:`score_dataset`): the test split of any folder that ``data.root`` accepts,
+scored as `evaluate` scores its test split.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import pcas_core  # noqa: F401  (import shim before torchaudio)
+import torchaudio.functional as AF  # noqa: E402
+
+from pcas_core.atomic import atomic_path
+from pcas_core.audio.fbank import ast_fbank, frames_per_second
+from pcas_core.data.images import resize_frame
+from pcas_core.data.dataset import AVSData
+from pcas_core.data.video import VideoWriter, open_video, sample_frames, sample_plan, wave_segment
+from pcas_core.baselines import background_masks
+from pcas_core.inference import TrainedModels, predict_clip, test_prediction
+from pcas_core.scoring import Prediction, metrics_file, score, score_by_subset, scored_frames
+from pcas_core.visualize import labelled_overlay, save_index_png
+
+__all__ = ["check_fbank_params", "to_model_audio", "predict_video", "score_dataset"]
+
+
+def check_fbank_params(models: TrainedModels, fbank: dict[str, Any]) -> None:
+    """The ``fbank`` params must be those the audio encoder was trained with.
+
+    Raises:
+        ValueError: ``fbank.target_length``/``num_mel_bins`` differ from the encoder's config, or
+            the frame shift does not give its ``frames_per_step`` frames per second (names keys).
+    """
+    cfg = models.audio_config
+    pairs = [("target_length", int(fbank["target_length"]), cfg["target_length"]),
+             ("num_mel_bins", int(fbank["num_mel_bins"]), cfg["n_mels"]),
+             ("frame_shift_ms", frames_per_second(float(fbank["frame_shift_ms"])),
+              cfg["frames_per_step"])]
+    for key, have, want in pairs:
+        if have != want:
+            raise ValueError(f"params fbank.{key} gives {have}, but the audio encoder was trained "
+                             f"with {want}: use the fbank params of the run that made the models")
+
+
+def to_model_audio(audio: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
+    """(C, S) float32 at ``rate`` -> (S',) float32 mono at ``target_rate``: channels averaged (as
+    the AVSBench loader does), then band-limited sinc resampling (torchaudio)."""
+    mono = torch.from_numpy(np.ascontiguousarray(audio.mean(axis=0), dtype=np.float32))
+    return AF.resample(mono, int(rate), int(target_rate)).numpy() if rate != target_rate \
+        else mono.numpy()
+
+
+def _fbank(wave: np.ndarray, fb: dict[str, Any]) -> torch.Tensor:
+    return ast_fbank(torch.from_numpy(wave), sample_rate=int(fb["sample_rate"]),
+                     num_mel_bins=int(fb["num_mel_bins"]), target_length=int(fb["target_length"]),
+                     frame_shift_ms=float(fb["frame_shift_ms"]), norm_mean=float(fb["norm_mean"]),
+                     norm_std=float(fb["norm_std"]))
+
+
+def _frame_record(frame: int, time_s: float, mask: np.ndarray, audio: np.ndarray,
+                  visual: np.ndarray, names: list[str], audio_threshold: float) -> dict:
+    """predictions.json entry: classes in the mask or audible, with scores and areas."""
+    area = np.bincount(mask.reshape(-1), minlength=len(names))
+    audible = audio >= audio_threshold
+    classes = sorted(set(np.nonzero(area[1:])[0] + 1) | set(np.nonzero(audible)[0] + 1))
+    return {"frame": frame, "time_s": round(time_s, 4), "mask": f"masks/{frame:05d}.png",
+            "classes": [{"class": names[k], "index": int(k),
+                         "audio_score": round(float(audio[k - 1]), 4),
+                         "visual_score": round(float(visual[k - 1]), 4), "area_px": int(area[k]),
+                         "area_fraction": round(float(area[k]) / mask.size, 5),
+                         "audible": bool(audible[k - 1])} for k in classes]}
+
+
+def predict_video(models: TrainedModels, video: Path, out: Path, *, fps: int,
+                  fbank: dict[str, Any], audio_threshold: float, overlay_alpha: float,
+                  class_names: list[str], palette: np.ndarray, batch_frames: int,
+                  device: torch.device, amp: bool = False, progress: bool = True) -> dict:
+    """Masks, overlay video and predictions.json of one video (see the module docstring).
+
+    Args:
+        fps: frames sampled per second (AVSBench: 1).
+        fbank: the ``fbank`` params section (must match the audio encoder).
+        audio_threshold: audio score from which a class counts as audible (theta_a).
+        class_names: 71 names by class index.
+
+    Returns:
+        ``{"video", "n_frames", "fps", "duration_s", "wall_s", "wall_s_per_video_s",
+        "audio_threshold"}`` (predictions.json holds these and ``frames``, one entry per frame).
+
+    Raises:
+        VideoError: unusable video (before any model runs); ValueError: fbank params mismatch.
+    """
+    start = time.perf_counter()
+    check_fbank_params(models, fbank)
+    src = open_video(video)
+    rate = int(fbank["sample_rate"])
+    wave = to_model_audio(src.audio, src.sample_rate, rate)
+    window_s = int(models.audio.max_steps)
+    plan = sample_plan(src.duration_s, fps, window_s)
+    frames = sample_frames(src.path, plan["time_s"].to_numpy())
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    records = []
+    with atomic_path(out / "masks", directory=True) as mask_dir, \
+            atomic_path(out / "overlay.mp4") as overlay_tmp, \
+            VideoWriter(overlay_tmp, fps=fps, width=src.width, height=src.height,
+                        audio=src.audio, sample_rate=src.sample_rate) as writer, \
+            tqdm(total=len(plan), desc="predict", unit="frame", disable=not progress) as bar:
+        for w, rows in plan.groupby("window", sort=True):
+            full = [next(frames) for _ in range(len(rows))]
+            small = np.stack([resize_frame(f, models.img_size) for f in full])
+            fb = torch.stack([
+                _fbank(wave_segment(wave, rate, w * window_s + (p + 0.5) / fps - 0.5,
+                                    float((rows["phase"] == p).sum())), fbank)
+                for p in range(int(rows["phase"].max()) + 1)])
+            pred = predict_clip(models, small, fb, rows["phase"].to_numpy(),
+                                rows["step"].to_numpy(), batch_frames=batch_frames,
+                                device=device, amp=amp)
+            for j, (i, t) in enumerate(zip(rows["frame"], rows["time_s"])):
+                save_index_png(mask_dir / f"{i:05d}.png", pred.masks[j], palette)
+                rec = _frame_record(int(i), float(t), pred.masks[j], pred.audio_scores[j],
+                                    pred.visual_scores[j], class_names, audio_threshold)
+                records.append(rec)
+                labels = {c["index"]: f"{c['class']} {c['audio_score']:.2f}"
+                          for c in rec["classes"]}
+                writer.add(labelled_overlay(full[j], pred.masks[j], palette, labels,
+                                            overlay_alpha))
+            bar.update(len(rows))
+    wall = time.perf_counter() - start
+    summary = {"video": str(video), "n_frames": len(plan), "fps": fps,
+               "duration_s": round(src.duration_s, 3), "wall_s": round(wall, 3),
+               "wall_s_per_video_s": round(wall / src.duration_s, 3),
+               "audio_threshold": audio_threshold}
+    with atomic_path(out / "predictions.json") as tmp:
+        tmp.write_text(json.dumps({**summary, "frames": records}, indent=1))
+    return summary
+
+
+def score_dataset(models: TrainedModels, data: AVSData, *, batch_videos: int, batch_frames: int,
+                  official_batch_videos: int, device: torch.device, amp: bool = False) -> dict:
+    """The models on the test split of another dataset, scored as `evaluate` scores its own:
+    the same prediction (:func:`pcas_core.inference.test_prediction`) and the same metrics file
+    (:func:`pcas_core.scoring.metrics_file`, clean and official modes), beside predicting
+    background everywhere.
+
+    Args:
+        data: an opened dataset whose ``img_size`` is the models' frame size.
+        official_batch_videos: videos per official S4/MS3 test batch.
+
+    Returns:
+        The metrics dict, plus ``root``.
+
+    Raises:
+        ValueError: the dataset's frame size differs from the models', or it has no test split or
+            a test frame without mask (names the root).
+    """
+    if data.img_size != models.img_size:
+        raise ValueError(f"{data.root}: opened at {data.img_size} px, the models take "
+                         f"{models.img_size} px frames")
+    test = data.split("test")
+    scored = scored_frames(test.frames, require_all=True)
+    method, _, _ = test_prediction(models.aligned, models.head, test, features=models.features,
+                                   batch_videos=batch_videos, batch_frames=batch_frames,
+                                   device=device, amp=amp)
+    gts, kind = test.masks(), data.dataset
+    background = Prediction(background_masks(len(gts), gts.shape[1:]))
+    result = metrics_file(kind, "test", score_by_subset(kind, method, gts, scored,
+                                                        batch_videos=official_batch_videos),
+                          {"baseline.background": score(kind, background, gts, scored,
+                                                        batch_videos=official_batch_videos)})
+    return {"root": str(data.root), **result}

@@ -1,0 +1,69 @@
+"""`pcas predict`: the trained models on your own video, or scored on another dataset folder.
+
+Not a DVC stage: registered in `stages/cli.py` as a plain command (it takes a positional VIDEO,
+which a sub-app's callback cannot). It reads the models of the last `dvc repro` (params `predict.models`, each
+overridable here) and writes only under --out.
+"""
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from pcas_core.atomic import atomic_path
+from pcas_core.config import start_stage
+from pcas_core.data.avsbench import class_names, read_label2idx
+from pcas_core.data.dataset import open_dataset
+from pcas_core.data.palette import voc_palette
+from pcas_core.inference import load_models
+from pcas_core.params import load_config
+from pcas_core.predict import predict_video, score_dataset
+
+def predict(
+    video: Annotated[Optional[Path], typer.Argument(help="Video with sound (mp4, mov, mkv, webm, ...).")] = None,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("predictions"),
+    root: Annotated[Optional[Path], typer.Option(help="Instead of a video: a dataset folder (AVSBench-semantic layout) whose test split is scored.")] = None,
+    fps: Annotated[Optional[int], typer.Option(help="Frames sampled per second (default: predict.fps).")] = None,
+    visual_model: Annotated[Optional[Path], typer.Option(help="Stage-1 visual checkpoint (default: predict.models.visual).")] = None,
+    audio_model: Annotated[Optional[Path], typer.Option(help="TVP audio checkpoint (default: predict.models.audio).")] = None,
+    aligned_model: Annotated[Optional[Path], typer.Option(help="Aligned visual checkpoint (default: predict.models.aligned).")] = None,
+    head_model: Annotated[Optional[Path], typer.Option(help="Segmentation head (default: predict.models.head).")] = None,
+    params: Annotated[Path, typer.Option(exists=True, help="params.yaml")] = Path("params.yaml"),
+) -> None:
+    """Masks, overlay video and predictions.json of VIDEO (params `predict`, `fbank`); or, with
+    --root, the test-split metrics of another dataset (as `evaluate` writes them) in OUT/metrics.json."""
+    if (video is None) == (root is None):
+        raise typer.BadParameter("give either a VIDEO or --root DATASET, not both or neither")
+    p, log, device = start_stage("predict", params, "data", "fbank", "predict")
+    cfg, amp = load_config(params).predict, bool(p["base"]["amp"])
+    given = {"visual": visual_model, "audio": audio_model, "aligned": aligned_model,
+             "head": head_model}
+    paths = {k: given[k] or getattr(cfg.models, k) for k in given}
+    models = load_models(**{k: Path(v) for k, v in paths.items()})
+    if root is not None:
+        data = open_dataset({**p["data"], "root": root, "img_size": models.img_size},
+                            needed_splits=("test",))
+        result = score_dataset(models, data, batch_videos=cfg.batch_videos,
+                               batch_frames=cfg.batch_frames,
+                               official_batch_videos=cfg.official_batch_videos,
+                               device=device, amp=amp)
+        with atomic_path(out / "metrics.json") as tmp:
+            tmp.write_text(json.dumps(result, indent=2))
+        log.info("%s test split: clean miou %.4f, official miou %.4f (background everywhere: "
+                 "clean miou %.4f) -> %s", root, result["clean"]["miou"],
+                 result["official"]["miou"], result["baseline"]["background"]["clean"]["miou"],
+                 out / "metrics.json")
+        return
+    summary = predict_video(models, video, out, fps=fps or cfg.fps, fbank=p["fbank"],
+                            audio_threshold=cfg.audio_threshold,
+                            overlay_alpha=cfg.overlay_alpha,
+                            class_names=class_names(read_label2idx(Path(p["data"]["root"]))),
+                            palette=voc_palette(), batch_frames=cfg.batch_frames,
+                            device=device, amp=amp)
+    log.info("%s: %d frames of %.2f s video in %.2f s wall time, %.3f s per second of video -> %s",
+             video, summary["n_frames"], summary["duration_s"], summary["wall_s"],
+             summary["wall_s_per_video_s"], out)
+    typer.echo(f"wall time per second of video: {summary['wall_s_per_video_s']:.3f} s "
+               f"({summary['n_frames']} frames, {summary['duration_s']:.2f} s of video, "
+               f"{summary['wall_s']:.2f} s)")
