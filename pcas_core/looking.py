@@ -7,25 +7,14 @@ import logging
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from pcas_core.data.clips import collate_videos
+from pcas_core.data.loader import video_loader
 from pcas_core.losses import pool_frames, video_bce
 from pcas_core.models.visual import VisualClassifier, VisualOutput
 from pcas_core.training import autocast, fit
 
 __all__ = ["video_loader", "classification_loss", "train_visual_classifier", "encode_frames"]
-
-
-def video_loader(clips: Dataset, *, batch_videos: int, shuffle: bool,
-                 seed: int = 0) -> DataLoader:
-    """Batches of whole videos (all their frames), see ``collate_videos`` for the layout.
-
-    Shuffling draws from a generator seeded with ``seed``, so an epoch's order is reproducible.
-    """
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(clips, batch_size=batch_videos, shuffle=shuffle, generator=generator,
-                      collate_fn=collate_videos, num_workers=0)
 
 
 def classification_loss(out: VisualOutput, frame_video: torch.Tensor, labels: torch.Tensor, *,

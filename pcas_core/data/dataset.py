@@ -101,12 +101,14 @@ class AVSData:
             raise DataError(f"{self.root}: no video in split(s) {list(names)}")
         return self._with(*drop_videos(self.metadata, self.frames, keep), self.labels[keep])
 
-    def clips(self, mean: tuple[float, ...], std: tuple[float, ...], *, preload: bool = True,
-              augment: dict | None = None, max_frames: int = 0) -> VideoClips:
-        """Video dataset of these videos, normalised with ``mean``/``std`` (the backbone's);
+    def clips(self, mean: tuple[float, ...], std: tuple[float, ...], *, preload: bool = False,
+              augment: dict | None = None, max_frames: int = 0,
+              num_workers: int = 0) -> VideoClips:
+        """Video dataset of these videos, normalised with ``mean``/``std`` (the backbone's),
+        frames decoded per item by ``num_workers`` loader processes (``base.num_workers``);
         ``augment`` and ``max_frames`` as in ``VideoClips`` (training only)."""
         return VideoClips(self.frames, self.labels, self.img_size, mean, std, preload=preload,
-                          augment=augment, max_frames=max_frames)
+                          augment=augment, max_frames=max_frames, num_workers=num_workers)
 
     def images(self) -> np.ndarray:
         """(M, S, S, 3) uint8 frames after each split's geometry, in frame-table order."""
@@ -137,13 +139,11 @@ class AVSData:
                 out[sel] = frame_labels(self.frames[sel], self.palette, self.img_size,
                                         SPLIT_MODES[split], self.num_classes,
                                         off_palette=self.off_palette)
-        if self.binary:
-            has = self.has_mask()
-            ann = self.frames[has]
-            fg = np.array([load_mask(p, self.img_size, SPLIT_MODES[s], self.palette, "binary").any()
-                           for p, s in zip(ann["mask_path"], ann["split"])], dtype=bool)
-            rows = self.labels[ann["video"].to_numpy()]
-            out[has] = np.where(fg[:, None], rows, 0.0)
+                continue
+            part = self.frames[sel].assign(mask_format="binary")
+            fg = frame_labels(part, self.palette, self.img_size, SPLIT_MODES[split], 2)
+            rows = self.labels[part["video"].to_numpy()]
+            out[sel] = np.where(np.isnan(fg), np.nan, np.where(fg > 0, rows, 0.0))
         return out
 
 
