@@ -35,8 +35,9 @@ memory does not grow with the dataset; every dataset is chunked by row (gzip lev
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,8 @@ import pandas as pd
 
 from pcas_core.atomic import atomic_path
 
-__all__ = ["SCHEMAS", "SCHEMA_VERSION", "StoreWriter", "store_writer", "write_store",
+__all__ = ["SCHEMAS", "SCHEMA_VERSION", "StoreWriter", "store_writer", "write_store_batches",
+           "write_store",
            "StoreReader", "open_store", "read_store", "store_rows", "read_store_attrs"]
 
 #: Version of the layout in this docstring; bump it whenever a dataset, dtype or meaning changes.
@@ -85,6 +87,7 @@ class StoreWriter:
         self.path, self.kind, self.n_rows = path, kind, n_rows
         self._f = f
         self._filled = {name: 0 for name in shapes}
+        self._cursor = 0
         for name, (ndim, dtype) in SCHEMAS[kind][1].items():
             shape = (n_rows, *shapes[name])
             if len(shape) != ndim:
@@ -114,6 +117,14 @@ class StoreWriter:
                                  f"{ds.shape}")
             ds[start:start + len(arr)] = arr.astype(ds.dtype, copy=False)
             self._filled[name] += len(arr)
+
+    def append(self, data: dict[str, np.ndarray]) -> None:
+        """Write the next rows (after those appended before) of every dataset in ``data``."""
+        n = {len(a) for a in data.values()}
+        if len(n) != 1:
+            raise ValueError(f"{self.path} ({self.kind}): appended datasets differ in rows {n}")
+        self.write(self._cursor, data)
+        self._cursor += n.pop()
 
     def check_complete(self) -> None:
         """Raise ``ValueError`` unless every dataset got exactly ``n_rows`` rows."""
@@ -161,6 +172,25 @@ def store_writer(path: Path, kind: str, keys: pd.DataFrame, shapes: dict[str, tu
         writer = StoreWriter(f, Path(path), kind, len(keys), shapes)
         yield writer
         writer.check_complete()
+
+
+def write_store_batches(path: Path, kind: str, keys: pd.DataFrame,
+                        batches: Iterable[dict[str, np.ndarray]], params: dict[str, Any]) -> None:
+    """Write a store of ``kind`` atomically from consecutive batches of rows (each a dict of every
+    dataset, rows in ``keys`` order), holding one batch at a time.
+
+    Raises:
+        ValueError: as :func:`store_writer`; no batch, or the batches do not add up to
+            ``len(keys)`` rows.
+    """
+    batches = iter(batches)
+    first = next(batches, None)
+    if first is None:
+        raise ValueError(f"{path} ({kind}): no rows to write")
+    with store_writer(path, kind, keys, {n: a.shape[1:] for n, a in first.items()},
+                      params) as out:
+        for batch in itertools.chain([first], batches):
+            out.append(batch)
 
 
 def write_store(path: Path, kind: str, keys: pd.DataFrame, data: dict[str, np.ndarray],

@@ -6,13 +6,13 @@ from typing import Annotated
 
 import typer
 
-from pcas_core.alignment import compute_maps, train_alignment
+from pcas_core.alignment import iter_maps, train_alignment
 from pcas_core.checkpoint import save_checkpoint
 from pcas_core.config import start_stage
 from pcas_core.data.dataset import open_dataset
 from pcas_core.models.align import AlignModel
 from pcas_core.models.visual import load_visual
-from pcas_core.stores import read_store, store_rows, write_store
+from pcas_core.stores import read_store, store_rows, write_store_batches
 
 app = typer.Typer(add_completion=False)
 
@@ -28,6 +28,7 @@ def align(
     """Train L = w_cls L_cls + w_cmc L_cmc on the train split (params `data`, `align`)."""
     p, log, device = start_stage("align", params, "data", "align")
     cfg, amp, seed = p["align"], bool(p["base"]["amp"]), int(p["base"]["seed"])
+    workers = int(p["base"]["num_workers"])
     data = open_dataset(p["data"])
     visual, visual_cfg = load_visual(visual_model)
     keys, audio = read_store(audio_store, "audio", ["audio_token"])
@@ -37,7 +38,8 @@ def align(
                        shared_patch_head=bool(cfg["shared_patch_head"]))
     train = data.split("train")
     train_tokens = tokens[(data.frames["split"] == "train").to_numpy()]
-    train_alignment(model, train.clips(visual.mean, visual.std, augment=cfg["augment"] or None),
+    train_alignment(model, train.clips(visual.mean, visual.std, augment=cfg["augment"] or None,
+                                       num_workers=workers),
                     train.frames, train_tokens,
                     epochs=int(cfg["epochs"]), batch_videos=int(cfg["batch_videos"]),
                     lr_backbone=float(cfg["lr_backbone"]), lr_heads=float(cfg["lr_heads"]),
@@ -48,7 +50,8 @@ def align(
                     temperature=float(cfg["temperature"]), seed=seed, device=device, amp=amp,
                     logger=log)
     save_checkpoint(model_out, model.visual, visual_cfg)
-    maps = compute_maps(model, data.clips(visual.mean, visual.std), data.frames, tokens,
-                        batch_videos=int(cfg["batch_videos"]), device=device, amp=amp)
-    write_store(store_out, "maps", data.frames, maps, params=p)
-    log.info("wrote %s: cam %s, sounding %s", store_out, maps["cam"].shape, maps["sounding"].shape)
+    write_store_batches(store_out, "maps", data.frames,
+                        iter_maps(model, data.clips(visual.mean, visual.std, num_workers=workers),
+                                  data.frames, tokens, batch_videos=int(cfg["batch_videos"]),
+                                  device=device, amp=amp), params=p)
+    log.info("wrote %s: maps of %d frames", store_out, len(data.frames))

@@ -38,13 +38,15 @@ def evaluate(
     foreground-binary), beside predicting background everywhere and the raw test pseudo-masks."""
     p, log, device = start_stage("evaluate", params, "data", "evaluate")
     cfg, amp, seed = p["evaluate"], bool(p["base"]["amp"]), int(p["base"]["seed"])
+    workers = int(p["base"]["num_workers"])
     data = open_dataset(p["data"])
     visual, _ = load_visual(visual_model)
     keys, pseudo = read_store(pseudo_store, "pseudo_masks")
     train, test = data.split("train"), data.split("test")
     bs = int(cfg["batch_videos"])
     feats = cfg["features"]
-    train_tokens = patch_tokens_of(visual, train.clips(visual.mean, visual.std), features=feats,
+    train_tokens = patch_tokens_of(visual, train.clips(visual.mean, visual.std,
+                                                       num_workers=workers), features=feats,
                                    batch_videos=bs, device=device, amp=amp)
     head = SegmentationHead(in_dim=train_tokens.shape[-1], num_classes=NUM_CLASSES,
                             grid=visual.grid, hidden_dim=int(cfg["hidden_dim"]))
@@ -55,8 +57,9 @@ def evaluate(
                             ignore_index=IGNORE_INDEX, train_size=int(cfg["train_size"]),
                             background_weight=float(cfg["background_weight"]),
                             seed=seed, device=device, logger=log)
-    images = test.images()
-    preds, foreground = predict_masks(head, patch_tokens_of(visual, test.clips(visual.mean, visual.std),
+    images = test.frame_images()  # decoded when the CRF or an overlay needs a frame
+    preds, foreground = predict_masks(head, patch_tokens_of(visual, test.clips(visual.mean, visual.std,
+                                                                               num_workers=workers),
                                                 features=feats, batch_videos=bs, device=device,
                                                 amp=amp),
                           (data.img_size, data.img_size), batch_frames=int(cfg["batch_frames"]),

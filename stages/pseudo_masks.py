@@ -9,9 +9,10 @@ import typer
 from pcas_core.atomic import atomic_path
 from pcas_core.config import start_stage
 from pcas_core.data.dataset import open_dataset
-from pcas_core.pseudo_masks import PseudoMaskConfig, pseudo_masks
-from pcas_core.scoring import HEADLINE, METRIC_MODE, pick, score_masks
-from pcas_core.stores import read_store, store_rows, write_store
+from pcas_core.pseudo_mask_pass import write_pseudo_masks
+from pcas_core.pseudo_masks import PseudoMaskConfig, PseudoMaskPool
+from pcas_core.scoring import HEADLINE, METRIC_MODE, pick
+from pcas_core.stores import open_store, store_writer
 
 app = typer.Typer(add_completion=False)
 
@@ -30,16 +31,11 @@ def pseudo_masks_stage(
     cfg = dict(p["pseudo_masks"])
     workers = int(cfg.pop("workers"))
     data = open_dataset(p["data"])
-    m_keys, maps = read_store(maps_store, "maps")
-    m_rows = store_rows(m_keys, data.frames, source=maps_store)
-    a_keys, audio = read_store(audio_store, "audio", ["logits"])
-    a_rows = store_rows(a_keys, data.frames, source=audio_store)
-    masks = pseudo_masks(data.images(), maps["cam"][m_rows].astype("float32"),
-                         maps["sounding"][m_rows], audio["logits"][a_rows],
-                         PseudoMaskConfig(**cfg, out_size=data.img_size), workers=workers)
-    write_store(store_out, "pseudo_masks", data.frames, {"mask": masks}, params=p)
-    train = ((data.frames["split"] == "train") & (data.frames["mask_path"] != "")).to_numpy()
-    scores = pick(score_masks(masks[train], data.split("train").masks()), HEADLINE)
+    size = (data.img_size, data.img_size)
+    with open_store(maps_store, "maps") as maps, open_store(audio_store, "audio", ["logits"]) as audio, \
+            store_writer(store_out, "pseudo_masks", data.frames, {"mask": size}, params=p) as out, \
+            PseudoMaskPool(PseudoMaskConfig(**cfg, out_size=data.img_size), workers) as pool:
+        scores = pick(write_pseudo_masks(data, maps, audio, out, pool), HEADLINE)
     with atomic_path(metrics_out) as tmp:
         tmp.write_text(json.dumps({"metric_mode": METRIC_MODE, "train": scores}, indent=2))
     log.info("pseudo-masks vs train ground truth: %s", scores)
