@@ -98,6 +98,7 @@ def write_params(work: Path, data_root: Path, *, crf: bool, num_workers: int) ->
     p["base"]["num_workers"] = num_workers
     for section in ("train_visual", "train_audio", "align", "evaluate"):
         p[section]["epochs"] = 1
+    for section in ("train_visual", "train_audio", "align"):
         p[section]["warmup_epochs"] = 0
     p["pseudo_masks"]["use_crf"] = crf
     p["evaluate"]["n_overlays"] = 2

@@ -33,6 +33,12 @@ def row_chunks(n: int, size: int = CHUNK_FRAMES) -> Iterator[slice]:
         yield slice(start, min(start + size, n))
 
 
+def _decode(path: str, size: int, mode: str) -> np.ndarray:
+    """A writable copy of :func:`load_frame` (PIL's buffer is read-only, and the dense CRF
+    refuses read-only images)."""
+    return np.array(load_frame(path, size, mode))
+
+
 class FrameImages:
     """The frames of a frame table as a read-only sequence, decoded when indexed.
 
@@ -56,7 +62,7 @@ class FrameImages:
 
     def loader(self, i: int) -> Callable[[], np.ndarray]:
         """``() -> (size, size, 3) uint8`` frame of row ``i``."""
-        return functools.partial(load_frame, self.paths[i], self.size, self.modes[i])
+        return functools.partial(_decode, self.paths[i], self.size, self.modes[i])
 
     def __getitem__(self, index: int | slice | np.ndarray) -> np.ndarray | FrameImages:
         if isinstance(index, (int, np.integer)):
