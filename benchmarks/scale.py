@@ -10,6 +10,9 @@ and N, the wall time and peak resident memory:
   share pages, so this over-counts them);
 - ``main MB``: ``ru_maxrss`` of the stage process from ``wait4`` (its own peak).
 
+The ``startup`` row (``pcas --help``: Python, torch, timm, ... imported, nothing run) is the fixed
+cost included in every stage's figures; on a loaded machine it is a large part of each time.
+
 Goal (issue 8): peak RSS at N = 1000 at most 1.2x that at N = 250; time growing no faster than N.
 
     python benchmarks/scale.py                     # N = 250 and 1000 under /tmp/pcas-scale
@@ -47,6 +50,7 @@ RATE = 16000
 SIDE = 128  # pixels of the written frames (stages bring them to data.img_size)
 
 STAGES = [  # (name, command after `pcas`)
+    ("startup", ["--help"]),  # imports only: the fixed cost inside every stage's time and RSS
     ("fbank", ["fbank"]),
     ("train_visual", ["train-visual"]),
     ("train_audio", ["train-audio"]),
@@ -95,7 +99,8 @@ def write_params(work: Path, data_root: Path, *, crf: bool, num_workers: int) ->
     """The repository's params.yaml with the tiny-run overrides."""
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
     p["data"]["root"] = str(data_root)
-    p["base"]["num_workers"] = num_workers
+    if "num_workers" in p["base"]:  # absent before issue 8 (to compare with an older checkout)
+        p["base"]["num_workers"] = num_workers
     for section in ("train_visual", "train_audio", "align", "evaluate"):
         p[section]["epochs"] = 1
     for section in ("train_visual", "train_audio", "align"):
@@ -149,7 +154,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/pcas-scale"), help="scratch folder")
     ap.add_argument("--crf", action="store_true", help="dense CRF on in pseudo_masks")
     ap.add_argument("--num-workers", type=int, default=0, help="base.num_workers")
-    ap.add_argument("--stages", nargs="+", default=[s for s, _ in STAGES])
+    ap.add_argument("--stages", nargs="+", default=[s for s, _ in STAGES],
+                    help="stages to run (each needs the outputs of the ones before)")
     args = ap.parse_args()
     pcas = shutil.which("pcas") or sys.exit("the `pcas` command is not on PATH")
     results: dict[int, dict[str, tuple]] = {}
@@ -169,8 +175,8 @@ def main() -> None:
         for name, sub in STAGES:
             if name not in args.stages:
                 continue
-            wall, tree, main_rss, rc = run_stage([pcas, *sub, "--params", "params.yaml"], work,
-                                                 env)
+            cmd = [pcas, *sub] + ([] if name == "startup" else ["--params", "params.yaml"])
+            wall, tree, main_rss, rc = run_stage(cmd, work, env)
             results[n][name] = (wall, tree, main_rss)
             print(f"  {name:13s} {wall:7.1f} s  tree {tree:7.0f} MB  main {main_rss:7.0f} MB"
                   + ("" if rc == 0 else f"  FAILED (exit {rc}, see {work / 'stage.log'})"),
