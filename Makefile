@@ -45,4 +45,4 @@ test: $(STAMP)
 	$(RUN) python -m pytest
 
 clean-outputs:
-	rm -rf data/demo features models metrics/*.json plots
+	rm -rf data/demo features models metrics/*.json plots dvclive

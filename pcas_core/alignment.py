@@ -1,5 +1,6 @@
-"""Listening-before-Segmentation (METHOD §3): train the visual ViT further with the CMC contrast
-against frozen audio tokens, then write per-frame CAMs and sounding maps for the pseudo-masks."""
+"""Listening-before-Segmentation (METHOD §3): train the visual ViT further with the CMC, CMPC and
+CMCC contrasts against frozen audio tokens, then write per-frame CAMs and sounding maps for the
+pseudo-masks."""
 
 from __future__ import annotations
 
@@ -9,15 +10,38 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 import torch
+from torch import Tensor
 from torch.utils.data import Dataset
 
 from pcas_core.cam import sounding_map
+from pcas_core.curves import EpochCallback
+from pcas_core.crops import crop_labels, pair_labels, patch_labels, sample_crop_boxes, take_crops
 from pcas_core.looking import classification_loss, video_loader
-from pcas_core.losses import cmc_loss
+from pcas_core.losses import cmc_loss, cmcc_loss, cmpc_loss
 from pcas_core.models.align import AlignModel
+from pcas_core.models.visual import VisualClassifier
+from pcas_core.params import AlignConfig
 from pcas_core.training import autocast, fit
 
-__all__ = ["FrameRows", "train_alignment", "iter_maps", "compute_maps"]
+__all__ = ["FrameRows", "build_align_model", "alignment_terms", "train_alignment",
+           "iter_maps", "compute_maps"]
+
+
+def build_align_model(visual: VisualClassifier, audio_dim: int, cfg: AlignConfig) -> AlignModel:
+    """The :class:`AlignModel` of ``cfg`` around ``visual``.
+
+    Raises:
+        ValueError: with CMCC on, ``align.crop_size`` larger than the frames or not a multiple of
+            the backbone's patch size (crops must tile into whole patches).
+    """
+    if cfg.cmcc:
+        img = min(visual.backbone.patch_embed.img_size)
+        patch = visual.backbone.patch_embed.patch_size[0]
+        if cfg.crop_size > img or cfg.crop_size % patch:
+            raise ValueError(f"align.crop_size {cfg.crop_size} must be <= the frame size {img} "
+                             f"and a multiple of the patch size {patch}")
+    return AlignModel(visual, audio_dim=audio_dim, embed_dim=cfg.embed_dim,
+                      hidden_dim=cfg.hidden_dim, shared_patch_head=cfg.shared_patch_head)
 
 
 class FrameRows:
@@ -40,15 +64,72 @@ class FrameRows:
                                for v in videos.tolist()])
 
 
+def alignment_terms(model: AlignModel, cfg: AlignConfig, frames: Tensor, audio: Tensor,
+                    frame_video: Tensor, labels: Tensor,
+                    generator: torch.Generator) -> dict[str, Tensor]:
+    """Every loss term of one alignment step (METHOD §3), by name, and their total under "loss".
+
+    CMPC and CMCC label patches from the sounding map S = minmax_i cos(g_p(P_t[i]), sg(g_a(a_t)))
+    of the global view (:func:`pcas_core.crops.patch_labels`, no gradient). CMPC contrasts the
+    final-layer patch tokens; CMCC cuts ``n_crops`` crops per frame (positions from
+    ``generator``), passes all crops of the batch through the same backbone in one forward at
+    crop size, and contrasts h(crop class token) with the EMA head on the detached global token
+    (for a backbone without a class token, the interface's global token stands in). The EMA head
+    takes one step before it is used, as in ToCo. Beside the terms, ``crop_positive`` and
+    ``patch_ignored`` (fractions) are returned for the logs; no host-device sync happens here.
+
+    Args:
+        frames: (F, 3, H, W) normalised frames on the model's device.
+        audio: (F, Da) a_t of each frame.
+        frame_video: (F,) long batch position of each frame's video.
+        labels: (B, C) float video labels.
+        generator: CPU generator of the crop positions.
+
+    Returns:
+        dict of scalar tensors: ``cls``, ``cmc``/``cmpc``/``cmcc`` when switched on, ``loss``.
+    """
+    out = model(frames, audio)
+    terms = {"cls": classification_loss(out.visual, frame_video, labels, frame_pool=cfg.frame_pool,
+                                        w_class_token=cfg.w_class_token)}
+    loss = cfg.w_cls * terms["cls"]
+    if cfg.cmc:
+        terms["cmc"] = cmc_loss(out.audio_emb.float(), out.visual_emb.float(),
+                                out.class_emb.float(), labels[frame_video], cfg.temperature)
+        loss = loss + cfg.w_cmc * terms["cmc"]
+    if cfg.cmpc or cfg.cmcc:
+        with torch.no_grad():
+            sounding = sounding_map(out.patch_emb.float(), out.audio_emb.float(),
+                                    model.visual.grid)
+            patches = patch_labels(sounding, cfg.theta_hi, cfg.theta_lo)   # (F, h, w)
+            terms["patch_ignored"] = (patches < 0).float().mean()
+    if cfg.cmpc:
+        same, different = pair_labels(patches.flatten(1))
+        terms["cmpc"] = cmpc_loss(out.visual.final_tokens.float(), same, different)
+        loss = loss + cfg.w_cmpc * terms["cmpc"]
+    if cfg.cmcc:
+        size = tuple(frames.shape[-2:])
+        boxes = sample_crop_boxes(len(frames), cfg.n_crops, size, cfg.crop_size, generator)
+        boxes = boxes.to(frames.device, non_blocking=True)
+        crops = take_crops(frames, boxes, cfg.crop_size).flatten(0, 1)
+        crop_tokens = model.visual(crops).class_token
+        positive = crop_labels(patches, boxes, cfg.crop_size, size, cfg.rho)
+        with torch.no_grad():
+            model.update_ema(cfg.ema_momentum)
+            global_head = model.crop_head_ema(out.visual.class_token.detach())
+        crop_heads = model.crop_head(crop_tokens).unflatten(0, (len(frames), cfg.n_crops))
+        terms["cmcc"] = cmcc_loss(global_head.float(), crop_heads.float(), positive,
+                                  cfg.tau_cmcc, cfg.cmcc_eps)
+        terms["crop_positive"] = positive.mean()
+        loss = loss + cfg.w_cmcc * terms["cmcc"]
+    terms["loss"] = loss
+    return terms
+
+
 def train_alignment(model: AlignModel, clips: Dataset, frames: pd.DataFrame,
-                    audio_tokens: np.ndarray, *, epochs: int, batch_videos: int,
-                    lr_backbone: float, lr_heads: float, warmup_epochs: float,
-                    weight_decay: float, frame_pool: str, w_cls: float, w_class_token: float,
-                    w_cmc: float,
-                    temperature: float, seed: int, device: torch.device, amp: bool,
-                    logger: logging.Logger) -> list[dict[str, float]]:
-    """L = w_cls L_cls + w_cmc L_cmc (METHOD §3; CMPC and CMCC are not implemented yet), with
-    L_cls from :func:`pcas_core.looking.classification_loss`.
+                    audio_tokens: np.ndarray, cfg: AlignConfig, *, seed: int,
+                    device: torch.device, amp: bool, logger: logging.Logger,
+                    on_epoch: EpochCallback | None = None) -> list[dict[str, float]]:
+    """Train ``model`` in place with :func:`alignment_terms` (Adam, warm-up + cosine).
 
     Each frame is a contrast item, labelled with its video's labels.
 
@@ -56,32 +137,36 @@ def train_alignment(model: AlignModel, clips: Dataset, frames: pd.DataFrame,
         clips: video dataset in the same video order as ``frames``.
         frames: the frame table (rows grouped by video).
         audio_tokens: (M, Da) float32 a_t of every frame row, frozen.
-        lr_backbone, lr_heads: learning rates of the visual ViT and of the heads (classifier and
-            projections), the paper's two module groups.
+        cfg: the ``align`` params; ``lr_backbone`` and ``lr_heads`` are the learning rates of the
+            visual backbone and of the heads (classifier and projections), the paper's two
+            module groups. The EMA head is not optimised.
+        on_epoch: per-epoch callback of :func:`pcas_core.training.fit` (training curves).
+        seed: base seed of the per-epoch shuffling and of the crop positions.
+
+    Returns:
+        Per-epoch means of every term.
     """
     rows = FrameRows(frames)
     audio = torch.from_numpy(np.ascontiguousarray(audio_tokens, dtype=np.float32))
-    steps = -(-len(clips) // batch_videos)
+    steps = -(-len(clips) // cfg.batch_videos)
+    generator = torch.Generator().manual_seed(seed)
 
     def batches(epoch: int):
-        return video_loader(clips, batch_videos=batch_videos, shuffle=True, seed=seed + epoch)
+        return video_loader(clips, batch_videos=cfg.batch_videos, shuffle=True, seed=seed + epoch)
 
     def compute_loss(batch):
-        frame_video = batch["frame_video"].to(device)
-        labels = batch["labels"].to(device)
-        out = model(batch["frames"].to(device), audio[rows.of(batch["video"])].to(device))
-        terms = {"cls": classification_loss(out.visual, frame_video, labels, frame_pool=frame_pool,
-                                            w_class_token=w_class_token)}
-        terms["cmc"] = cmc_loss(out.audio_emb.float(), out.visual_emb.float(),
-                                out.class_emb.float(), labels[frame_video], temperature)
-        terms["loss"] = w_cls * terms["cls"] + w_cmc * terms["cmc"]
-        return terms
+        return alignment_terms(model, cfg, batch["frames"].to(device, non_blocking=True),
+                               audio[rows.of(batch["video"])].to(device, non_blocking=True),
+                               batch["frame_video"].to(device), batch["labels"].to(device),
+                               generator)
 
-    heads = [p for n, p in model.named_parameters() if not n.startswith("visual.backbone.")]
-    return fit(model, batches, compute_loss, epochs=epochs, steps_per_epoch=steps,
-               groups=[(model.visual.backbone.parameters(), lr_backbone), (heads, lr_heads)],
-               warmup_epochs=warmup_epochs, weight_decay=weight_decay, device=device, amp=amp,
-               logger=logger)
+    heads = [p for n, p in model.named_parameters()
+             if not n.startswith("visual.backbone.") and p.requires_grad]
+    return fit(model, batches, compute_loss, epochs=cfg.epochs, steps_per_epoch=steps,
+               groups=[(model.visual.backbone.parameters(), cfg.lr_backbone),
+                       (heads, cfg.lr_heads)],
+               warmup_epochs=cfg.warmup_epochs, weight_decay=cfg.weight_decay, device=device,
+               amp=amp, logger=logger, on_epoch=on_epoch)
 
 
 @torch.no_grad()

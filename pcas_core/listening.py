@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from pcas_core.curves import EpochCallback
 from pcas_core.losses import video_bce
 from pcas_core.models.tvp import TVPAudioEncoder
 from pcas_core.training import autocast, fit
@@ -53,7 +54,8 @@ def _loader(tensors: list[torch.Tensor], batch: int, shuffle: bool, seed: int) -
 def train_tvp(model: TVPAudioEncoder, fbank: torch.Tensor, prompts: torch.Tensor | None,
               n_steps: torch.Tensor, labels: torch.Tensor, *, epochs: int, batch_videos: int,
               lr: float, warmup_epochs: float, weight_decay: float, seed: int,
-              device: torch.device, amp: bool, logger: logging.Logger) -> list[dict[str, float]]:
+              device: torch.device, amp: bool, logger: logging.Logger,
+              on_epoch: EpochCallback | None = None) -> list[dict[str, float]]:
     """BCE of the step logits pooled over valid steps against the video labels (METHOD §2).
 
     Args:
@@ -61,6 +63,7 @@ def train_tvp(model: TVPAudioEncoder, fbank: torch.Tensor, prompts: torch.Tensor
         prompts: (V, T, Dv) float32 frozen v_t, or None for the plain-AST baseline (``tvp: false``).
         n_steps: (V,) long, frames (seconds) of each video.
         labels: (V, C) float32 video-level labels.
+        on_epoch: per-epoch callback of :func:`pcas_core.training.fit` (training curves).
     """
     prompt_t = prompts if prompts is not None else torch.zeros(len(fbank), 1, 1)
     tensors = [fbank, prompt_t, n_steps, labels]
@@ -73,7 +76,8 @@ def train_tvp(model: TVPAudioEncoder, fbank: torch.Tensor, prompts: torch.Tensor
     return fit(model, lambda e: _loader(tensors, batch_videos, True, seed + e), compute_loss,
                epochs=epochs, steps_per_epoch=-(-len(fbank) // batch_videos),
                groups=[(model.parameters(), lr)], warmup_epochs=warmup_epochs,
-               weight_decay=weight_decay, device=device, amp=amp, logger=logger)
+               weight_decay=weight_decay, device=device, amp=amp, logger=logger,
+               on_epoch=on_epoch)
 
 
 @torch.no_grad()

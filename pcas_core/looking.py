@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from pcas_core.curves import EpochCallback
 from pcas_core.data.loader import video_loader
 from pcas_core.losses import pool_frames, video_bce
 from pcas_core.models.visual import VisualClassifier, VisualOutput
@@ -40,8 +41,8 @@ def classification_loss(out: VisualOutput, frame_video: torch.Tensor, labels: to
 def train_visual_classifier(model: VisualClassifier, clips: Dataset, *, epochs: int,
                             batch_videos: int, lr: float, warmup_epochs: float,
                             weight_decay: float, frame_pool: str, w_class_token: float, seed: int,
-                            device: torch.device, amp: bool,
-                            logger: logging.Logger) -> list[dict[str, float]]:
+                            device: torch.device, amp: bool, logger: logging.Logger,
+                            on_epoch: EpochCallback | None = None) -> list[dict[str, float]]:
     """Train with :func:`classification_loss` (frame logits pooled over each video's frames).
 
     Args:
@@ -49,6 +50,7 @@ def train_visual_classifier(model: VisualClassifier, clips: Dataset, *, epochs: 
         clips: a video dataset yielding ``frames`` (T, 3, H, W), ``labels`` (C,), ``video``.
         frame_pool: ``"max"`` or ``"mean"`` pooling of frame logits into the video logit.
         seed: base seed of the per-epoch shuffling.
+        on_epoch: per-epoch callback of :func:`pcas_core.training.fit` (training curves).
 
     Returns:
         Per-epoch mean losses.
@@ -66,7 +68,8 @@ def train_visual_classifier(model: VisualClassifier, clips: Dataset, *, epochs: 
 
     return fit(model, batches, compute_loss, epochs=epochs, steps_per_epoch=steps,
                groups=[(model.parameters(), lr)], warmup_epochs=warmup_epochs,
-               weight_decay=weight_decay, device=device, amp=amp, logger=logger)
+               weight_decay=weight_decay, device=device, amp=amp, logger=logger,
+               on_epoch=on_epoch)
 
 
 @torch.no_grad()

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["pool_frames", "video_bce", "label_consistency", "cmc_loss"]
+__all__ = ["pool_frames", "video_bce", "label_consistency", "cmc_loss", "cmpc_loss", "cmcc_loss"]
 
 
 def pool_frames(frame_logits: Tensor, frame_video: Tensor, n_videos: int, mode: str = "max") -> Tensor:
@@ -22,16 +22,19 @@ def pool_frames(frame_logits: Tensor, frame_video: Tensor, n_videos: int, mode: 
         (B, C) float video logits.
 
     Raises:
-        ValueError: bad shapes, unknown mode, or a video with no frame.
+        ValueError: bad shapes, unknown mode, or a video with no frame (checked when
+            ``frame_video`` is on the CPU, where it costs no host-device sync; ``collate_videos``
+            never makes such a batch).
     """
     if frame_logits.ndim != 2 or frame_video.shape != frame_logits.shape[:1]:
         raise ValueError(f"expected frame_logits (F, C) and frame_video (F,), got "
                          f"{tuple(frame_logits.shape)} and {tuple(frame_video.shape)}")
     if mode not in ("max", "mean"):
         raise ValueError(f"unknown frame pooling '{mode}', expected 'max' or 'mean'")
-    counts = torch.bincount(frame_video, minlength=n_videos)
-    if (counts == 0).any():
-        raise ValueError("every video of the batch needs at least one frame")
+    if frame_video.device.type == "cpu":  # on an accelerator this check would wait for it
+        counts = torch.bincount(frame_video, minlength=n_videos)
+        if (counts == 0).any():
+            raise ValueError("every video of the batch needs at least one frame")
     index = frame_video[:, None].expand_as(frame_logits)
     init = torch.full((n_videos, frame_logits.shape[1]), float("-inf") if mode == "max" else 0.0,
                       dtype=frame_logits.dtype, device=frame_logits.device)
@@ -68,12 +71,12 @@ def label_consistency(labels: Tensor) -> Tensor:
 
 def _soft_ce(logits: Tensor, target: Tensor) -> Tensor:
     """Row-wise cross-entropy between softmax(logits) and row-normalised targets, averaged over
-    rows that have at least one positive (rows without a positive carry no signal)."""
-    rows = target.sum(dim=1) > 0
-    if not rows.any():
-        return logits.sum() * 0.0
-    target = target[rows] / target[rows].sum(dim=1, keepdim=True)
-    return -(target * F.log_softmax(logits[rows], dim=1)).sum(dim=1).mean()
+    rows that have at least one positive (rows without a positive carry no signal; 0 if none).
+    Masks and a weighted mean, so no host-device sync."""
+    total = target.sum(dim=1, keepdim=True)
+    rows = (total[:, 0] > 0).to(logits.dtype)
+    ce = -(target / total.clamp_min(1e-12) * F.log_softmax(logits, dim=1)).sum(dim=1)
+    return (ce * rows).sum() / rows.sum().clamp_min(1.0)
 
 
 def cmc_loss(audio: Tensor, visual: Tensor, class_token: Tensor, labels: Tensor,
@@ -108,3 +111,71 @@ def cmc_loss(audio: Tensor, visual: Tensor, class_token: Tensor, labels: Tensor,
         logits = a @ F.normalize(other, dim=1).T / temperature
         terms += [_soft_ce(logits, y), _soft_ce(logits.T, y.T)]
     return torch.stack(terms).mean()
+
+
+def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """sum(values * mask) / max(sum(mask), 1), without a host-device sync."""
+    return (values * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def cmpc_loss(tokens: Tensor, same: Tensor, different: Tensor) -> Tensor:
+    """Cross-Modal Patch-token Contrast (PCAS Eq. 2, METHOD §3; ToCo's ``get_masked_ptc_loss``).
+
+    L = 0.5 (1 - mean_{A_ij=1} cos(P_i, P_j)) + 0.5 mean_{A_ij=0} cos(P_i, P_j),
+    each mean over every labelled pair of every frame in the batch (pairs pooled, as ToCo does).
+    The pair labels come from the sounding map (:func:`pcas_core.crops.pair_labels`) and carry no
+    gradient. ToCo takes |cos|; PCAS/METHOD write cos, so negative pairs are pushed towards
+    opposite directions: the minimum is -0.5 (same-label tokens equal, different-label tokens
+    opposite); with no pair of a kind that term is 0 (constant, no gradient).
+
+    Args:
+        tokens: (B, N, D) float final-layer patch tokens P.
+        same: (B, N, N) float mask of pairs with A_ij = 1 (0 where ignored).
+        different: (B, N, N) float mask of pairs with A_ij = 0 (0 where ignored).
+
+    Returns:
+        Scalar loss in [-0.5, 1].
+    """
+    if tokens.ndim != 3 or same.shape != different.shape or \
+            same.shape != (tokens.shape[0], tokens.shape[1], tokens.shape[1]):
+        raise ValueError(f"expected tokens (B, N, D) and pair masks (B, N, N), got "
+                         f"{tuple(tokens.shape)}, {tuple(same.shape)}, {tuple(different.shape)}")
+    unit = F.normalize(tokens, dim=-1, eps=1e-8)
+    cos = unit @ unit.transpose(1, 2)
+    return 0.5 * (1.0 - _masked_mean(cos, same)) + 0.5 * _masked_mean(cos, different)
+
+
+def cmcc_loss(global_head: Tensor, crop_heads: Tensor, positive: Tensor, temperature: float = 0.5,
+              eps: float = 1e-4) -> Tensor:
+    """Cross-Modal Class-token Contrast, InfoNCE of local crops against the global view
+    (PCAS Eq. 3, METHOD §3; ToCo's ``CTCLoss_neg``).
+
+    With s_k = h_g . h_k / tau (h L2-normalised, so h_g . h_k is a cosine), for each frame:
+    L = -(1/N+) sum_{k in pos} log( e^{s_k} / (e^{s_k} + sum_{n in neg} e^{s_n} + eps) ),
+    the negatives n being the negative crops of the same frame, and N+ the number of positive
+    crops in the whole batch (the sum runs over all of them). 0 when no crop is positive.
+
+    Args:
+        global_head: (F, d) float h_g of each frame's global view; the caller passes the EMA
+            head's output on the detached global token (no gradient is meant to reach it).
+        crop_heads: (F, K, d) float h_k of the K crops of each frame.
+        positive: (F, K) float mask, 1 for positive crops, 0 for negative ones.
+        temperature: tau.
+        eps: the small constant of the denominator.
+
+    Returns:
+        Scalar loss >= 0 up to eps: near 0 when every positive crop matches h_g and every negative
+        one points away, large when they are swapped.
+    """
+    if crop_heads.ndim != 3 or global_head.shape != (crop_heads.shape[0], crop_heads.shape[2]) \
+            or positive.shape != crop_heads.shape[:2]:
+        raise ValueError(f"expected global (F, d), crops (F, K, d), positive (F, K); got "
+                         f"{tuple(global_head.shape)}, {tuple(crop_heads.shape)}, "
+                         f"{tuple(positive.shape)}")
+    g = F.normalize(global_head, dim=-1)
+    h = F.normalize(crop_heads, dim=-1)
+    s = torch.einsum("fd,fkd->fk", g, h) / temperature
+    positive = positive.to(s.dtype)
+    negatives = (torch.exp(s) * (1.0 - positive)).sum(dim=1, keepdim=True)
+    log_ratio = s - torch.log(torch.exp(s) + negatives + eps)
+    return -_masked_mean(log_ratio, positive)

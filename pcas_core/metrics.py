@@ -176,24 +176,6 @@ def _frame_pr_curve(
     return precision, recall
 
 
-def binary_f_sums(
-    preds: np.ndarray, gts: np.ndarray, beta2: float = F_BETA2, n_thresholds: int = 255
-) -> tuple[np.ndarray, int]:
-    """The parts of :func:`binary_fscore`, to add up over chunks of frames: the sum over frames
-    with a non-empty GT of F(t) per threshold ``(n_thresholds,)`` float64, and their count."""
-    _check_binary(preds, gts)
-    thresholds = np.linspace(0.0, 1.0 - 1e-10, n_thresholds)
-    total = np.zeros(n_thresholds, dtype=np.float64)
-    n = 0
-    for pred, gt in zip(preds, gts):
-        if not (gt > 0).any():
-            continue
-        precision, recall = _frame_pr_curve(pred, gt, thresholds)
-        total += _f_measure(precision, recall, beta2)
-        n += 1
-    return total, n
-
-
 def binary_fscore(
     preds: np.ndarray, gts: np.ndarray, beta2: float = F_BETA2, n_thresholds: int = 255
 ) -> float:
@@ -215,7 +197,16 @@ def binary_fscore(
     Raises:
         ValueError: on mismatched or non-3-D shapes.
     """
-    total, n = binary_f_sums(preds, gts, beta2, n_thresholds)
+    _check_binary(preds, gts)
+    thresholds = np.linspace(0.0, 1.0 - 1e-10, n_thresholds)
+    total = np.zeros(n_thresholds, dtype=np.float64)
+    n = 0
+    for pred, gt in zip(preds, gts):
+        if not (gt > 0).any():
+            continue
+        precision, recall = _frame_pr_curve(pred, gt, thresholds)
+        total += _f_measure(precision, recall, beta2)
+        n += 1
     return float((total / n).max()) if n else 0.0
 
 

@@ -2,8 +2,8 @@
 
 For each chunk of :data:`pcas_core.data.chunks.CHUNK_FRAMES` frames it reads that chunk's rows of
 the ``maps`` and ``audio`` stores, makes the pseudo-masks in the worker pool (frames are decoded
-there), writes them to the ``pseudo_masks`` store and scores the annotated train frames among
-them, so memory stays that of one chunk whatever the dataset size.
+there) and writes them to the ``pseudo_masks`` store, so memory stays that of one chunk whatever
+the dataset size.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import numpy as np
 
 from pcas_core.data.chunks import CHUNK_FRAMES, row_chunks
 from pcas_core.data.dataset import AVSData
-from pcas_core.mask_scorer import MaskScorer
 from pcas_core.pseudo_masks import PseudoMaskPool
 from pcas_core.stores import StoreReader, StoreWriter, store_rows
 
@@ -20,7 +19,7 @@ __all__ = ["write_pseudo_masks"]
 
 
 def write_pseudo_masks(data: AVSData, maps: StoreReader, audio: StoreReader, out: StoreWriter,
-                       pool: PseudoMaskPool, *, chunk_frames: int = CHUNK_FRAMES) -> dict:
+                       pool: PseudoMaskPool, *, chunk_frames: int = CHUNK_FRAMES) -> None:
     """Pseudo-masks of every frame of ``data`` (frame-table order) into ``out``.
 
     Args:
@@ -32,18 +31,12 @@ def write_pseudo_masks(data: AVSData, maps: StoreReader, audio: StoreReader, out
         pool: the worker pool with the pseudo-mask configuration.
         chunk_frames: frames per chunk (memory bound; results do not depend on it).
 
-    Returns:
-        Scores (:class:`pcas_core.mask_scorer.MaskScorer`) of the pseudo-masks of the annotated
-        train frames against their ground truth (evaluation only).
-
     Raises:
-        ValueError: a frame missing from a store (names the store); no annotated train frame.
+        ValueError: a frame missing from a store (names the store).
     """
     m_rows = store_rows(maps.keys, data.frames, source=maps.path)
     a_rows = store_rows(audio.keys, data.frames, source=audio.path)
     images = data.frame_images()
-    scored = ((data.frames["split"] == "train").to_numpy() & data.has_mask())
-    scorer = MaskScorer()
     size = (data.img_size, data.img_size)
     for rows in row_chunks(len(data.frames), chunk_frames):
         masks = pool.run([images.loader(i) for i in range(rows.start, rows.stop)],
@@ -51,7 +44,3 @@ def write_pseudo_masks(data: AVSData, maps: StoreReader, audio: StoreReader, out
                          maps.rows("sounding", m_rows[rows]), audio.rows("logits", a_rows[rows]),
                          size)
         out.write(rows.start, {"mask": masks})
-        sel = scored[rows]
-        if sel.any():
-            scorer.update(masks[sel], data.masks(np.flatnonzero(sel) + rows.start))
-    return scorer.compute()

@@ -5,21 +5,30 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from pcas_core.curves import EpochCallback
 from pcas_core.looking import video_loader
 from pcas_core.models.heads import SegmentationHead
 from pcas_core.models.visual import VisualClassifier
 from pcas_core.training import autocast, fit
 
-__all__ = ["FEATURES", "patch_tokens_of", "train_segmentation_head", "predict_masks"]
+__all__ = ["FEATURES", "PaddedFrame", "patch_tokens_of", "padded_frame", "train_segmentation_head",
+           "predict_masks"]
 
 
 FEATURES = ("patch", "final", "patch+final")
+
+
+def _head_input(patch: torch.Tensor, final: torch.Tensor, features: str) -> torch.Tensor:
+    """(B, N, D) tokens of layer ``token_layer`` and final layer -> the head input on the CPU."""
+    parts = {"patch": [patch], "final": [final], "patch+final": [patch, final]}[features]
+    return torch.cat(parts, dim=-1).float().cpu()
 
 
 @torch.no_grad()
@@ -44,16 +53,53 @@ def patch_tokens_of(model: VisualClassifier, clips: Dataset, *, features: str, b
     for batch in video_loader(clips, batch_videos=batch_videos, shuffle=False):
         with autocast(device, amp):
             patch, _, final = model.forward_features(batch["frames"].to(device))
-        parts = {"patch": [patch], "final": [final], "patch+final": [patch, final]}[features]
-        out.append(torch.cat(parts, dim=-1).float().cpu())
+        out.append(_head_input(patch, final, features))
     return torch.cat(out)
+
+
+class PaddedFrame(NamedTuple):
+    """The official AVSS padded frame (:mod:`pcas_core.metrics_official`, quirk 1) through the ViT.
+
+    Attributes:
+        tokens: (1, N, D') float32 head input (as :func:`patch_tokens_of` with the same features).
+        cam: (K, h, w) float32 raw CAMs. logits: (K,) float32 frame logits.
+        image: (H, W, 3) uint8 what the input looks like: the normalisation mean colour (for a
+            CRF and for pictures).
+    """
+
+    tokens: torch.Tensor
+    cam: np.ndarray
+    logits: np.ndarray
+    image: np.ndarray
+
+
+@torch.no_grad()
+def padded_frame(model: VisualClassifier, size: int, *, features: str, device: torch.device,
+                 amp: bool = False) -> PaddedFrame:
+    """Run ``model`` on the input the official AVSS loader pads 5-frame videos with: a
+    (3, size, size) tensor of zeros after normalisation (``avss/color_dataloader.py``,
+    ``torch.zeros_like(img)``).
+
+    Raises:
+        ValueError: unknown ``features``.
+    """
+    if features not in FEATURES:
+        raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
+    model.to(device).eval()
+    with autocast(device, amp):
+        out = model(torch.zeros(1, 3, size, size, device=device))
+    colour = np.round(np.asarray(model.mean, dtype=np.float64) * 255.0).astype(np.uint8)
+    return PaddedFrame(_head_input(out.patch_tokens, out.final_tokens, features),
+                       model.cam(out.patch_tokens.float())[0].cpu().numpy().astype(np.float32),
+                       out.logits[0].float().cpu().numpy(),
+                       np.broadcast_to(colour, (size, size, 3)).copy())
 
 
 def train_segmentation_head(head: SegmentationHead, tokens: torch.Tensor, masks: np.ndarray, *,
                             epochs: int, batch_frames: int, lr: float, weight_decay: float,
                             ignore_index: int, train_size: int, background_weight: float = 1.0,
-                            seed: int, device: torch.device,
-                            logger: logging.Logger) -> list[dict[str, float]]:
+                            seed: int, device: torch.device, logger: logging.Logger,
+                            on_epoch: EpochCallback | None = None) -> list[dict[str, float]]:
     """Cross-entropy of the head's upsampled logits against pseudo-masks.
 
     Args:
@@ -64,6 +110,7 @@ def train_segmentation_head(head: SegmentationHead, tokens: torch.Tensor, masks:
             over the full frame; the head only sees a patch grid anyway).
         background_weight: cross-entropy weight of class 0 (others weigh 1); below 1 it counters
             the background's share of the pixels.
+        on_epoch: per-epoch callback of :func:`pcas_core.training.fit` (training curves).
     """
     if len(tokens) != len(masks):
         raise ValueError(f"{len(tokens)} frames of tokens but {len(masks)} pseudo-masks")
@@ -85,7 +132,7 @@ def train_segmentation_head(head: SegmentationHead, tokens: torch.Tensor, masks:
 
     return fit(head, batches, compute_loss, epochs=epochs,
                steps_per_epoch=-(-len(tokens) // batch_frames), groups=[(head.parameters(), lr)],
-               weight_decay=weight_decay, device=device, logger=logger)
+               weight_decay=weight_decay, device=device, logger=logger, on_epoch=on_epoch)
 
 
 @torch.no_grad()

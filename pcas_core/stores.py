@@ -48,8 +48,8 @@ import pandas as pd
 from pcas_core.atomic import atomic_path
 
 __all__ = ["SCHEMAS", "SCHEMA_VERSION", "StoreWriter", "store_writer", "write_store_batches",
-           "write_store",
-           "StoreReader", "open_store", "read_store", "store_rows", "read_store_attrs"]
+           "write_store", "StoreReader", "open_store", "read_store", "store_rows", "read_rows",
+           "read_store_attrs"]
 
 #: Version of the layout in this docstring; bump it whenever a dataset, dtype or meaning changes.
 SCHEMA_VERSION = 2
@@ -367,3 +367,16 @@ def store_rows(keys: pd.DataFrame, wanted: pd.DataFrame, *, source: Path) -> np.
         raise ValueError(f"{source}: {int(rows.isna().sum())} requested rows are not in the store, "
                          f"e.g. {bad}; rebuild it from the same dataset")
     return rows.to_numpy(dtype=np.int64)
+
+
+def read_rows(path: Path, kind: str, wanted: pd.DataFrame, datasets: list[str]) -> dict[str, np.ndarray]:
+    """Datasets of a store at the rows matching ``wanted`` (:func:`store_rows`), reading only
+    those rows (:meth:`StoreReader.rows`): name -> array whose first dimension is
+    ``len(wanted)``.
+
+    Raises:
+        FileNotFoundError / ValueError: as :func:`open_store` and :func:`store_rows`.
+    """
+    with open_store(path, kind, datasets) as store:
+        rows = store_rows(store.keys, wanted, source=Path(path))
+        return {name: store.rows(name, rows) for name in datasets}

@@ -1,5 +1,6 @@
 """A plain training loop: Adam with linear warm-up then cosine decay, optional CUDA autocast,
-per-term loss logging. Stages pass a ``compute_loss`` that returns every term by name."""
+per-term loss logging and an optional per-epoch callback (training curves). Stages pass a
+``compute_loss`` that returns every term by name."""
 
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
         compute_loss: Callable[[Any], dict[str, Tensor]], *, epochs: int, steps_per_epoch: int,
         groups: list[tuple[Iterable[nn.Parameter], float]], warmup_epochs: float = 0.0,
         weight_decay: float = 0.0, grad_clip: float = 0.0, device: torch.device,
-        amp: bool = False, logger: logging.Logger | None = None) -> list[dict[str, float]]:
+        amp: bool = False, logger: logging.Logger | None = None,
+        on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> list[dict[str, float]]:
     """Train ``model`` in place.
 
     Args:
@@ -64,6 +66,9 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
         grad_clip: max global gradient norm (0: no clipping).
         device: where the model runs (batches are moved by ``compute_loss``).
         amp: bfloat16 autocast on CUDA.
+        on_epoch: called after each epoch with ``(epoch (0-based), values)``: the epoch mean of
+            every logged term plus ``lr``, the first parameter group's learning rate at the end
+            of the epoch (e.g. :func:`pcas_core.curves.epoch_curves` for DVCLive curves).
 
     Returns:
         One dict per epoch with the mean of each logged term.
@@ -98,6 +103,8 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
             n += 1
         means = {k: v / max(n, 1) for k, v in sums.items()}
         history.append(means)
+        if on_epoch is not None:
+            on_epoch(epoch, {**means, "lr": float(scheduler.get_last_lr()[0])})
         logger.info("epoch %d/%d %s", epoch + 1, epochs,
                     " ".join(f"{k}={v:.4f}" for k, v in means.items()))
     model.eval()

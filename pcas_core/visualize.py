@@ -1,15 +1,26 @@
-"""Pictures for people: predictions beside ground truth, coloured with the AVSBench palette."""
+"""Pictures for people: prediction beside ground truth coloured with the AVSBench palette, a
+legend of class names, the choice of frames to show, and confusion-matrix rows for ``dvc plots``."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+import pandas as pd
+from PIL import Image, ImageDraw, ImageFont
 
+from pcas_core.constants import IGNORE_INDEX
 from pcas_core.data.palette import index_to_rgb
 
-__all__ = ["overlay", "comparison_strip"]
+__all__ = ["MIN_PANEL", "overlay", "comparison_strip", "pick_overlay_frames", "confusion_rows"]
+
+MIN_PANEL = 224
+"""Smallest side, in pixels, of each panel of a comparison strip (frames are upscaled by an
+integer factor, nearest neighbour, so mask edges stay exact)."""
+
+_FONT_SIZE = 14
+_PAD = 4
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, palette: np.ndarray, alpha: float = 0.55) -> np.ndarray:
@@ -33,9 +44,138 @@ def overlay(image: np.ndarray, mask: np.ndarray, palette: np.ndarray, alpha: flo
     return out.round().clip(0, 255).astype(np.uint8)
 
 
-def comparison_strip(path: Path, image: np.ndarray, pred: np.ndarray, gt: np.ndarray,
-                     palette: np.ndarray) -> None:
-    """Save ``[frame | prediction overlay | ground-truth overlay]`` side by side as a PNG."""
-    strip = np.concatenate([image, overlay(image, pred, palette), overlay(image, gt, palette)], axis=1)
+def comparison_strip(path: Path, image: np.ndarray, gt: np.ndarray, pred: np.ndarray,
+                     palette: np.ndarray, class_names: list[str], title: str = "") -> None:
+    """Save ``[frame | ground truth | prediction]`` as a PNG, with a legend of the classes shown.
+
+    Each panel is upscaled (nearest) by the smallest integer factor that makes it at least
+    :data:`MIN_PANEL` pixels wide; a header holds ``title`` (e.g. the clip) on its own line, then
+    the panel names; the legend below has one colour swatch and name per class present in ``gt`` or ``pred``.
+
+    Args:
+        path: the PNG to write (parent folders are created).
+        image: (H, W, 3) uint8 frame. gt, pred: (H, W) uint8 class indices (255 ignore).
+        palette: (71, 3) uint8 colours. class_names: 71 names, index = class index.
+        title: first header line ("" for none).
+
+    Raises:
+        ValueError: shapes that disagree.
+    """
+    if not image.shape[:2] == gt.shape == pred.shape:
+        raise ValueError(f"image {image.shape}, gt {gt.shape} and pred {pred.shape} must share (H, W)")
+    scale = max(1, math.ceil(MIN_PANEL / min(gt.shape)))
+    panels = [image, overlay(image, gt, palette), overlay(image, pred, palette)]
+    strip = np.concatenate([p.repeat(scale, 0).repeat(scale, 1) for p in panels], axis=1)
+    font = ImageFont.load_default(size=_FONT_SIZE)
+    line = _FONT_SIZE + 2 * _PAD
+    classes = [int(c) for c in np.union1d(np.unique(gt), np.unique(pred)) if 0 < c != IGNORE_INDEX
+               and c < len(class_names)]
+    width = strip.shape[1]
+    legend_rows = _legend_layout(classes, class_names, font, width)
+    top = line * (2 if title else 1)
+    canvas = Image.new("RGB", (width, top + strip.shape[0] + line * max(1, len(legend_rows))),
+                       (255, 255, 255))
+    canvas.paste(Image.fromarray(strip), (0, top))
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((_PAD, _PAD), title, fill=(0, 0, 0), font=font)
+    for i, name in enumerate(["frame", "ground truth", "prediction"]):
+        draw.text((i * (width // 3) + _PAD, top - line + _PAD), name, fill=(0, 0, 0), font=font)
+    y0 = top + strip.shape[0]
+    if not classes:
+        draw.text((_PAD, y0 + _PAD), "background only", fill=(0, 0, 0), font=font)
+    for r, row in enumerate(legend_rows):
+        for x, c in row:
+            y = y0 + r * line + _PAD
+            draw.rectangle([x, y, x + _FONT_SIZE, y + _FONT_SIZE], fill=tuple(int(v) for v in palette[c]),
+                           outline=(0, 0, 0))
+            draw.text((x + _FONT_SIZE + _PAD, y), class_names[c], fill=(0, 0, 0), font=font)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(strip).save(path)
+    canvas.save(path)
+
+
+def _legend_layout(classes: list[int], names: list[str], font: ImageFont.FreeTypeFont,
+                   width: int) -> list[list[tuple[int, int]]]:
+    """Rows of ``(x, class)`` legend entries that fit ``width`` pixels."""
+    rows: list[list[tuple[int, int]]] = [[]]
+    x = _PAD
+    for c in classes:
+        w = _FONT_SIZE + 3 * _PAD + int(font.getlength(names[c]))
+        if x + w > width and rows[-1]:
+            rows.append([])
+            x = _PAD
+        rows[-1].append((x, c))
+        x += w
+    return rows if rows[0] else []
+
+
+def pick_overlay_frames(frames: pd.DataFrame, n: int, uid_contains: list[str]) -> np.ndarray:
+    """A fixed, deterministic choice of at most ``n`` frames to draw, one per video.
+
+    First, for each string of ``uid_contains`` in turn, the first not yet chosen video whose
+    ``uid`` contains it (e.g. ``"silent"`` and ``"multi"`` pick a demo clip with a silent object
+    and a multi-source clip), then one video of each AVSS subset (``subset``) not yet shown, then
+    videos evenly spaced over the rest. Each video shows its middle scored frame.
+
+    Args:
+        frames: scored frame rows (columns ``uid``, ``frame``; ``subset`` optional), grouped by video.
+        n: frames wanted (>= 0). uid_contains: substrings of uids to include first.
+
+    Returns:
+        (k,) int64 row positions into ``frames``, k = min(n, number of videos), in row order.
+    """
+    videos = frames["uid"].drop_duplicates().tolist()
+    chosen: list[str] = []
+
+    def take(candidates):
+        for uid in candidates:
+            if uid not in chosen and len(chosen) < n:
+                chosen.append(uid)
+                return
+
+    for text in uid_contains:
+        take(u for u in videos if text in u)
+    if "subset" in frames:
+        first = frames.drop_duplicates("uid")
+        for name in sorted(first["subset"].unique()):
+            if name not in set(first[first["uid"].isin(chosen)]["subset"]):
+                take(first[first["subset"] == name]["uid"])
+    rest = [u for u in videos if u not in chosen]
+    k = max(0, min(n - len(chosen), len(rest)))
+    chosen += [rest[i] for i in np.linspace(0, len(rest) - 1, k).round().astype(int)] if k else []
+    rows = []
+    for uid in chosen:
+        pos = np.flatnonzero((frames["uid"] == uid).to_numpy())
+        rows.append(int(pos[len(pos) // 2]))
+    return np.array(sorted(rows), dtype=np.int64)
+
+
+def confusion_rows(preds: np.ndarray, gts: np.ndarray, class_names: list[str],
+                   stride: int) -> list[dict[str, str]]:
+    """Rows ``{"actual": name, "predicted": name}`` for DVC's ``confusion`` template.
+
+    The template counts rows per (actual, predicted) pair, so one row per pixel would be far too
+    many: pixels are sampled on a fixed grid (every ``stride``-th row and column of each frame,
+    a systematic sample whose counts are proportional to the full pixel counts), and only those
+    where the ground truth or the prediction is foreground are kept (background predicted as
+    background says nothing about classes). Ignored label pixels are skipped.
+
+    Args:
+        preds, gts: (M, H, W) uint8 class indices. class_names: index -> name.
+        stride: grid step in pixels (>= 1).
+
+    Returns:
+        List of dicts, in frame then raster order.
+
+    Raises:
+        ValueError: shapes differ or ``stride < 1``.
+    """
+    if preds.shape != gts.shape or preds.ndim != 3:
+        raise ValueError(f"preds and gts must both be M x H x W, got {preds.shape} and {gts.shape}")
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    p = preds[:, ::stride, ::stride].ravel()
+    g = gts[:, ::stride, ::stride].ravel()
+    keep = (g != IGNORE_INDEX) & ((g > 0) | (p > 0)) & (p < len(class_names))
+    return [{"actual": class_names[a], "predicted": class_names[b]}
+            for a, b in zip(g[keep].tolist(), p[keep].tolist())]

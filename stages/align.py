@@ -1,17 +1,18 @@
-"""Stage align: CMC contrastive alignment of the visual ViT with frozen audio tokens (GPU when
-present); CAMs and sounding maps of every frame into the `maps` store."""
+"""Stage align: CMC, CMPC and CMCC contrastive alignment of the visual ViT with frozen audio
+tokens (GPU when present); CAMs and sounding maps of every frame into the `maps` store."""
 
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from pcas_core.alignment import iter_maps, train_alignment
+from pcas_core.alignment import build_align_model, iter_maps, train_alignment
 from pcas_core.checkpoint import save_checkpoint
 from pcas_core.config import start_stage
+from pcas_core.curves import epoch_curves
 from pcas_core.data.dataset import open_dataset
-from pcas_core.models.align import AlignModel
 from pcas_core.models.visual import load_visual
+from pcas_core.params import load_config
 from pcas_core.stores import read_store, store_rows, write_store_batches
 
 app = typer.Typer(add_completion=False)
@@ -23,35 +24,29 @@ def align(
     audio_store: Annotated[Path, typer.Option(exists=True, help="audio store.")] = Path("features/audio.h5"),
     model_out: Annotated[Path, typer.Option(help="Aligned visual checkpoint.")] = Path("models/visual_aligned.safetensors"),
     store_out: Annotated[Path, typer.Option(help="maps store (.h5).")] = Path("features/maps.h5"),
+    curves_out: Annotated[Path, typer.Option(help="DVCLive folder of per-epoch curves.")] = Path("dvclive/align"),
     params: Annotated[Path, typer.Option(exists=True, help="params.yaml")] = Path("params.yaml"),
 ) -> None:
-    """Train L = w_cls L_cls + w_cmc L_cmc on the train split (params `data`, `align`)."""
+    """Train L = w_cls L_cls + w_cmc L_cmc + w_cmpc L_cmpc + w_cmcc L_cmcc on the train split, each
+    term switched by `align.cmc`/`cmpc`/`cmcc` (params `data`, `align`)."""
     p, log, device = start_stage("align", params, "data", "align")
-    cfg, amp, seed = p["align"], bool(p["base"]["amp"]), int(p["base"]["seed"])
+    cfg = load_config(params).align
+    amp, seed = bool(p["base"]["amp"]), int(p["base"]["seed"])
     workers = int(p["base"]["num_workers"])
     data = open_dataset(p["data"])
     visual, visual_cfg = load_visual(visual_model)
     keys, audio = read_store(audio_store, "audio", ["audio_token"])
     tokens = audio["audio_token"][store_rows(keys, data.frames, source=audio_store)]
-    model = AlignModel(visual, audio_dim=tokens.shape[1], embed_dim=int(cfg["embed_dim"]),
-                       hidden_dim=int(cfg["hidden_dim"]),
-                       shared_patch_head=bool(cfg["shared_patch_head"]))
+    model = build_align_model(visual, tokens.shape[1], cfg)
     train = data.split("train")
     train_tokens = tokens[(data.frames["split"] == "train").to_numpy()]
-    train_alignment(model, train.clips(visual.mean, visual.std, augment=cfg["augment"] or None,
-                                       num_workers=workers),
-                    train.frames, train_tokens,
-                    epochs=int(cfg["epochs"]), batch_videos=int(cfg["batch_videos"]),
-                    lr_backbone=float(cfg["lr_backbone"]), lr_heads=float(cfg["lr_heads"]),
-                    warmup_epochs=float(cfg["warmup_epochs"]),
-                    weight_decay=float(cfg["weight_decay"]), frame_pool=cfg["frame_pool"],
-                    w_cls=float(cfg["w_cls"]), w_class_token=float(cfg["w_class_token"]),
-                    w_cmc=float(cfg["w_cmc"]),
-                    temperature=float(cfg["temperature"]), seed=seed, device=device, amp=amp,
-                    logger=log)
+    with epoch_curves(curves_out) as on_epoch:
+        train_alignment(model, train.clips(visual.mean, visual.std, augment=cfg.augment or None,
+                                           num_workers=workers), train.frames, train_tokens, cfg, seed=seed, device=device, amp=amp,
+                        logger=log, on_epoch=on_epoch)
     save_checkpoint(model_out, model.visual, visual_cfg)
     write_store_batches(store_out, "maps", data.frames,
                         iter_maps(model, data.clips(visual.mean, visual.std, num_workers=workers),
-                                  data.frames, tokens, batch_videos=int(cfg["batch_videos"]),
+                                  data.frames, tokens, batch_videos=cfg.batch_videos,
                                   device=device, amp=amp), params=p)
     log.info("wrote %s: maps of %d frames", store_out, len(data.frames))

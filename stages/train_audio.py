@@ -11,6 +11,7 @@ import typer
 from pcas_core.atomic import atomic_path
 from pcas_core.checkpoint import save_checkpoint
 from pcas_core.config import start_stage
+from pcas_core.curves import epoch_curves
 from pcas_core.data.dataset import open_dataset
 from pcas_core.listening import encode_audio, step_prompts, steps_to_frames, train_tvp
 from pcas_core.metrics import frame_classification_from_logits
@@ -28,6 +29,7 @@ def train_audio(
     model_out: Annotated[Path, typer.Option(help="Checkpoint (.safetensors).")] = Path("models/audio.safetensors"),
     store_out: Annotated[Path, typer.Option(help="audio store (.h5).")] = Path("features/audio.h5"),
     metrics_out: Annotated[Path, typer.Option(help="Frame-level audio classification (.json).")] = Path("metrics/audio.json"),
+    curves_out: Annotated[Path, typer.Option(help="DVCLive folder of per-epoch curves.")] = Path("dvclive/train_audio"),
     params: Annotated[Path, typer.Option(exists=True, help="params.yaml")] = Path("params.yaml"),
 ) -> None:
     """Train on the train split (params `data`, `train_audio`); score frame-level audio
@@ -37,7 +39,7 @@ def train_audio(
     data = open_dataset(p["data"])
     vis_keys, vis = read_store(visual_store, "visual", ["pooled_patch"])
     pooled = vis["pooled_patch"][store_rows(vis_keys, data.frames, source=visual_store)]
-    with open_store(fbank_store, "fbank") as fb:
+    with open_store(fbank_store, "fbank") as fb:  # fbank rows are read batch by batch
         rows = store_rows(fb.keys, data.metadata, source=fbank_store)
         fbank = StoreRowsView(fb, "fbank", rows)
         model_cfg = {k: cfg["model"][k] for k in cfg["model"]}
@@ -49,20 +51,23 @@ def train_audio(
         prompts = torch.from_numpy(step_prompts(data.frames, pooled, len(data.metadata),
                                                 model_cfg["max_steps"])) if cfg["tvp"] else None
         train = torch.tensor((data.metadata["split"] == "train").to_numpy())
-        train_tvp(model, fbank[train], prompts[train] if prompts is not None else None,
-                  n_steps[train], torch.from_numpy(data.labels)[train], epochs=int(cfg["epochs"]),
-                  batch_videos=int(cfg["batch_videos"]), lr=float(cfg["lr"]),
-                  warmup_epochs=float(cfg["warmup_epochs"]),
-                  weight_decay=float(cfg["weight_decay"]), seed=seed, device=device, amp=amp,
-                  logger=log)
+        with epoch_curves(curves_out) as on_epoch:
+            train_tvp(model, fbank[train], prompts[train] if prompts is not None else None,
+                      n_steps[train], torch.from_numpy(data.labels)[train],
+                      epochs=int(cfg["epochs"]), batch_videos=int(cfg["batch_videos"]),
+                      lr=float(cfg["lr"]), warmup_epochs=float(cfg["warmup_epochs"]),
+                      weight_decay=float(cfg["weight_decay"]), seed=seed, device=device, amp=amp,
+                      logger=log, on_epoch=on_epoch)
         save_checkpoint(model_out, model, model_cfg)
         tokens, logits = encode_audio(model, fbank, prompts, n_steps,
-                                      batch_videos=int(cfg["batch_videos"]), device=device, amp=amp)
+                                      batch_videos=int(cfg["batch_videos"]), device=device,
+                                      amp=amp)
     frame_logits = steps_to_frames(logits, data.frames)
     write_store(store_out, "audio", data.frames, {"audio_token": steps_to_frames(tokens, data.frames),
                                                   "logits": frame_logits}, params=p)
     test = (data.frames["split"] == "test").to_numpy()
-    scores = frame_classification_from_logits(frame_logits[test], data.split("test").frame_classes(),
+    scores = frame_classification_from_logits(frame_logits[test],
+                                              data.split("test").frame_classes(),
                                               threshold=float(cfg["eval_threshold"]))
     with atomic_path(metrics_out) as tmp:
         tmp.write_text(json.dumps({"frame_cls_test": scores, "tvp": bool(cfg["tvp"])}, indent=2))

@@ -9,11 +9,12 @@ import typer
 from pcas_core.atomic import atomic_path
 from pcas_core.checkpoint import save_checkpoint
 from pcas_core.config import start_stage
+from pcas_core.curves import epoch_curves
 from pcas_core.data.dataset import open_dataset
 from pcas_core.looking import iter_encoded, train_visual_classifier
 from pcas_core.metrics import frame_classification_from_logits
 from pcas_core.models.visual import build_visual
-from pcas_core.stores import open_store, store_rows, write_store_batches
+from pcas_core.stores import read_rows, write_store_batches
 
 app = typer.Typer(add_completion=False)
 
@@ -23,6 +24,7 @@ def train_visual(
     model_out: Annotated[Path, typer.Option(help="Checkpoint (.safetensors).")] = Path("models/visual.safetensors"),
     store_out: Annotated[Path, typer.Option(help="visual store (.h5).")] = Path("features/visual.h5"),
     metrics_out: Annotated[Path, typer.Option(help="Video classification metrics (.json).")] = Path("metrics/visual.json"),
+    curves_out: Annotated[Path, typer.Option(help="DVCLive folder of per-epoch curves.")] = Path("dvclive/train_visual"),
     params: Annotated[Path, typer.Option(exists=True, help="params.yaml")] = Path("params.yaml"),
 ) -> None:
     """Train on the train split (params `data`, `train_visual`), then encode every frame."""
@@ -38,20 +40,22 @@ def train_visual(
     model = build_visual(model_cfg)
     train = data.split("train").clips(model.mean, model.std, augment=cfg["augment"] or None,
                                       max_frames=int(cfg["max_frames"]), num_workers=workers)
-    train_visual_classifier(model, train, epochs=int(cfg["epochs"]),
-                            batch_videos=int(cfg["batch_videos"]), lr=float(cfg["lr"]),
-                            warmup_epochs=float(cfg["warmup_epochs"]),
-                            weight_decay=float(cfg["weight_decay"]), frame_pool=cfg["frame_pool"],
-                            w_class_token=float(cfg["w_class_token"]),
-                            seed=int(p["base"]["seed"]), device=device, amp=amp, logger=log)
+    with epoch_curves(curves_out) as on_epoch:
+        train_visual_classifier(model, train, epochs=int(cfg["epochs"]),
+                                batch_videos=int(cfg["batch_videos"]), lr=float(cfg["lr"]),
+                                warmup_epochs=float(cfg["warmup_epochs"]),
+                                weight_decay=float(cfg["weight_decay"]),
+                                frame_pool=cfg["frame_pool"],
+                                w_class_token=float(cfg["w_class_token"]),
+                                seed=int(p["base"]["seed"]), device=device, amp=amp, logger=log,
+                                on_epoch=on_epoch)
     save_checkpoint(model_out, model, {**model_cfg, "pretrained": False})
     write_store_batches(store_out, "visual", data.frames,
                         iter_encoded(model, data.clips(model.mean, model.std, num_workers=workers),
                                      batch_videos=int(cfg["batch_videos"]), device=device,
                                      amp=amp), params=p)
     test = data.split("test")
-    with open_store(store_out, "visual", ["logits"]) as store:
-        logits = store.rows("logits", store_rows(store.keys, test.frames, source=store_out))
+    logits = read_rows(store_out, "visual", test.frames, ["logits"])["logits"]
     scores = frame_classification_from_logits(logits, test.frame_classes())
     with atomic_path(metrics_out) as tmp:
         tmp.write_text(json.dumps({"frame_cls_test": scores}, indent=2))

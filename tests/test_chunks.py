@@ -1,5 +1,5 @@
 """Chunked paths (issue 8, full scale): stores written and read in row ranges, frames decoded on
-demand, scores accumulated over chunks, the pseudo-mask pass chunk by chunk."""
+demand, the pseudo-mask pass chunk by chunk."""
 
 import numpy as np
 import pandas as pd
@@ -8,11 +8,9 @@ import pytest
 from pcas_core.data.chunks import row_chunks
 from pcas_core.data.dataset import open_dataset
 from pcas_core.data.images import SPLIT_MODES, load_frame
-from pcas_core.mask_scorer import MaskScorer
 from pcas_core.pseudo_mask_pass import write_pseudo_masks
 from pcas_core.pseudo_masks import PseudoMaskConfig, PseudoMaskPool, pseudo_masks
-from pcas_core.scoring import score_masks
-from pcas_core.stores import (open_store, read_store, store_writer, write_store,
+from pcas_core.stores import (open_store, read_rows, read_store, store_writer, write_store,
                               write_store_batches)
 from layouts import make_avss
 
@@ -39,6 +37,9 @@ def test_chunked_read_equals_whole_read(tmp_path):
         parts = [store.rows("sounding", np.arange(40)[s]) for s in row_chunks(40, 7)]
         np.testing.assert_array_equal(np.concatenate(parts), whole["sounding"])
         np.testing.assert_array_equal(store.rows("cam", slice(10, 13)), data["cam"][10:13])
+    wanted = _keys(40).iloc[[31, 2, 2]]
+    np.testing.assert_array_equal(read_rows(path, "maps", wanted, ["cam"])["cam"],
+                                  whole["cam"][[31, 2, 2]])
 
 
 def test_store_written_in_batches_equals_one_write(tmp_path):
@@ -91,25 +92,6 @@ def test_frame_images_decode_each_frame_in_order(tmp_path):
         data.masks(np.flatnonzero(~has)[:1])
 
 
-def test_mask_scorer_over_chunks_equals_score_masks():
-    rng = np.random.default_rng(1)
-    gts = rng.integers(0, 4, (9, 8, 8)).astype(np.uint8)
-    gts[2] = 0  # a frame without foreground (skipped by the binary F-score)
-    gts[5, :2] = 255
-    preds = np.where(rng.uniform(size=gts.shape) < 0.7, gts, rng.integers(0, 4, gts.shape)
-                     ).astype(np.uint8)
-    fg = rng.uniform(size=gts.shape).astype(np.float32)
-    for foreground in (None, fg):
-        whole = score_masks(preds, gts, foreground)
-        scorer = MaskScorer()
-        for s in row_chunks(9, 4):
-            scorer.update(preds[s], gts[s], None if foreground is None else foreground[s])
-        chunked = scorer.compute()
-        assert set(chunked) == set(whole)
-        for key in whole:
-            np.testing.assert_allclose(chunked[key], whole[key], rtol=1e-12, atol=1e-12)
-
-
 def test_pseudo_mask_pass_in_chunks_equals_whole_arrays(tmp_path):
     data = open_dataset({"root": str(make_avss(tmp_path / "avss")), "img_size": 16})
     m = len(data.frames)
@@ -127,11 +109,7 @@ def test_pseudo_mask_pass_in_chunks_equals_whole_arrays(tmp_path):
             open_store(tmp_path / "audio.h5", "audio") as au, \
             store_writer(tmp_path / "pm.h5", "pseudo_masks", data.frames, {"mask": (16, 16)},
                          params={}) as out, PseudoMaskPool(cfg, workers=1) as pool:
-        scores = write_pseudo_masks(data, mp, au, out, pool, chunk_frames=4)
+        write_pseudo_masks(data, mp, au, out, pool, chunk_frames=4)
     _, got = read_store(tmp_path / "pm.h5", "pseudo_masks")
     np.testing.assert_array_equal(got["mask"], expected)
-    train = ((data.frames["split"] == "train").to_numpy() & data.has_mask())
-    whole = score_masks(expected[train], data.masks(np.flatnonzero(train)))
-    assert scores["n_frames"] == whole["n_frames"] == train.sum()
-    for key in ("miou", "fscore", "fg_miou", "fg_fscore", "per_class_iou"):
-        np.testing.assert_allclose(scores[key], whole[key], rtol=1e-12)
+    assert len(np.unique(expected)) > 2  # several classes won somewhere: a real test

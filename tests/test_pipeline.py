@@ -25,7 +25,7 @@ TINY = {
     "train_visual": {"backbone_kwargs": {"patch_size": 8, "depth": 1, "embed_dim": 24, "num_heads": 2},
                      "epochs": 1},
     "train_audio": {"model": {"embed_dim": 32, "depth": 1, "num_heads": 2}, "epochs": 1},
-    "align": {"epochs": 1, "embed_dim": 16},
+    "align": {"epochs": 1, "embed_dim": 16, "crop_size": 16, "n_crops": 2},  # CMC, CMPC, CMCC on
     "pseudo_masks": {"workers": 1},
     "evaluate": {"epochs": 1, "hidden_dim": 0, "n_overlays": 2},
 }
@@ -71,10 +71,24 @@ def test_full_run_then_nothing_to_do(project):
     first = _run(["dvc", "repro"], project)
     assert _ran(first) == STAGES
     metrics = json.loads((project / "metrics" / "metrics.json").read_text())
-    for key in ("miou", "fscore", "miou_present", "fg_miou", "fg_fscore"):
-        assert 0.0 <= metrics[key] <= 1.0
-    assert metrics["baseline_background"]["miou"] > 0.0
-    assert set(metrics["pseudo_masks"]) == {"miou", "miou_present", "fg_miou"}
+    for mode in ("clean", "official"):
+        for key in ("miou", "fscore"):
+            assert 0.0 <= metrics[mode][key] <= 1.0
+    for key in ("miou_present", "fg_miou", "fg_fscore"):
+        assert 0.0 <= metrics["clean"][key] <= 1.0
+    # every demo test clip has 5 frames, so the official mode adds 5 padded frames per clip
+    assert metrics["official"]["n_padded"] == metrics["clean"]["n_frames"]
+    assert set(metrics["baseline"]) == {"background", "listening", "looking"}
+    assert metrics["baseline"]["background"]["clean"]["miou"] > 0.0
+    assert set(metrics["pseudo_masks"]) == {"clean", "official"}
+    assert {"v1s", "v1m"} <= set(metrics)  # the demo test split has two subsets
+    for stage in ("train_visual", "train_audio", "align", "evaluate"):
+        assert (project / "dvclive" / stage / "plots" / "metrics" / "loss.tsv").is_file()
+    assert len(list((project / "plots" / "overlays").glob("*.png"))) == 2
+    plots = _run(["dvc", "plots", "show", "--json"], project)
+    for name in ("plots/confusion.csv", "plots/per_class_iou.csv", "plots/overlays",
+                 "dvclive/align/plots/metrics"):
+        assert name in plots
     assert _ran(_run(["dvc", "repro"], project)) == set()
 
 
@@ -95,7 +109,7 @@ def test_experiment_changes_a_metric_that_metrics_diff_shows(project):
     out = _run(["dvc", "exp", "run", "-S", "pseudo_masks.audio_threshold=0.0"], project)
     assert _ran(out) == {"pseudo_masks", "evaluate"}
     diff = json.loads(_run(["dvc", "metrics", "diff", "--json"], project).strip().splitlines()[-1])
-    changed = diff["metrics/pseudo_masks.json"]["train.fg_miou"]
+    changed = diff["metrics/pseudo_masks.json"]["clean.fg_miou"]
     assert changed["diff"] != 0, diff
 
 

@@ -117,8 +117,9 @@ class AVSData:
         return FrameImages(self.frames, self.img_size)
 
     def images(self, rows: np.ndarray | slice | None = None) -> np.ndarray:
-        """(R, S, S, 3) uint8 frames of frame-table ``rows`` (default: all M frames, only for
-        small sets; passes over a whole dataset use :meth:`frame_images` chunk by chunk)."""
+        """(R, S, S, 3) uint8 frames of frame-table ``rows`` (int array, slice or (M,) bool mask;
+        default: all M frames, only for small sets: passes over a whole dataset use
+        :meth:`frame_images` chunk by chunk)."""
         return self.frame_images()[slice(None) if rows is None else rows].array()
 
     def has_mask(self) -> np.ndarray:

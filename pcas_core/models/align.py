@@ -4,14 +4,16 @@
 
 from __future__ import annotations
 
+import copy
 from typing import NamedTuple
 
+import torch
 from torch import Tensor, nn
 
 from pcas_core.models.heads import ProjectionHead
 from pcas_core.models.visual import VisualClassifier, VisualOutput
 
-__all__ = ["AlignOutput", "AlignModel"]
+__all__ = ["AlignOutput", "AlignModel", "ema_update"]
 
 
 class AlignOutput(NamedTuple):
@@ -32,17 +34,38 @@ class AlignOutput(NamedTuple):
     patch_emb: Tensor
 
 
+@torch.no_grad()
+def ema_update(target: nn.Module, source: nn.Module, momentum: float) -> None:
+    """theta_t <- m theta_t + (1 - m) theta_s for every parameter (ToCo's
+    ``_EMA_update_encoder_teacher``), in place, on the parameters' device, without a sync.
+
+    Raises:
+        ValueError: momentum outside [0, 1].
+    """
+    if not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"EMA momentum must be in [0, 1], got {momentum}")
+    for t, s in zip(target.parameters(), source.parameters(), strict=True):
+        t.lerp_(s, 1.0 - momentum)
+
+
 class AlignModel(nn.Module):
-    """The visual classifier plus projection heads g_a, g_v, g_c, g_p.
+    """The visual classifier plus projection heads g_a, g_v, g_c, g_p and the CMCC crop head.
 
     Args:
         visual: the (stage-1 initialised) visual classifier; trained further.
         audio_dim: width Da of the stored audio tokens a_t.
         embed_dim: shared width d.
         hidden_dim: hidden width of the projection MLPs (0: linear).
-        shared_patch_head: ``True`` makes g_p the same module as g_v, so patch embeddings live where
-            the CMC loss aligned the pooled patch token (needed while CMPC, which trains g_p on its
-            own, is off); ``False`` gives g_p its own weights.
+        shared_patch_head: ``True`` makes g_p the same module as g_v, so the sounding map lives
+            where the CMC loss aligned the pooled patch token (with linear heads,
+            mean_i g_v(P_t[i]) = g_v(v_t)); ``False`` gives g_p its own weights. Note that no
+            term of METHOD §3 sends a gradient into a separate g_p: CMPC and CMCC use the sounding
+            map only through their thresholded labels.
+
+    Attributes:
+        crop_head: the CMCC head h applied to crop class tokens (ToCo's ``proj_head``).
+        crop_head_ema: its EMA copy applied to the global view's class token (ToCo's
+            ``proj_head_t``); no gradients, updated by :meth:`update_ema`.
     """
 
     def __init__(self, visual: VisualClassifier, *, audio_dim: int, embed_dim: int = 128,
@@ -55,6 +78,12 @@ class AlignModel(nn.Module):
         self.g_c = ProjectionHead(in_dim=dim, out_dim=embed_dim, hidden_dim=hidden_dim)
         self.g_p = self.g_v if shared_patch_head else ProjectionHead(
             in_dim=dim, out_dim=embed_dim, hidden_dim=hidden_dim)
+        self.crop_head = ProjectionHead(in_dim=dim, out_dim=embed_dim, hidden_dim=hidden_dim)
+        self.crop_head_ema = copy.deepcopy(self.crop_head).requires_grad_(False)
+
+    def update_ema(self, momentum: float) -> None:
+        """One EMA step of ``crop_head_ema`` towards ``crop_head`` (see :func:`ema_update`)."""
+        ema_update(self.crop_head_ema, self.crop_head, momentum)
 
     def forward(self, frames: Tensor, audio_tokens: Tensor) -> AlignOutput:
         """frames (B, 3, H, W) normalised, audio_tokens (B, Da) -> :class:`AlignOutput`."""

@@ -78,6 +78,9 @@ class VisualClassifier(nn.Module):
         kwargs = dict(backbone_kwargs or {})
         if conv_stem:
             kwargs["embed_layer"] = ConvStemPatchEmbed
+        # ViTs take any input size (position embeddings resampled per call): the CMCC crops of the
+        # alignment stage pass through the same backbone at crop size.
+        kwargs.setdefault("dynamic_img_size", True)
         use_timm_weights = pretrained is True
         self.backbone = timm.create_model(backbone, pretrained=use_timm_weights, num_classes=0,
                                           img_size=img_size, **kwargs)

@@ -1,0 +1,127 @@
+"""Speed of the alignment step (METHOD §3: L_cls + CMC + CMPC + CMCC) against the bare backbone.
+
+For each row, in one run: images/s of the full alignment step (forward of the B global views and
+of their B*K local crops, every loss, backward) beside a plain timm forward+backward of the same
+backbone on the same images (B at the frame size, B*K at the crop size; loss = mean of the
+tokens), their ratio, and the peak GPU memory of each on CUDA. Images counted: B + B*K. No
+optimiser step in either. bf16 autocast on CUDA (`pcas_core.training.autocast`), float32 on CPU.
+
+    python benchmarks/align_step.py                       # every row (GPU rows need CUDA)
+    python benchmarks/align_step.py --backbone vit_base_patch16_224 --batch 8 --device cuda
+
+Rows by default: the demo model of params.yaml on the CPU (B = 8 videos x 5 frames), and
+ViT-B/16 at 224 px with 96 px crops, batch 8 and 32, on CUDA (skipped, and said so, without one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+import pcas_core  # noqa: F401  (before timm, see pcas_core.compat)
+import torch
+import yaml
+
+from pcas_core.alignment import AlignConfig, alignment_terms, build_align_model
+from pcas_core.models.visual import build_visual
+from pcas_core.training import autocast
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _timed(fn, steps: int, warmup: int, device: torch.device) -> tuple[float, float]:
+    """Seconds per call of ``fn`` (mean over ``steps`` after ``warmup``) and peak memory in GiB."""
+    for _ in range(warmup):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = (time.perf_counter() - start) / steps
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    return seconds, peak
+
+
+def run_row(name: str, visual_cfg: dict, cfg: AlignConfig, batch: int, audio_dim: int,
+            device: torch.device, steps: int, warmup: int) -> None:
+    torch.manual_seed(0)
+    model = build_align_model(build_visual(visual_cfg), audio_dim, cfg).to(device).train()
+    size = int(visual_cfg["img_size"])
+    frames = torch.randn(batch, 3, size, size, device=device)
+    crops = torch.randn(batch * cfg.n_crops, 3, cfg.crop_size, cfg.crop_size, device=device)
+    audio = torch.randn(batch, audio_dim, device=device)
+    frame_video = torch.arange(batch, device=device) // 5  # videos of 5 frames (AVSBench v1)
+    labels = (torch.rand(int(frame_video[-1]) + 1, 70, device=device) < 0.05).float()
+    labels[:, 0] = 1.0
+    generator = torch.Generator().manual_seed(0)
+    backbone = model.visual.backbone
+
+    def align_step():
+        model.zero_grad(set_to_none=True)
+        with autocast(device, True):
+            terms = alignment_terms(model, cfg, frames, audio, frame_video, labels, generator)
+        terms["loss"].backward()
+
+    def plain_step():
+        model.zero_grad(set_to_none=True)
+        with autocast(device, True):
+            loss = backbone.forward_features(frames).float().mean()
+            loss = loss + backbone.forward_features(crops).float().mean()
+        loss.backward()
+
+    images = batch * (1 + cfg.n_crops)
+    t_plain, m_plain = _timed(plain_step, steps, warmup, device)
+    t_align, m_align = _timed(align_step, steps, warmup, device)
+    print(f"{name:<42} {device.type:<5} B={batch:<3} K={cfg.n_crops} {size}px/{cfg.crop_size}px | "
+          f"align {images / t_align:8.1f} img/s  plain {images / t_plain:8.1f} img/s  "
+          f"ratio {t_plain / t_align:5.2f} | " + (
+              f"peak GiB align {m_align:5.2f} plain {m_plain:5.2f}" if device.type == "cuda"
+              else "peak GPU memory n/a (CPU)"), flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: every row on "
+                    "its own device: demo on the CPU, ViT-B on CUDA)")
+    ap.add_argument("--backbone", default=None, help="demo (params.yaml) or a timm ViT name")
+    ap.add_argument("--batch", type=int, nargs="*", default=None, help="frames per step B")
+    ap.add_argument("--crop-size", type=int, default=None, help="default: params (demo), 96 (else)")
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    args = ap.parse_args()
+
+    params = yaml.safe_load(args.params.read_text())
+    cfg = AlignConfig.from_params({**params["align"], "cmc": True, "cmpc": True, "cmcc": True})
+    tv = params["train_visual"]
+    demo = {"backbone": tv["backbone"], "backbone_kwargs": tv["backbone_kwargs"],
+            "conv_stem": tv["conv_stem"], "token_layer": tv["token_layer"],
+            "img_size": params["data"]["img_size"], "num_classes": 70}
+    rows = []
+    if args.backbone in (None, "demo"):
+        rows.append(("demo " + tv["backbone"], demo, args.batch or [8 * 5], cfg.crop_size,
+                     params["train_audio"]["model"]["embed_dim"], args.device or "cpu"))
+    if args.backbone != "demo":
+        name = args.backbone or "vit_base_patch16_224"
+        visual = {"backbone": name, "img_size": 224, "num_classes": 70, "token_layer": -1}
+        rows.append((name, visual, args.batch or [8, 32], 96, 768, args.device or "cuda"))
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "not available"
+    print(f"torch {torch.__version__}, CPU threads {torch.get_num_threads()}, CUDA {gpu}")
+    for name, visual, batches, crop, audio_dim, device in rows:
+        device = torch.device(device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            print(f"{name}: SKIPPED, no GPU on this machine (rows for {device} need CUDA)")
+            continue
+        row_cfg = dataclasses.replace(cfg, crop_size=args.crop_size or crop)
+        for batch in batches:
+            run_row(name, visual, row_cfg, batch, audio_dim, device, args.steps, args.warmup)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""``params.yaml`` as typed configs: one frozen dataclass per section, defaults = the documented values.
+
+Every stage starts with :func:`load_config`, which parses the WHOLE file strictly
+(:mod:`pcas_core.typed_config`): an unknown section or key, or a value of the wrong type, stops the
+stage at once with the dotted key in the message, before any data is read; then the couplings
+between sections are checked (:func:`check_couplings`). The defaults below are the values shipped
+in ``params.yaml`` (``tests/test_params.py`` holds the two together). The section classes live
+in ``inputs.py``, ``training.py`` and ``masks.py`` of this package, so a key left out of the file
+means its documented value. Each field's meaning is the comment beside it in ``params.yaml`` and the
+``Attributes`` of its class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from pcas_core.params.inputs import (BaseConfig, DataConfig, DemoClips, DemoConfig, FbankConfig,
+                                     SplitCounts)
+from pcas_core.params.masks import BaselinesConfig, CRFConfig, EvaluateConfig, PseudoMasksConfig
+from pcas_core.params.training import (AlignConfig, TrainAudioConfig, TrainVisualConfig,
+                                       TVPModelConfig)
+from pcas_core.typed_config import ConfigError, parse
+
+__all__ = ["BaseConfig", "DataConfig", "DemoConfig", "DemoClips", "SplitCounts", "FbankConfig",
+           "TrainVisualConfig", "TVPModelConfig", "TrainAudioConfig", "AlignConfig", "CRFConfig",
+           "PseudoMasksConfig", "BaselinesConfig", "EvaluateConfig", "PcasParams", "SECTIONS",
+           "load_config", "check_couplings", "ConfigError"]
+
+
+
+@dataclass(frozen=True)
+class PcasParams:
+    """The whole ``params.yaml``, one typed config per section."""
+
+    base: BaseConfig = BaseConfig()
+    data: DataConfig = DataConfig()
+    demo: DemoConfig = DemoConfig()
+    fbank: FbankConfig = FbankConfig()
+    train_visual: TrainVisualConfig = TrainVisualConfig()
+    train_audio: TrainAudioConfig = TrainAudioConfig()
+    align: AlignConfig = AlignConfig()
+    pseudo_masks: PseudoMasksConfig = PseudoMasksConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+
+
+#: section name -> its config class
+SECTIONS: dict[str, type] = {name: cls for name, cls in PcasParams.__annotations__.items()}
+
+
+def check_couplings(p: PcasParams) -> None:
+    """Checks that span sections, so that a run that cannot work stops before it starts.
+
+    - One TVP time step is one second of audio (one frame per second, as AVSBench):
+      ``fbank.frame_shift_ms * train_audio.model.frames_per_step`` must be 1000 ms.
+    - The fbank must hold every step: ``train_audio.model.max_steps * frames_per_step <=
+      fbank.target_length``, else the last steps own no audio patch.
+    - The demo's clips must fit the audio encoder: ``demo.n_frames <= train_audio.model.max_steps``.
+
+    Raises:
+        ConfigError: naming both keys and their values.
+    """
+    m = p.train_audio.model
+    step_ms = p.fbank.frame_shift_ms * m.frames_per_step
+    if abs(step_ms - 1000.0) > 1e-6:
+        raise ConfigError(
+            f"fbank.frame_shift_ms ({p.fbank.frame_shift_ms}) x train_audio.model.frames_per_step "
+            f"({m.frames_per_step}) = {step_ms} ms, but one time step must be one second (1000 ms)")
+    if m.max_steps * m.frames_per_step > p.fbank.target_length:
+        raise ConfigError(
+            f"train_audio.model.max_steps ({m.max_steps}) x frames_per_step ({m.frames_per_step}) "
+            f"exceeds fbank.target_length ({p.fbank.target_length}): the last steps would own no audio")
+    if p.demo.n_frames > m.max_steps:
+        raise ConfigError(f"demo.n_frames ({p.demo.n_frames}) exceeds train_audio.model.max_steps "
+                          f"({m.max_steps})")
+
+
+def load_config(path: Path | str) -> PcasParams:
+    """Read and validate the whole ``params.yaml``.
+
+    Args:
+        path: the YAML file.
+
+    Returns:
+        :class:`PcasParams` with every section typed; sections absent from the file take their
+        documented defaults.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ConfigError: not a mapping, an unknown section or key (with the closest valid name), a
+            value of the wrong type or out of range, or a broken coupling (:func:`check_couplings`);
+            messages start with the file name.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: params file not found")
+    with path.open() as f:
+        raw = yaml.safe_load(f)
+    try:
+        params = parse(PcasParams, raw)
+        check_couplings(params)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from err
+    return params

@@ -1,0 +1,123 @@
+"""Typed configs of the sections that say what is read: ``base``, ``data``, ``demo``, ``fbank``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+__all__ = ["BaseConfig", "DataConfig", "SplitCounts", "DemoClips", "DemoConfig", "FbankConfig"]
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    """``base``: seed (int), device (auto | cpu | cuda | cuda:N), amp (bf16 autocast on CUDA),
+    threads (torch CPU threads, 0 = torch's default), num_workers (DataLoader processes that
+    decode frames, 0 = in the stage's own process; results do not depend on it)."""
+
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    threads: int = 0
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0, got {self.threads}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """``data``: which dataset and how it is read (``pcas_core.data.dataset.open_dataset``).
+
+    Attributes:
+        dataset: ``avss`` (AVSBench-semantic) | ``s4`` | ``ms3`` (AVSBench-object, binary masks).
+        root: avss: the folder of metadata.csv; s4: Single-source; ms3: Multi-sources.
+        img_size: frames and masks are brought to img_size x img_size pixels.
+        label_source: avss: ``masks`` (classes present in a video's masks) | ``a_obj``.
+        subsets: avss: null = all, or a list of v1s / v1m / v2.
+        audio_dir: s4/ms3: folder of <video>.wav or source <video>.mp4 (null: the default place).
+        labels_csv: ms3: video labels csv with columns name,labels (null: <root>/video_labels.csv).
+        label2idx: avss/ms3: label space file (null: <root>/label2idx.json).
+        frames_per_video: null = as released (5; v2: 10), or one count for every video.
+        off_palette: avss mask colours outside the palette: ``background`` (official) | ``error``.
+        verify: decode every frame, mask and wav when a stage opens the data.
+        skip_bad: leave out videos with errors (listed in the log) instead of failing.
+    """
+
+    dataset: Literal["avss", "s4", "ms3"] = "avss"
+    root: str = "data/demo"
+    img_size: int = 112
+    label_source: Literal["masks", "a_obj"] = "masks"
+    subsets: Optional[list[Literal["v1s", "v1m", "v2"]]] = None
+    audio_dir: Optional[str] = None
+    labels_csv: Optional[str] = None
+    label2idx: Optional[str] = None
+    frames_per_video: Optional[int] = None
+    off_palette: Literal["background", "error"] = "background"
+    verify: bool = False
+    skip_bad: bool = False
+
+    def __post_init__(self) -> None:
+        if self.img_size < 8:
+            raise ValueError(f"img_size must be >= 8 pixels, got {self.img_size}")
+        if self.frames_per_video is not None and self.frames_per_video < 1:
+            raise ValueError(f"frames_per_video must be >= 1, got {self.frames_per_video}")
+
+
+@dataclass(frozen=True)
+class SplitCounts:
+    """Clips per split of one demo clip kind."""
+
+    train: int = 0
+    val: int = 0
+    test: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.train, self.val, self.test) < 0:
+            raise ValueError("clip counts must be >= 0")
+
+
+@dataclass(frozen=True)
+class DemoClips:
+    """``demo.clips``: single/silent are clips per class, multi clips in total."""
+
+    single: SplitCounts = SplitCounts(train=20, val=0, test=4)
+    multi: SplitCounts = SplitCounts(train=40, val=0, test=10)
+    silent: SplitCounts = SplitCounts(train=4, val=0, test=2)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """``demo``: how ``pcas demo-data`` composes the bundled demo (seed, frame side in pixels,
+    frames = seconds per clip, audio sample rate in Hz, classes, clip counts)."""
+
+    seed: int = 0
+    img_size: int = 224
+    n_frames: int = 5
+    sample_rate: int = 16000
+    classes: Optional[list[str]] = field(default_factory=lambda: [
+        "dog", "horse", "sheep", "cello", "guitar", "car", "duck", "lion"])
+    clips: DemoClips = DemoClips()
+
+
+@dataclass(frozen=True)
+class FbankConfig:
+    """``fbank``: the AST Kaldi fbank (sample rate in Hz, mel bins, frames of frame_shift_ms,
+    AudioSet normalisation statistics)."""
+
+    sample_rate: int = 16000
+    num_mel_bins: int = 128
+    target_length: int = 512
+    frame_shift_ms: float = 10.0
+    norm_mean: float = -4.2677393
+    norm_std: float = 4.5689974
+
+    def __post_init__(self) -> None:
+        if self.sample_rate <= 0 or self.num_mel_bins <= 0 or self.target_length <= 0:
+            raise ValueError("sample_rate, num_mel_bins and target_length must be positive")
+        if self.frame_shift_ms <= 0 or self.norm_std <= 0:
+            raise ValueError("frame_shift_ms and norm_std must be positive")

@@ -1,0 +1,131 @@
+"""Typed configs of the training stages: ``train_visual``, ``train_audio``, ``align`` (METHOD §1-§3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+Pool = Literal["max", "mean"]
+
+__all__ = ["TrainVisualConfig", "TVPModelConfig", "TrainAudioConfig", "AlignConfig"]
+
+
+@dataclass(frozen=True)
+class TrainVisualConfig:
+    """``train_visual``: the looking stage (METHOD §1)."""
+
+    backbone: str = "vit_tiny_patch16_224"
+    backbone_kwargs: dict[str, Any] = field(default_factory=lambda: {
+        "patch_size": 16, "depth": 2, "embed_dim": 96, "num_heads": 3})
+    pretrained: Union[bool, str] = False
+    conv_stem: bool = True
+    token_layer: int = 0
+    w_class_token: float = 1.0
+    augment: dict[str, Any] = field(default_factory=lambda: {
+        "scale": [0.35, 1.0], "flip": 0.5, "brightness": 0.2})
+    max_frames: int = 2
+    head_bias_prior: float = 0.01
+    frame_pool: Pool = "max"
+    epochs: int = 60
+    batch_videos: int = 8
+    lr: float = 0.002
+    warmup_epochs: float = 2.0
+    weight_decay: float = 0.0001
+
+
+@dataclass(frozen=True)
+class TVPModelConfig:
+    """``train_audio.model``: the TVP/AST encoder's shape (METHOD §2)."""
+
+    patch_size: int = 16
+    fstride: int = 16
+    tstride: int = 16
+    embed_dim: int = 96
+    depth: int = 2
+    num_heads: int = 4
+    mlp_ratio: float = 4.0
+    drop_rate: float = 0.0
+    max_steps: int = 5
+    frames_per_step: int = 100
+    step_pool: Pool = "max"
+    head_bias_prior: float = 0.01
+
+
+@dataclass(frozen=True)
+class TrainAudioConfig:
+    """``train_audio``: the listening stage (METHOD §2); tvp false = plain AST (Table 3)."""
+
+    tvp: bool = True
+    model: TVPModelConfig = TVPModelConfig()
+    epochs: int = 15
+    batch_videos: int = 8
+    lr: float = 0.0005
+    warmup_epochs: float = 1.0
+    weight_decay: float = 0.0001
+    eval_threshold: float = 0.5
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    """``align``: Listening-before-Segmentation (METHOD §3, ``pcas_core.alignment``).
+
+    L = w_cls L_cls + [cmc] w_cmc L_cmc + [cmpc] w_cmpc L_cmpc + [cmcc] w_cmcc L_cmcc; every row of
+    the paper's Table 4 is one ``dvc exp run -S align.cmc=... -S align.cmpc=... -S align.cmcc=...``.
+
+    Attributes:
+        embed_dim, hidden_dim: the shared width d; hidden width of the projection MLPs (0: linear).
+        shared_patch_head: g_p = g_v, so the sounding map lives in the space CMC aligns (CMPC and
+            CMCC use the sounding map only through thresholded labels, so no loss trains a
+            separate g_p).
+        w_cls, w_class_token, frame_pool: L_cls as in ``train_visual``.
+        cmc, w_cmc, temperature: instance-wise CMC (Eq. 1) and its tau.
+        cmpc, w_cmpc, theta_hi, theta_lo: patch-token contrast (Eq. 2; paper thresholds 0.7/0.25).
+        cmcc, w_cmcc, n_crops, crop_size, rho, tau_cmcc, cmcc_eps, ema_momentum: class-token
+            contrast of K local crops of crop_size pixels (Eq. 3; paper rho 0.2, tau 0.5; ToCo's
+            eps and EMA momentum).
+        augment, epochs, batch_videos, lr_backbone, lr_heads, warmup_epochs, weight_decay: the
+            schedule (paper: 9 epochs, 2 warm-up, learning rates 0.0006 / 0.0012).
+    """
+
+    embed_dim: int = 64
+    hidden_dim: int = 0
+    shared_patch_head: bool = True
+    w_cls: float = 1.0
+    w_class_token: float = 1.0
+    frame_pool: Pool = "max"
+    cmc: bool = True
+    w_cmc: float = 1.0
+    temperature: float = 0.1
+    cmpc: bool = True
+    w_cmpc: float = 0.2
+    theta_hi: float = 0.7
+    theta_lo: float = 0.25
+    cmcc: bool = True
+    w_cmcc: float = 0.5
+    n_crops: int = 8
+    crop_size: int = 48
+    rho: float = 0.2
+    tau_cmcc: float = 0.5
+    cmcc_eps: float = 1.0e-4
+    ema_momentum: float = 0.9
+    augment: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 6
+    batch_videos: int = 8
+    lr_backbone: float = 0.0002
+    lr_heads: float = 0.0005
+    warmup_epochs: float = 1.0
+    weight_decay: float = 0.0001
+
+    def __post_init__(self) -> None:
+        checks = {
+            "theta_lo < theta_hi in [0, 1]": 0.0 <= self.theta_lo < self.theta_hi <= 1.0,
+            "rho in [0, 1]": 0.0 <= self.rho <= 1.0,
+            "ema_momentum in [0, 1]": 0.0 <= self.ema_momentum <= 1.0,
+            "n_crops >= 1": self.n_crops >= 1,
+            "crop_size >= 1": self.crop_size >= 1,
+            "temperature > 0 and tau_cmcc > 0": self.temperature > 0 and self.tau_cmcc > 0,
+            "cmcc_eps >= 0": self.cmcc_eps >= 0,
+        }
+        bad = [rule for rule, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"need {'; '.join(bad)}")
