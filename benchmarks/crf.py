@@ -66,7 +66,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=40, help="frames per measurement")
     args = ap.parse_args()
     params = yaml.safe_load((ROOT / "params.yaml").read_text())["pseudo_masks"]
-    cfg = pm.PseudoMaskConfig(**{k: v for k, v in params.items() if k != "workers"},
+    cfg = pm.PseudoMaskConfig(**{k: v for k, v in params.items()
+                                 if k not in ("workers", "official_batch_videos")},
                               out_size=SIZE)
     with tempfile.TemporaryDirectory() as tmp:
         frames, cams, sounding, logits = synthetic(Path(tmp), args.frames)
