@@ -5,6 +5,7 @@ pseudo-masks."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,7 @@ from pcas_core.params import AlignConfig
 from pcas_core.training import autocast, fit
 
 __all__ = ["FrameRows", "build_align_model", "alignment_terms", "train_alignment",
-           "compute_maps"]
+           "iter_maps", "compute_maps"]
 
 
 def build_align_model(visual: VisualClassifier, audio_dim: int, cfg: AlignConfig) -> AlignModel:
@@ -169,6 +170,23 @@ def train_alignment(model: AlignModel, clips: Dataset, frames: pd.DataFrame,
 
 
 @torch.no_grad()
+def iter_maps(model: AlignModel, clips: Dataset, frames: pd.DataFrame,
+              audio_tokens: np.ndarray, *, batch_videos: int, device: torch.device,
+              amp: bool = False) -> Iterator[dict[str, np.ndarray]]:
+    """CAMs and sounding maps of every frame, one batch of videos at a time, in frame-table
+    order (so a store can be written batch by batch); arrays as in :func:`compute_maps`."""
+    rows = FrameRows(frames)
+    audio = torch.from_numpy(np.ascontiguousarray(audio_tokens, dtype=np.float32))
+    model.to(device).eval()
+    for batch in video_loader(clips, batch_videos=batch_videos, shuffle=False):
+        with autocast(device, amp):
+            out = model(batch["frames"].to(device), audio[rows.of(batch["video"])].to(device))
+        tokens = out.visual.patch_tokens.float()
+        yield {"cam": model.visual.cam(tokens).cpu().numpy().astype(np.float16),
+               "sounding": sounding_map(out.patch_emb.float(), out.audio_emb.float(),
+                                        model.visual.grid).cpu().numpy().astype(np.float32)}
+
+
 def compute_maps(model: AlignModel, clips: Dataset, frames: pd.DataFrame,
                  audio_tokens: np.ndarray, *, batch_videos: int, device: torch.device,
                  amp: bool = False) -> dict[str, np.ndarray]:
@@ -178,15 +196,6 @@ def compute_maps(model: AlignModel, clips: Dataset, frames: pd.DataFrame,
         ``cam`` (M, C, h, w) float16 raw CAM_k = P_t W_v[k]; ``sounding`` (M, h, w) float32
         S_t = minmax over patches of cos(g_p(P_t[i]), g_a(a_t)).
     """
-    rows = FrameRows(frames)
-    audio = torch.from_numpy(np.ascontiguousarray(audio_tokens, dtype=np.float32))
-    model.to(device).eval()
-    cams, sounding = [], []
-    for batch in video_loader(clips, batch_videos=batch_videos, shuffle=False):
-        with autocast(device, amp):
-            out = model(batch["frames"].to(device), audio[rows.of(batch["video"])].to(device))
-        tokens = out.visual.patch_tokens.float()
-        cams.append(model.visual.cam(tokens).cpu().numpy().astype(np.float16))
-        sounding.append(sounding_map(out.patch_emb.float(), out.audio_emb.float(),
-                                     model.visual.grid).cpu().numpy().astype(np.float32))
-    return {"cam": np.concatenate(cams), "sounding": np.concatenate(sounding)}
+    parts = list(iter_maps(model, clips, frames, audio_tokens, batch_videos=batch_videos,
+                           device=device, amp=amp))
+    return {k: np.concatenate([part[k] for part in parts]) for k in ("cam", "sounding")}

@@ -135,6 +135,7 @@ def segment(aligned: VisualClassifier, head: SegmentationHead, clips: Dataset, *
 
 def test_prediction(aligned: VisualClassifier, head: SegmentationHead, test: Any, *,
                     features: str, batch_videos: int, batch_frames: int, device: torch.device,
+                    num_workers: int = 0,
                     amp: bool = False, crf: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
                     ) -> tuple[Prediction, np.ndarray, PaddedFrame]:
     """The method's prediction on a test split as the metrics need it: masks and foreground
@@ -145,21 +146,23 @@ def test_prediction(aligned: VisualClassifier, head: SegmentationHead, test: Any
     Args:
         test: an ``AVSData`` of the test split (frames at the models' ``img_size``).
         crf: as in :func:`segment` (applied to the padded frame too).
+        num_workers: DataLoader processes decoding the test frames.
 
     Returns:
         ``(prediction on the frames with a mask, their (M', S, S, 3) uint8 images, the padded
         frame through the aligned model)``.
     """
-    size = (test.img_size, test.img_size)
-    images, has = test.images(), test.has_mask()
-    masks, foreground = segment(aligned, head, test.clips(aligned.mean, aligned.std),
+    size, has = (test.img_size, test.img_size), test.has_mask()
+    masks, foreground = segment(aligned, head,
+                                test.clips(aligned.mean, aligned.std, num_workers=num_workers),
                                 features=features, out_size=size, batch_videos=batch_videos,
                                 batch_frames=batch_frames, device=device, amp=amp,
-                                images=images if crf is not None else None, crf=crf)
+                                images=test.images() if crf is not None else None, crf=crf)
     pad = padded_frame(aligned, test.img_size, features=features, device=device, amp=amp)
     pad_mask, pad_fg = predict_masks(head, pad.tokens, size, batch_frames=1, device=device,
                                      images=pad.image[None], crf=crf)
-    return Prediction(masks[has], foreground[has], pad_mask[0], pad_fg[0]), images[has], pad
+    return (Prediction(masks[has], foreground[has], pad_mask[0], pad_fg[0]), test.images(has),
+            pad)
 
 
 @dataclass

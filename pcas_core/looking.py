@@ -4,29 +4,20 @@ frame into the tokens that later stages need (v_t, c_t, frame logits)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from pcas_core.curves import EpochCallback
-from pcas_core.data.clips import collate_videos
+from pcas_core.data.loader import video_loader
 from pcas_core.losses import pool_frames, video_bce
 from pcas_core.models.visual import VisualClassifier, VisualOutput
 from pcas_core.training import autocast, fit
 
-__all__ = ["video_loader", "classification_loss", "train_visual_classifier", "encode_frames"]
-
-
-def video_loader(clips: Dataset, *, batch_videos: int, shuffle: bool,
-                 seed: int = 0) -> DataLoader:
-    """Batches of whole videos (all their frames), see ``collate_videos`` for the layout.
-
-    Shuffling draws from a generator seeded with ``seed``, so an epoch's order is reproducible.
-    """
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(clips, batch_size=batch_videos, shuffle=shuffle, generator=generator,
-                      collate_fn=collate_videos, num_workers=0)
+__all__ = ["video_loader", "classification_loss", "train_visual_classifier", "iter_encoded",
+           "encode_frames"]
 
 
 def classification_loss(out: VisualOutput, frame_video: torch.Tensor, labels: torch.Tensor, *,
@@ -82,6 +73,18 @@ def train_visual_classifier(model: VisualClassifier, clips: Dataset, *, epochs: 
 
 
 @torch.no_grad()
+def iter_encoded(model: VisualClassifier, clips: Dataset, *, batch_videos: int,
+                 device: torch.device, amp: bool = False) -> Iterator[dict[str, np.ndarray]]:
+    """:func:`encode_frames` one batch of videos at a time (frame-table order), so a store can be
+    written batch by batch."""
+    model.to(device).eval()
+    for batch in video_loader(clips, batch_videos=batch_videos, shuffle=False):
+        with autocast(device, amp):
+            out = model(batch["frames"].to(device))
+        yield {name: getattr(out, name).float().cpu().numpy()
+               for name in ("pooled_patch", "class_token", "logits")}
+
+
 def encode_frames(model: VisualClassifier, clips: Dataset, *, batch_videos: int,
                   device: torch.device, amp: bool = False) -> dict[str, np.ndarray]:
     """Run the classifier over every frame, in dataset order (video by video, frame by frame).
@@ -89,11 +92,6 @@ def encode_frames(model: VisualClassifier, clips: Dataset, *, batch_videos: int,
     Returns:
         ``pooled_patch`` (M, D), ``class_token`` (M, D), ``logits`` (M, C), all float32 NumPy.
     """
-    model.to(device).eval()
-    parts: dict[str, list[np.ndarray]] = {"pooled_patch": [], "class_token": [], "logits": []}
-    for batch in video_loader(clips, batch_videos=batch_videos, shuffle=False):
-        with autocast(device, amp):
-            out = model(batch["frames"].to(device))
-        for name in parts:
-            parts[name].append(getattr(out, name).float().cpu().numpy())
-    return {k: np.concatenate(v).astype(np.float32) for k, v in parts.items()}
+    parts = list(iter_encoded(model, clips, batch_videos=batch_videos, device=device, amp=amp))
+    return {k: np.concatenate([part[k] for part in parts]).astype(np.float32)
+            for k in ("pooled_patch", "class_token", "logits")}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any, Optional
 
 import numpy as np
@@ -194,13 +195,82 @@ def frame_pseudo_mask(
 
 
 def _frame_job(args: tuple[Any, ...]) -> np.ndarray:
-    """Top-level (picklable, spawn-safe) wrapper: ``frame_pseudo_mask(*args)``."""
-    return frame_pseudo_mask(*args)
+    """Top-level (picklable, spawn-safe) wrapper: ``frame_pseudo_mask(*args)``; an image given as
+    a callable (e.g. ``functools.partial(load_frame, path, size, mode)``) is decoded here, in the
+    worker, so frames never travel between processes and decoding runs in parallel too."""
+    image, *rest = args
+    return frame_pseudo_mask(image() if callable(image) else image, *rest)
 
 
 def _limit_threads() -> None:
     """Pool initializer: one torch thread per worker process, so workers do not oversubscribe."""
     torch.set_num_threads(1)
+
+
+class PseudoMaskPool:
+    """Worker processes that make pseudo-masks, kept for many calls of :meth:`run` (one per chunk
+    of frames), or this process when ``workers == 1``. Use as a context manager.
+
+    Results do not depend on ``workers``: frames are independent, computed by the same function,
+    and ``Pool.imap`` keeps their order.
+
+    Args:
+        cfg: :class:`PseudoMaskConfig`.
+        workers: processes to use; 1 runs in this process.
+        mp_context: multiprocessing start method ("spawn" is safe with torch's thread pools).
+
+    Raises:
+        ValueError: ``workers < 1``.
+    """
+
+    def __init__(self, cfg: PseudoMaskConfig, workers: int = 1, mp_context: str = "spawn") -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.cfg, self.workers = cfg, workers
+        self._pool = (multiprocessing.get_context(mp_context).Pool(workers, initializer=_limit_threads)
+                      if workers > 1 else None)
+
+    def __enter__(self) -> PseudoMaskPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.terminate() if exc[0] is not None else self._pool.close()
+            self._pool.join()
+
+    def run(self, images: Sequence[Any], cams: np.ndarray, sounding: np.ndarray,
+            audio_logits: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """Pseudo-masks of m frames (:func:`frame_pseudo_mask`).
+
+        Args:
+            images: m frames, each ``(H, W, 3)`` uint8 or a callable returning one (decoded in
+                the worker); every frame is ``shape`` = (H, W).
+            cams: ``(m, K, h, w)`` float32 raw CAMs.
+            sounding: ``(m, h, w)`` float32 sounding maps.
+            audio_logits: ``(m, K)`` float32 audio logits.
+            shape: (H, W) of every frame, in pixels.
+
+        Returns:
+            ``(m, H, W)`` uint8 masks.
+
+        Raises:
+            ValueError: if the leading dims disagree or a layout is wrong.
+        """
+        if cams.ndim != 4 or sounding.ndim != 3 or audio_logits.ndim != 2:
+            raise ValueError("expected cams M x K x h x w, sounding M x h x w, audio_logits M x K")
+        m = len(images)
+        if not cams.shape[0] == sounding.shape[0] == audio_logits.shape[0] == m:
+            counts = (m, cams.shape[0], sounding.shape[0], audio_logits.shape[0])
+            raise ValueError(f"frame counts (images, cams, sounding, audio_logits) differ: {counts}")
+        jobs = ((images[i], cams[i], sounding[i], audio_logits[i], self.cfg) for i in range(m))
+        out = np.empty((m, *shape), dtype=np.uint8)
+        if self._pool is None or m <= 1:
+            results = map(_frame_job, jobs)
+        else:
+            results = self._pool.imap(_frame_job, jobs, chunksize=max(1, m // (self.workers * 4)))
+        for i, mask in enumerate(results):
+            out[i] = mask
+        return out
 
 
 def pseudo_masks(
@@ -213,10 +283,8 @@ def pseudo_masks(
     workers: int = 1,
     mp_context: str = "spawn",
 ) -> np.ndarray:
-    """Pseudo-masks of M independent frames, optionally over a ``multiprocessing`` pool.
-
-    Results do not depend on ``workers``: frames are independent, computed by the same function,
-    and ``Pool.imap`` keeps their order.
+    """Pseudo-masks of M independent frames, optionally over a ``multiprocessing`` pool
+    (:class:`PseudoMaskPool` for one call; keep a pool for many chunks).
 
     Args:
         images: ``(M, H, W, 3)`` uint8 frames.
@@ -233,24 +301,7 @@ def pseudo_masks(
     Raises:
         ValueError: if the leading dims disagree, a layout is wrong, or ``workers < 1``.
     """
-    if images.ndim != 4 or cams.ndim != 4 or sounding.ndim != 3 or audio_logits.ndim != 2:
-        raise ValueError(
-            "expected images M x H x W x 3, cams M x K x h x w, sounding M x h x w, audio_logits M x K"
-        )
-    m = images.shape[0]
-    if not cams.shape[0] == sounding.shape[0] == audio_logits.shape[0] == m:
-        counts = (m, cams.shape[0], sounding.shape[0], audio_logits.shape[0])
-        raise ValueError(f"frame counts (images, cams, sounding, audio_logits) differ: {counts}")
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    jobs = ((images[i], cams[i], sounding[i], audio_logits[i], cfg) for i in range(m))
-    out = np.empty(images.shape[:3], dtype=np.uint8)
-    if workers == 1 or m <= 1:
-        for i, job in enumerate(jobs):
-            out[i] = _frame_job(job)
-        return out
-    chunk = max(1, m // (workers * 4))
-    with multiprocessing.get_context(mp_context).Pool(workers, initializer=_limit_threads) as pool:
-        for i, mask in enumerate(pool.imap(_frame_job, jobs, chunksize=chunk)):
-            out[i] = mask
-    return out
+    if images.ndim != 4:
+        raise ValueError("expected images M x H x W x 3")
+    with PseudoMaskPool(cfg, workers, mp_context) as pool:
+        return pool.run(images, cams, sounding, audio_logits, images.shape[1:3])

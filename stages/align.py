@@ -6,14 +6,14 @@ from typing import Annotated
 
 import typer
 
-from pcas_core.alignment import build_align_model, compute_maps, train_alignment
+from pcas_core.alignment import build_align_model, iter_maps, train_alignment
 from pcas_core.checkpoint import save_checkpoint
 from pcas_core.config import start_stage
 from pcas_core.curves import epoch_curves
 from pcas_core.data.dataset import open_dataset
 from pcas_core.models.visual import load_visual
 from pcas_core.params import load_config
-from pcas_core.stores import read_store, store_rows, write_store
+from pcas_core.stores import read_store, store_rows, write_store_batches
 
 app = typer.Typer(add_completion=False)
 
@@ -32,6 +32,7 @@ def align(
     p, log, device = start_stage("align", params, "data", "align")
     cfg = load_config(params).align
     amp, seed = bool(p["base"]["amp"]), int(p["base"]["seed"])
+    workers = int(p["base"]["num_workers"])
     data = open_dataset(p["data"])
     visual, visual_cfg = load_visual(visual_model)
     keys, audio = read_store(audio_store, "audio", ["audio_token"])
@@ -40,11 +41,12 @@ def align(
     train = data.split("train")
     train_tokens = tokens[(data.frames["split"] == "train").to_numpy()]
     with epoch_curves(curves_out) as on_epoch:
-        train_alignment(model, train.clips(visual.mean, visual.std, augment=cfg.augment or None),
-                        train.frames, train_tokens, cfg, seed=seed, device=device, amp=amp,
+        train_alignment(model, train.clips(visual.mean, visual.std, augment=cfg.augment or None,
+                                           num_workers=workers), train.frames, train_tokens, cfg, seed=seed, device=device, amp=amp,
                         logger=log, on_epoch=on_epoch)
     save_checkpoint(model_out, model.visual, visual_cfg)
-    maps = compute_maps(model, data.clips(visual.mean, visual.std), data.frames, tokens,
-                        batch_videos=cfg.batch_videos, device=device, amp=amp)
-    write_store(store_out, "maps", data.frames, maps, params=p)
-    log.info("wrote %s: cam %s, sounding %s", store_out, maps["cam"].shape, maps["sounding"].shape)
+    write_store_batches(store_out, "maps", data.frames,
+                        iter_maps(model, data.clips(visual.mean, visual.std, num_workers=workers),
+                                  data.frames, tokens, batch_videos=cfg.batch_videos,
+                                  device=device, amp=amp), params=p)
+    log.info("wrote %s: maps of %d frames", store_out, len(data.frames))

@@ -47,13 +47,15 @@ def evaluate(
     clean and official modes, beside the raw test pseudo-masks and the sanity baselines."""
     p, log, device = start_stage("evaluate", params, "data", "evaluate")
     cfg, amp, seed = p["evaluate"], bool(p["base"]["amp"]), int(p["base"]["seed"])
+    workers = int(p["base"]["num_workers"])
     kind = p["data"]["dataset"]
     data = open_dataset(p["data"])
     train, test = data.split("train"), data.split("test")
     scored = scored_frames(test.frames, require_all=True)
     visual, _ = load_visual(visual_model)
     bs, feats = int(cfg["batch_videos"]), cfg["features"]
-    train_tokens = patch_tokens_of(visual, train.clips(visual.mean, visual.std), features=feats,
+    train_tokens = patch_tokens_of(visual, train.clips(visual.mean, visual.std,
+                                                       num_workers=workers), features=feats,
                                    batch_videos=bs, device=device, amp=amp)
     head = SegmentationHead(in_dim=train_tokens.shape[-1], num_classes=NUM_CLASSES,
                             grid=visual.grid, hidden_dim=int(cfg["hidden_dim"]))
@@ -67,8 +69,9 @@ def evaluate(
                                 seed=seed, device=device, logger=log, on_epoch=on_epoch)
     save_segmentation_head(head_out, head, features=feats)
     method, images, pad = test_prediction(
-        visual, head, test, features=feats, batch_videos=bs, batch_frames=int(cfg["batch_frames"]),
-        device=device, amp=amp, crf=DenseCRF(**cfg["crf_params"]) if cfg["crf"] else None)
+        visual, head, test, features=feats, num_workers=workers, batch_videos=bs,
+        batch_frames=int(cfg["batch_frames"]), device=device, amp=amp,
+        crf=DenseCRF(**cfg["crf_params"]) if cfg["crf"] else None)
     preds = method.masks
     baselines = sanity_baselines(images, read_rows(audio_store, "audio", scored, ["logits"])["logits"],
                                  read_rows(maps_store, "maps", scored, ["cam"])["cam"],

@@ -9,9 +9,10 @@ import typer
 from pcas_core.atomic import atomic_path
 from pcas_core.config import start_stage
 from pcas_core.data.dataset import open_dataset
-from pcas_core.pseudo_masks import PseudoMaskConfig, pseudo_masks
+from pcas_core.pseudo_mask_pass import write_pseudo_masks
+from pcas_core.pseudo_masks import PseudoMaskConfig, PseudoMaskPool
 from pcas_core.scoring import Prediction, metrics_file, score_by_subset, scored_frames
-from pcas_core.stores import read_rows, read_store, store_rows, write_store
+from pcas_core.stores import open_store, read_rows, store_writer
 
 app = typer.Typer(add_completion=False)
 
@@ -31,14 +32,11 @@ def pseudo_masks_stage(
     workers, official_bs = int(cfg.pop("workers")), int(cfg.pop("official_batch_videos"))
     kind = p["data"]["dataset"]
     data = open_dataset(p["data"])
-    m_keys, maps = read_store(maps_store, "maps")
-    m_rows = store_rows(m_keys, data.frames, source=maps_store)
-    a_keys, audio = read_store(audio_store, "audio", ["logits"])
-    a_rows = store_rows(a_keys, data.frames, source=audio_store)
-    masks = pseudo_masks(data.images(), maps["cam"][m_rows].astype("float32"),
-                         maps["sounding"][m_rows], audio["logits"][a_rows],
-                         PseudoMaskConfig(**cfg, out_size=data.img_size), workers=workers)
-    write_store(store_out, "pseudo_masks", data.frames, {"mask": masks}, params=p)
+    size = (data.img_size, data.img_size)
+    with open_store(maps_store, "maps") as maps, open_store(audio_store, "audio", ["logits"]) as audio, \
+            store_writer(store_out, "pseudo_masks", data.frames, {"mask": size}, params=p) as out, \
+            PseudoMaskPool(PseudoMaskConfig(**cfg, out_size=data.img_size), workers) as pool:
+        write_pseudo_masks(data, maps, audio, out, pool)  # chunk by chunk
     train = data.split("train")
     scored = scored_frames(train.frames, require_all=False)
     result = metrics_file(kind, "train", score_by_subset(

@@ -16,7 +16,8 @@ from pcas_core.data.dataset import open_dataset
 from pcas_core.listening import encode_audio, step_prompts, steps_to_frames, train_tvp
 from pcas_core.metrics import frame_classification_from_logits
 from pcas_core.models.tvp import TVPAudioEncoder
-from pcas_core.stores import read_store, store_rows, write_store
+from pcas_core.store_view import StoreRowsView
+from pcas_core.stores import open_store, read_store, store_rows, write_store
 
 app = typer.Typer(add_completion=False)
 
@@ -36,35 +37,37 @@ def train_audio(
     p, log, device = start_stage("train_audio", params, "data", "train_audio")
     cfg, amp, seed = p["train_audio"], bool(p["base"]["amp"]), int(p["base"]["seed"])
     data = open_dataset(p["data"])
-    fb_keys, fb = read_store(fbank_store, "fbank")
-    fb_rows = store_rows(fb_keys, data.metadata, source=fbank_store)
     vis_keys, vis = read_store(visual_store, "visual", ["pooled_patch"])
     pooled = vis["pooled_patch"][store_rows(vis_keys, data.frames, source=visual_store)]
-    model_cfg = {k: cfg["model"][k] for k in cfg["model"]}
-    model_cfg.update(num_classes=data.labels.shape[1], target_length=fb["fbank"].shape[1],
-                     n_mels=fb["fbank"].shape[2], prompt_dim=pooled.shape[1],
-                     use_prompts=bool(cfg["tvp"]))
-    model = TVPAudioEncoder(**model_cfg)
-    fbank = torch.from_numpy(fb["fbank"][fb_rows])
-    n_steps = torch.from_numpy(fb["n_steps"][fb_rows].astype(np.int64))
-    prompts = torch.from_numpy(step_prompts(data.frames, pooled, len(data.metadata),
-                                            model_cfg["max_steps"])) if cfg["tvp"] else None
-    train = torch.tensor((data.metadata["split"] == "train").to_numpy())
-    with epoch_curves(curves_out) as on_epoch:
-        train_tvp(model, fbank[train], prompts[train] if prompts is not None else None,
-                  n_steps[train], torch.from_numpy(data.labels)[train], epochs=int(cfg["epochs"]),
-                  batch_videos=int(cfg["batch_videos"]), lr=float(cfg["lr"]),
-                  warmup_epochs=float(cfg["warmup_epochs"]),
-                  weight_decay=float(cfg["weight_decay"]), seed=seed, device=device, amp=amp,
-                  logger=log, on_epoch=on_epoch)
-    save_checkpoint(model_out, model, model_cfg)
-    tokens, logits = encode_audio(model, fbank, prompts, n_steps,
-                                  batch_videos=int(cfg["batch_videos"]), device=device, amp=amp)
+    with open_store(fbank_store, "fbank") as fb:  # fbank rows are read batch by batch
+        rows = store_rows(fb.keys, data.metadata, source=fbank_store)
+        fbank = StoreRowsView(fb, "fbank", rows)
+        model_cfg = {k: cfg["model"][k] for k in cfg["model"]}
+        model_cfg.update(num_classes=data.labels.shape[1], target_length=fbank.shape[1],
+                         n_mels=fbank.shape[2], prompt_dim=pooled.shape[1],
+                         use_prompts=bool(cfg["tvp"]))
+        model = TVPAudioEncoder(**model_cfg)
+        n_steps = torch.from_numpy(fb.rows("n_steps", rows).astype(np.int64))
+        prompts = torch.from_numpy(step_prompts(data.frames, pooled, len(data.metadata),
+                                                model_cfg["max_steps"])) if cfg["tvp"] else None
+        train = torch.tensor((data.metadata["split"] == "train").to_numpy())
+        with epoch_curves(curves_out) as on_epoch:
+            train_tvp(model, fbank[train], prompts[train] if prompts is not None else None,
+                      n_steps[train], torch.from_numpy(data.labels)[train],
+                      epochs=int(cfg["epochs"]), batch_videos=int(cfg["batch_videos"]),
+                      lr=float(cfg["lr"]), warmup_epochs=float(cfg["warmup_epochs"]),
+                      weight_decay=float(cfg["weight_decay"]), seed=seed, device=device, amp=amp,
+                      logger=log, on_epoch=on_epoch)
+        save_checkpoint(model_out, model, model_cfg)
+        tokens, logits = encode_audio(model, fbank, prompts, n_steps,
+                                      batch_videos=int(cfg["batch_videos"]), device=device,
+                                      amp=amp)
     frame_logits = steps_to_frames(logits, data.frames)
     write_store(store_out, "audio", data.frames, {"audio_token": steps_to_frames(tokens, data.frames),
                                                   "logits": frame_logits}, params=p)
     test = (data.frames["split"] == "test").to_numpy()
-    scores = frame_classification_from_logits(frame_logits[test], data.frame_classes()[test],
+    scores = frame_classification_from_logits(frame_logits[test],
+                                              data.split("test").frame_classes(),
                                               threshold=float(cfg["eval_threshold"]))
     with atomic_path(metrics_out) as tmp:
         tmp.write_text(json.dumps({"frame_cls_test": scores, "tvp": bool(cfg["tvp"])}, indent=2))

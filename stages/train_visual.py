@@ -11,10 +11,10 @@ from pcas_core.checkpoint import save_checkpoint
 from pcas_core.config import start_stage
 from pcas_core.curves import epoch_curves
 from pcas_core.data.dataset import open_dataset
-from pcas_core.looking import encode_frames, train_visual_classifier
+from pcas_core.looking import iter_encoded, train_visual_classifier
 from pcas_core.metrics import frame_classification_from_logits
 from pcas_core.models.visual import build_visual
-from pcas_core.stores import write_store
+from pcas_core.stores import read_rows, write_store_batches
 
 app = typer.Typer(add_completion=False)
 
@@ -30,6 +30,7 @@ def train_visual(
     """Train on the train split (params `data`, `train_visual`), then encode every frame."""
     p, log, device = start_stage("train_visual", params, "data", "train_visual")
     cfg, amp = p["train_visual"], bool(p["base"]["amp"])
+    workers = int(p["base"]["num_workers"])
     data = open_dataset(p["data"])
     model_cfg = {"backbone": cfg["backbone"], "num_classes": data.labels.shape[1],
                  "img_size": data.img_size, "pretrained": cfg["pretrained"],
@@ -38,7 +39,7 @@ def train_visual(
                  "conv_stem": bool(cfg["conv_stem"]), "token_layer": int(cfg["token_layer"])}
     model = build_visual(model_cfg)
     train = data.split("train").clips(model.mean, model.std, augment=cfg["augment"] or None,
-                                      max_frames=int(cfg["max_frames"]))
+                                      max_frames=int(cfg["max_frames"]), num_workers=workers)
     with epoch_curves(curves_out) as on_epoch:
         train_visual_classifier(model, train, epochs=int(cfg["epochs"]),
                                 batch_videos=int(cfg["batch_videos"]), lr=float(cfg["lr"]),
@@ -49,11 +50,13 @@ def train_visual(
                                 seed=int(p["base"]["seed"]), device=device, amp=amp, logger=log,
                                 on_epoch=on_epoch)
     save_checkpoint(model_out, model, {**model_cfg, "pretrained": False})
-    feats = encode_frames(model, data.clips(model.mean, model.std),
-                          batch_videos=int(cfg["batch_videos"]), device=device, amp=amp)
-    write_store(store_out, "visual", data.frames, feats, params=p)
-    test = (data.frames["split"] == "test").to_numpy()
-    scores = frame_classification_from_logits(feats["logits"][test], data.frame_classes()[test])
+    write_store_batches(store_out, "visual", data.frames,
+                        iter_encoded(model, data.clips(model.mean, model.std, num_workers=workers),
+                                     batch_videos=int(cfg["batch_videos"]), device=device,
+                                     amp=amp), params=p)
+    test = data.split("test")
+    logits = read_rows(store_out, "visual", test.frames, ["logits"])["logits"]
+    scores = frame_classification_from_logits(logits, test.frame_classes())
     with atomic_path(metrics_out) as tmp:
         tmp.write_text(json.dumps({"frame_cls_test": scores}, indent=2))
     log.info("test frame classification: %s", scores)

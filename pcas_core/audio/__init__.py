@@ -1,0 +1,1 @@
+"""audio of pcas_core (see DEVELOPERS.md for its modules)."""

@@ -1,0 +1,1 @@
+"""data of pcas_core (see DEVELOPERS.md for its modules)."""

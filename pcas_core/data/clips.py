@@ -1,7 +1,15 @@
-"""Videos as torch dataset items: all (or some) frames of a clip with its video-level labels."""
+"""Videos as torch dataset items: all (or some) frames of a clip with its video-level labels.
+
+Frames are decoded when an item is asked for (by DataLoader workers, ``base.num_workers``), so
+memory does not grow with the dataset. An item's randomness (frame subset, augmentation) comes
+from a generator seeded by ``(seed, video index)`` (:func:`item_seed`), never from a global or a
+per-worker random state, so the same seed gives the same items whatever the number of workers
+and whichever worker decodes an item.
+"""
 
 from __future__ import annotations
 
+import copy
 from typing import Sequence
 
 import numpy as np
@@ -11,7 +19,14 @@ import torch
 from pcas_core.data.augment import augment_clip
 from pcas_core.data.images import SPLIT_MODES, load_frame
 
-__all__ = ["VideoClips", "ArrayClips", "normalise_frames", "collate_videos"]
+__all__ = ["item_seed", "VideoClips", "ArrayClips", "normalise_frames", "collate_videos"]
+
+
+def item_seed(seed: int, index: int) -> int:
+    """A 64-bit seed for item ``index`` under ``seed`` (``numpy.random.SeedSequence``, so nearby
+    pairs give unrelated streams)."""
+    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(index)])
+               .generate_state(1, np.uint64)[0])
 
 
 def normalise_frames(raw: np.ndarray, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -33,13 +48,17 @@ class VideoClips(torch.utils.data.Dataset):
         size: frame side in pixels.
         mean: 3 per-channel means on the [0, 1] scale (e.g. the backbone's data config).
         std: 3 per-channel standard deviations on the [0, 1] scale.
-        preload: load all frames into memory as uint8 at construction (fine for the demo set;
-            V*T*size*size*3 bytes).
+        preload: load all frames into memory as uint8 at construction (V*T*size*size*3 bytes;
+            only for tiny sets: by default frames are decoded per item).
         augment: keyword arguments of :func:`pcas_core.data.augment.augment_clip` to augment
             each clip (training only), or None for the frames as they are.
         max_frames: if > 0, an item holds a random subset of at most this many of the video's
             frames, in time order (training only: video labels hold for the whole clip, and
             neighbouring frames of a clip are nearly alike); 0 keeps every frame.
+        seed: seed of the items' randomness (:func:`item_seed`); loaders set it per epoch
+            with :meth:`reseeded`.
+        num_workers: DataLoader worker processes that decode these frames
+            (:func:`pcas_core.data.loader.video_loader`; ``base.num_workers``).
 
     Item ``i``: dict ``frames`` float32 (T, 3, size, size), ``labels`` float32 (K,),
     ``video`` int.
@@ -50,7 +69,8 @@ class VideoClips(torch.utils.data.Dataset):
 
     def __init__(self, frames: pd.DataFrame, labels: np.ndarray, size: int,
                  mean: Sequence[float], std: Sequence[float], preload: bool = False,
-                 augment: dict | None = None, max_frames: int = 0) -> None:
+                 augment: dict | None = None, max_frames: int = 0, seed: int = 0,
+                 num_workers: int = 0) -> None:
         labels = np.asarray(labels, dtype=np.float32)
         if labels.ndim != 2:
             raise ValueError(f"VideoClips: labels must be (V, K), got {labels.shape}")
@@ -70,6 +90,15 @@ class VideoClips(torch.utils.data.Dataset):
         self.cache = [self._load(v) for v in range(len(labels))] if preload else None
         self.augment = augment
         self.max_frames = int(max_frames)
+        self.seed = int(seed)
+        self.num_workers = int(num_workers)
+
+    def reseeded(self, seed: int) -> VideoClips:
+        """A shallow copy whose items draw their randomness under ``seed`` (e.g. base seed +
+        epoch), sharing paths, labels and any preloaded frames."""
+        out = copy.copy(self)
+        out.seed = int(seed)
+        return out
 
     def _load(self, video: int) -> np.ndarray:
         """(T, size, size, 3) uint8 frames of one video."""
@@ -80,11 +109,12 @@ class VideoClips(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         raw = self.cache[i] if self.cache is not None else self._load(i)
+        rng = torch.Generator().manual_seed(item_seed(self.seed, i))
         if 0 < self.max_frames < len(raw):
-            raw = raw[np.sort(torch.randperm(len(raw))[:self.max_frames].numpy())]
+            raw = raw[np.sort(torch.randperm(len(raw), generator=rng)[:self.max_frames].numpy())]
         x = normalise_frames(raw, self.mean, self.std)
         if self.augment is not None:
-            x = augment_clip(x, **self.augment)
+            x = augment_clip(x, **self.augment, generator=rng)
         return {"frames": x, "labels": self.labels[i], "video": int(i)}
 
 

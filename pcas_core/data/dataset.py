@@ -22,8 +22,9 @@ import pandas as pd
 from pcas_core.config import get_logger
 from pcas_core.data import ms3, s4
 from pcas_core.data.avsbench import read_label2idx, read_metadata, frame_table, video_labels
+from pcas_core.data.chunks import FrameImages
 from pcas_core.data.clips import VideoClips
-from pcas_core.data.images import SPLIT_MODES, load_frame, load_mask
+from pcas_core.data.images import SPLIT_MODES, load_mask
 from pcas_core.data.labels import class_names, frame_labels
 from pcas_core.data.palette import voc_palette
 from pcas_core.data.problems import DataError, Problem, Problems
@@ -101,30 +102,49 @@ class AVSData:
             raise DataError(f"{self.root}: no video in split(s) {list(names)}")
         return self._with(*drop_videos(self.metadata, self.frames, keep), self.labels[keep])
 
-    def clips(self, mean: tuple[float, ...], std: tuple[float, ...], *, preload: bool = True,
-              augment: dict | None = None, max_frames: int = 0) -> VideoClips:
-        """Video dataset of these videos, normalised with ``mean``/``std`` (the backbone's);
+    def clips(self, mean: tuple[float, ...], std: tuple[float, ...], *, preload: bool = False,
+              augment: dict | None = None, max_frames: int = 0,
+              num_workers: int = 0) -> VideoClips:
+        """Video dataset of these videos, normalised with ``mean``/``std`` (the backbone's),
+        frames decoded per item by ``num_workers`` loader processes (``base.num_workers``);
         ``augment`` and ``max_frames`` as in ``VideoClips`` (training only)."""
         return VideoClips(self.frames, self.labels, self.img_size, mean, std, preload=preload,
-                          augment=augment, max_frames=max_frames)
+                          augment=augment, max_frames=max_frames, num_workers=num_workers)
 
-    def images(self) -> np.ndarray:
-        """(M, S, S, 3) uint8 frames after each split's geometry, in frame-table order."""
-        return np.stack([load_frame(p, self.img_size, SPLIT_MODES[s]) for p, s in
-                         zip(self.frames["frame_path"], self.frames["split"])])
+    def frame_images(self) -> FrameImages:
+        """The frames after each split's geometry, in frame-table order, decoded when indexed
+        (:class:`pcas_core.data.chunks.FrameImages`)."""
+        return FrameImages(self.frames, self.img_size)
+
+    def images(self, rows: np.ndarray | slice | None = None) -> np.ndarray:
+        """(R, S, S, 3) uint8 frames of frame-table ``rows`` (int array, slice or (M,) bool mask;
+        default: all M frames, only for small sets: passes over a whole dataset use
+        :meth:`frame_images` chunk by chunk)."""
+        return self.frame_images()[slice(None) if rows is None else rows].array()
 
     def has_mask(self) -> np.ndarray:
         """(M,) bool: the frame has a ground-truth mask (evaluation only)."""
         return (self.frames["mask_path"] != "").to_numpy()
 
-    def masks(self) -> np.ndarray:
-        """(M', S, S) uint8 ground truth of the annotated frames (evaluation only): class indices
-        for AVSS, 0/1 (1 = sounding object) for S4/MS3 (see :attr:`binary`)."""
-        ann = self.frames[self.has_mask()]
-        return np.stack([load_mask(p, self.img_size, SPLIT_MODES[s], self.palette, f,
-                                   off_palette=self.off_palette)
-                         for p, s, f in zip(ann["mask_path"], ann["split"], ann["mask_format"])]
-                        ).astype(np.uint8)
+    def masks(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """(R, S, S) uint8 ground truth (evaluation only): class indices for AVSS, 0/1
+        (1 = sounding object) for S4/MS3 (see :attr:`binary`).
+
+        Args:
+            rows: frame-table rows, each with a mask; default: every annotated frame.
+
+        Raises:
+            ValueError: a requested row has no mask (names the frame).
+        """
+        ann = self.frames[self.has_mask()] if rows is None else self.frames.iloc[rows]
+        if (ann["mask_path"] == "").any():
+            bad = ann[ann["mask_path"] == ""].iloc[0]
+            raise ValueError(f"{bad['frame_path']}: frame has no ground-truth mask")
+        out = np.empty((len(ann), self.img_size, self.img_size), dtype=np.uint8)
+        for k, (p, s, f) in enumerate(zip(ann["mask_path"], ann["split"], ann["mask_format"])):
+            out[k] = load_mask(p, self.img_size, SPLIT_MODES[s], self.palette, f,
+                               off_palette=self.off_palette)
+        return out
 
     def frame_classes(self) -> np.ndarray:
         """(M, N - 1) float32 classes present in each frame, NaN rows without a mask (evaluation
@@ -137,13 +157,11 @@ class AVSData:
                 out[sel] = frame_labels(self.frames[sel], self.palette, self.img_size,
                                         SPLIT_MODES[split], self.num_classes,
                                         off_palette=self.off_palette)
-        if self.binary:
-            has = self.has_mask()
-            ann = self.frames[has]
-            fg = np.array([load_mask(p, self.img_size, SPLIT_MODES[s], self.palette, "binary").any()
-                           for p, s in zip(ann["mask_path"], ann["split"])], dtype=bool)
-            rows = self.labels[ann["video"].to_numpy()]
-            out[has] = np.where(fg[:, None], rows, 0.0)
+                continue
+            part = self.frames[sel].assign(mask_format="binary")
+            fg = frame_labels(part, self.palette, self.img_size, SPLIT_MODES[split], 2)
+            rows = self.labels[part["video"].to_numpy()]
+            out[sel] = np.where(np.isnan(fg), np.nan, np.where(fg > 0, rows, 0.0))
         return out
 
 

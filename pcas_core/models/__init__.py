@@ -1,0 +1,1 @@
+"""models of pcas_core (see DEVELOPERS.md for its modules)."""

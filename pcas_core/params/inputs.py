@@ -11,18 +11,22 @@ __all__ = ["BaseConfig", "DataConfig", "SplitCounts", "DemoClips", "DemoConfig",
 @dataclass(frozen=True)
 class BaseConfig:
     """``base``: seed (int), device (auto | cpu | cuda | cuda:N), amp (bf16 autocast on CUDA),
-    threads (torch CPU threads, 0 = torch's default)."""
+    threads (torch CPU threads, 0 = torch's default), num_workers (DataLoader processes that
+    decode frames, 0 = in the stage's own process; results do not depend on it)."""
 
     seed: int = 0
     device: str = "auto"
     amp: bool = True
     threads: int = 0
+    num_workers: int = 0
 
     def __post_init__(self) -> None:
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
 
 
 @dataclass(frozen=True)
