@@ -14,6 +14,7 @@ from pcas_core.config import start_stage
 from pcas_core.data.dataset import open_dataset
 from pcas_core.listening import encode_audio, step_prompts, steps_to_frames, train_tvp
 from pcas_core.metrics import frame_classification_from_logits
+from pcas_core.models.ast_init import init_audio_encoder
 from pcas_core.models.tvp import TVPAudioEncoder
 from pcas_core.stores import read_store, store_rows, write_store
 
@@ -41,8 +42,9 @@ def train_audio(
     model_cfg = {k: cfg["model"][k] for k in cfg["model"]}
     model_cfg.update(num_classes=data.labels.shape[1], target_length=fb["fbank"].shape[1],
                      n_mels=fb["fbank"].shape[2], prompt_dim=pooled.shape[1],
-                     use_prompts=bool(cfg["tvp"]))
+                     use_prompts=bool(cfg["tvp"]), prompt_position=cfg["prompt_position"])
     model = TVPAudioEncoder(**model_cfg)
+    init_audio_encoder(model, cfg["init"])
     fbank = torch.from_numpy(fb["fbank"][fb_rows])
     n_steps = torch.from_numpy(fb["n_steps"][fb_rows].astype(np.int64))
     prompts = torch.from_numpy(step_prompts(data.frames, pooled, len(data.metadata),
@@ -63,5 +65,6 @@ def train_audio(
     scores = frame_classification_from_logits(frame_logits[test], data.frame_classes()[test],
                                               threshold=float(cfg["eval_threshold"]))
     with atomic_path(metrics_out) as tmp:
-        tmp.write_text(json.dumps({"frame_cls_test": scores, "tvp": bool(cfg["tvp"])}, indent=2))
+        tmp.write_text(json.dumps({"frame_cls_test": scores, "tvp": bool(cfg["tvp"]),
+                                   "prompt_position": cfg["prompt_position"]}, indent=2))
     log.info("test frame-level audio classification: %s", scores)

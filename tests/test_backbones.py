@@ -28,6 +28,7 @@ PVT = {"backbone": "pvt_v2_b2", "num_classes": 5, "img_size": 64,
     ({**RESNET, "backbone_kwargs": {**RESNET["backbone_kwargs"], "output_stride": 16}}, (4, 4), 2048),
     (EFFNET, (2, 2), 1280),
     ({**EFFNET, "token_layer": 3}, (4, 4), 112),
+    ({**EFFNET, "token_layer": 3, "frozen_stages": 4}, (4, 4), 112),
     (PVT, (2, 2), 32),
 ])
 def test_every_family_gives_tokens_class_token_and_cams_consistent_with_logits(config, grid, dim):

@@ -11,7 +11,8 @@ Two families sit behind one interface (:func:`backbone_tokens`):
   ``resnet50`` and ``tf_efficientnet_lite0``, the paper's Table 1 rows; the pyramid ViT
   ``pvt_v2_b2``, Table 2). Patch tokens are the cells of a feature map, flattened row-major.
   These models have no class token; :class:`pcas_core.models.heads.AttentionPool` stands in
-  for it (see there). Any input size works; the grid is ``ceil(H / stride)``.
+  for it (see there). Any input size works; the grid is ``ceil(H / stride)``. ``token_layer``
+  k >= 0 cuts the model after feature stage k (e.g. the stride-16 stage), -1 keeps it whole.
 
 Weights (``pretrained``): ``False`` (random init), ``True`` (timm's own mechanism: cache or
 network), a path to a local ``.safetensors``/``.pth`` file of the same architecture, or the name
@@ -38,8 +39,8 @@ from timm.utils.model import freeze  # noqa: E402
 from pcas_core.checkpoint import load_weights_file  # noqa: E402
 
 __all__ = ["PackagedWeights", "PACKAGED_WEIGHTS", "family_of", "create_backbone",
-           "load_backbone_weights", "map_by_order", "freeze_stages", "backbone_tokens",
-           "backbone_stride", "feature_grid", "sha256_of"]
+           "load_backbone_weights", "map_by_order", "freeze_stages", "truncate_after_stage",
+           "backbone_tokens", "backbone_stride", "feature_grid", "sha256_of"]
 
 _log = logging.getLogger(__name__)
 
@@ -282,15 +283,20 @@ def _as_tokens(fmap: Tensor) -> Tensor:
     return fmap.flatten(2).transpose(1, 2)
 
 
-def _map_tokens(model: nn.Module, x: Tensor, token_layer: int) -> tuple[Tensor, None, Tensor]:
-    if token_layer < 0:
-        final = model.forward_features(x)
-        return _as_tokens(final), None, _as_tokens(final)
-    final, (stage,) = model.forward_intermediates(x, indices=[token_layer])
-    if final.shape[-2:] != stage.shape[-2:]:
-        final = nn.functional.interpolate(final, size=stage.shape[-2:], mode="bilinear",
-                                          align_corners=False)
-    return _as_tokens(stage), None, _as_tokens(final)
+def truncate_after_stage(model: nn.Module, stage: int) -> None:
+    """Cut a feature-map model after feature stage ``stage`` (timm ``feature_info`` index).
+
+    The later stages and the head convolution are removed (timm ``prune_intermediate_layers``),
+    so ``forward_features`` returns that stage's map and costs only what it needs.
+
+    Raises:
+        ValueError: ``stage`` is not a stage index.
+    """
+    n = len(model.feature_info)
+    if not 0 <= stage < n:
+        raise ValueError(f"train_visual.token_layer must be -1 or a feature stage in [0, {n - 1}], "
+                         f"got {stage}")
+    model.prune_intermediate_layers(indices=[stage], prune_head=True)
 
 
 def backbone_tokens(model: nn.Module, family: str, x: Tensor,
@@ -298,11 +304,12 @@ def backbone_tokens(model: nn.Module, family: str, x: Tensor,
     """Encode ``(B, 3, H, W)`` frames into ``(patch_tokens, class_token, final_tokens)``.
 
     Returns:
-        patch tokens ``(B, N, D)`` of layer/stage ``token_layer`` (-1 the final one);
-        the ViT class token ``(B, D)`` of the final layer, None for feature-map models;
-        final-layer tokens ``(B, N, D')`` on the same grid (feature maps of a coarser final
-        stage are brought to the patch grid bilinearly).
+        patch tokens ``(B, N, D)`` of ViT layer ``token_layer`` (-1 the final one) or of the
+        feature map's last stage (after :func:`truncate_after_stage`); the ViT class token
+        ``(B, D)`` of the final layer, None for feature-map models; final-layer tokens
+        ``(B, N, D)`` (the patch tokens themselves for feature-map models).
     """
     if family == "vit":
         return _vit_tokens(model, x, token_layer)
-    return _map_tokens(model, x, token_layer)
+    tokens = _as_tokens(model.forward_features(x))  # truncated at token_layer, if any
+    return tokens, None, tokens

@@ -17,7 +17,7 @@ from pcas_core.cam import cam_from_patch_tokens
 from pcas_core.checkpoint import load_checkpoint
 from pcas_core.models.backbones import (PACKAGED_WEIGHTS, backbone_tokens, create_backbone,
                                         family_of, feature_grid, freeze_stages,
-                                        load_backbone_weights)
+                                        load_backbone_weights, truncate_after_stage)
 from pcas_core.models.conv_stem import ConvStemPatchEmbed
 from pcas_core.models.heads import AttentionPool, init_prior_bias
 
@@ -69,8 +69,8 @@ class VisualClassifier(nn.Module):
             k >= 1 the output of block k; 0 the embedded patches before any block (ToCo, Ru et
             al. 2023: final-layer tokens of a ViT trained from scratch over-smooth). CNN/PVT:
             -1 the final feature map, k >= 0 the output of timm feature stage k (``feature_info``;
-            e.g. 3 = the stride-16 stage of EfficientNet/ResNet); the class-token stand-in
-            then pools that stage.
+            e.g. 3 = the stride-16 stage of EfficientNet/ResNet): the model is cut there, so the
+            later stages cost nothing, and that map is both P_t and the final tokens.
         frozen_stages: the first k timm feature stages (and the stem) keep their weights and
             BatchNorm statistics (:func:`pcas_core.models.backbones.freeze_stages`); 0 trains all.
     """
@@ -90,13 +90,14 @@ class VisualClassifier(nn.Module):
         self.backbone = create_backbone(backbone, img_size=img_size, kwargs=kwargs,
                                         use_timm_weights=pretrained is True)
         load_backbone_weights(self.backbone, backbone, pretrained)
+        self.token_layer = self._check_token_layer(token_layer)
+        if self.family != "vit" and self.token_layer >= 0:
+            truncate_after_stage(self.backbone, self.token_layer)
+            if frozen_stages > self.token_layer + 1:
+                raise ValueError(f"train_visual.frozen_stages ({frozen_stages}) exceeds the "
+                                 f"{self.token_layer + 1} stages kept by token_layer")
         freeze_stages(self.backbone, int(frozen_stages))
-        self._check_token_layer(token_layer)
-        self.token_layer = token_layer
-        probe_dims = ([self.backbone.embed_dim] if self.family == "vit" else
-                      [info["num_chs"] for info in self.backbone.feature_info])
-        self.embed_dim = int(self.backbone.num_features if token_layer < 0 or self.family == "vit"
-                             else probe_dims[token_layer])
+        self.embed_dim = int(self.backbone.num_features)
         self.global_pool = AttentionPool(self.embed_dim) if self.family != "vit" else None
         self.img_size = img_size
         self.grid = self.feature_grid(img_size, img_size)
@@ -114,19 +115,19 @@ class VisualClassifier(nn.Module):
         self.mean = tuple(source.mean if source else cfg.get("mean", (0.5, 0.5, 0.5)))
         self.std = tuple(source.std if source else cfg.get("std", (0.5, 0.5, 0.5)))
 
-    def _check_token_layer(self, token_layer: int) -> None:
+    def _check_token_layer(self, token_layer: int) -> int:
+        """The token layer, -1 for a ViT's last block; ValueError outside the valid range."""
         if self.family == "vit":
             depth = len(self.backbone.blocks)
             if not -1 <= token_layer <= depth:
                 raise ValueError(f"train_visual.token_layer must be in [-1, {depth}] for a "
                                  f"{depth}-block ViT, got {token_layer}")
-            if token_layer == depth:
-                token_layer = -1
-        else:
-            n = len(self.backbone.feature_info)
-            if not -1 <= token_layer < n:
-                raise ValueError(f"train_visual.token_layer must be -1 or a feature stage in "
-                                 f"[0, {n - 1}], got {token_layer}")
+            return -1 if token_layer == depth else token_layer
+        n = len(self.backbone.feature_info)
+        if not -1 <= token_layer < n:
+            raise ValueError(f"train_visual.token_layer must be -1 or a feature stage in "
+                             f"[0, {n - 1}], got {token_layer}")
+        return token_layer
 
     def feature_grid(self, height: int, width: int) -> tuple[int, int]:
         """Token grid ``(h, w)`` of a ``height x width`` input (``self.grid`` at ``img_size``)."""
