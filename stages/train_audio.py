@@ -65,6 +65,5 @@ def train_audio(
     scores = frame_classification_from_logits(frame_logits[test], data.frame_classes()[test],
                                               threshold=float(cfg["eval_threshold"]))
     with atomic_path(metrics_out) as tmp:
-        tmp.write_text(json.dumps({"frame_cls_test": scores, "tvp": bool(cfg["tvp"]),
-                                   "prompt_position": cfg["prompt_position"]}, indent=2))
+        tmp.write_text(json.dumps({"frame_cls_test": scores, "tvp": bool(cfg["tvp"])}, indent=2))
     log.info("test frame-level audio classification: %s", scores)
