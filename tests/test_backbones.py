@@ -59,6 +59,17 @@ def test_inputs_of_another_size_give_their_own_grid(config):
     assert model.feature_grid(size, size) == model.grid
 
 
+def test_token_layer_cuts_a_cnn_after_the_stage_and_gives_that_stage_map():
+    torch.manual_seed(0)
+    full = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0).eval()
+    model = build_visual({**EFFNET, "token_layer": 3}).eval()
+    model.backbone.load_state_dict(full.state_dict(), strict=False)
+    x = torch.randn(2, 3, 64, 64)
+    stage = full.forward_intermediates(x, indices=[3], intermediates_only=True)[0]
+    torch.testing.assert_close(model(x).patch_tokens, stage.flatten(2).transpose(1, 2))
+    assert not hasattr(model.backbone.conv_head, "weight")  # later stages and head conv removed
+
+
 def test_cnn_class_token_starts_as_the_mean_and_is_an_attention_pool():
     torch.manual_seed(0)
     model = build_visual(RESNET).eval()

@@ -160,10 +160,11 @@ def _packaged_state(source: PackagedWeights, name: str, model: nn.Module) -> dic
                         extra_tail=source.extra_tail, origin=str(path))
 
 
-def load_backbone_weights(model: nn.Module, name: str, pretrained: bool | str) -> None:
+def load_backbone_weights(model: nn.Module, name: str, pretrained: bool | str | None) -> None:
     """Load a local weights file or packaged weights into ``model`` (in place).
 
-    ``pretrained`` ``True``/``False`` do nothing here (timm's mechanism runs at creation). A
+    ``pretrained`` ``True``/``False``/``None`` do nothing here (timm's mechanism runs at
+    creation; ``None``: the caller loads a checkpoint, nothing is logged). A
     :data:`PACKAGED_WEIGHTS` key maps its file strictly by order and shape; any other string is
     a path: ViT files pass timm's ViT filter (position embeddings resampled), other files must
     hold every backbone tensor under timm's names (classifier tensors are ignored).
@@ -172,8 +173,8 @@ def load_backbone_weights(model: nn.Module, name: str, pretrained: bool | str) -
         ValueError: packaged weights for another architecture, a wrong sha256, tensors that do
             not fit; FileNotFoundError: no file at the path.
     """
-    if isinstance(pretrained, bool) or not str(pretrained):
-        if not pretrained:
+    if pretrained is None or isinstance(pretrained, bool) or not str(pretrained):
+        if pretrained is False:
             _log.info("visual backbone %s: random initialisation (no pretrained weights)", name)
         return
     if str(pretrained) in PACKAGED_WEIGHTS:

@@ -55,7 +55,8 @@ class VisualClassifier(nn.Module):
         num_classes: foreground classes C (70 for AVSBench-semantic).
         img_size: input side in pixels that ``grid`` refers to; other sizes are accepted too
             (e.g. local crops), see :meth:`feature_grid`.
-        pretrained: ``False`` (random initialisation, said in the log), ``True`` (timm's own
+        pretrained: ``None`` (random initialisation, for loading a checkpoint next),
+            ``False`` (random initialisation, said in the log), ``True`` (timm's own
             pretrained mechanism: local cache or network), the path of a local
             ``.safetensors``/``.pth`` file of the same architecture, or a key of
             :data:`pcas_core.models.backbones.PACKAGED_WEIGHTS` (weights shipped by a pip
@@ -76,7 +77,7 @@ class VisualClassifier(nn.Module):
     """
 
     def __init__(self, *, backbone: str = "vit_base_patch16_224", num_classes: int = 70,
-                 img_size: int = 224, pretrained: bool | str = False,
+                 img_size: int = 224, pretrained: bool | str | None = False,
                  backbone_kwargs: dict[str, Any] | None = None,
                  head_bias_prior: float = 0.01, conv_stem: bool = False,
                  token_layer: int = -1, frozen_stages: int = 0) -> None:
@@ -198,7 +199,7 @@ def load_visual(path: Path) -> tuple[VisualClassifier, dict[str, Any]]:
         FileNotFoundError / ValueError: as :func:`pcas_core.checkpoint.load_checkpoint`.
     """
     state, config = load_checkpoint(path)
-    model = build_visual({**config, "pretrained": False})  # the weights are in the checkpoint
+    model = build_visual({**config, "pretrained": None})  # the weights are in the checkpoint
     model.set_preprocessing(config.get("pretrained", False))
     model.load_state_dict(state)
     return model, config
