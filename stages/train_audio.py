@@ -15,6 +15,7 @@ from pcas_core.curves import epoch_curves
 from pcas_core.data.dataset import open_dataset
 from pcas_core.listening import encode_audio, step_prompts, steps_to_frames, train_tvp
 from pcas_core.metrics import frame_classification_from_logits
+from pcas_core.models.ast_init import init_audio_encoder
 from pcas_core.models.tvp import TVPAudioEncoder
 from pcas_core.store_view import StoreRowsView
 from pcas_core.stores import open_store, read_store, store_rows, write_store
@@ -45,8 +46,9 @@ def train_audio(
         model_cfg = {k: cfg["model"][k] for k in cfg["model"]}
         model_cfg.update(num_classes=data.labels.shape[1], target_length=fbank.shape[1],
                          n_mels=fbank.shape[2], prompt_dim=pooled.shape[1],
-                         use_prompts=bool(cfg["tvp"]))
+                         use_prompts=bool(cfg["tvp"]), prompt_position=cfg["prompt_position"])
         model = TVPAudioEncoder(**model_cfg)
+        init_audio_encoder(model, cfg["init"])
         n_steps = torch.from_numpy(fb.rows("n_steps", rows).astype(np.int64))
         prompts = torch.from_numpy(step_prompts(data.frames, pooled, len(data.metadata),
                                                 model_cfg["max_steps"])) if cfg["tvp"] else None

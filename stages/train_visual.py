@@ -1,4 +1,4 @@
-"""Stage train_visual: the ViT frame classifier on video-level labels; v_t, c_t of every frame."""
+"""Stage train_visual: the frame classifier (timm backbone) on video-level labels; v_t, c_t of every frame."""
 
 import json
 from pathlib import Path
@@ -36,7 +36,8 @@ def train_visual(
                  "img_size": data.img_size, "pretrained": cfg["pretrained"],
                  "backbone_kwargs": cfg.get("backbone_kwargs") or {},
                  "head_bias_prior": float(cfg["head_bias_prior"]),
-                 "conv_stem": bool(cfg["conv_stem"]), "token_layer": int(cfg["token_layer"])}
+                 "conv_stem": bool(cfg["conv_stem"]), "token_layer": int(cfg["token_layer"]),
+                 "frozen_stages": int(cfg["frozen_stages"])}
     model = build_visual(model_cfg)
     train = data.split("train").clips(model.mean, model.std, augment=cfg["augment"] or None,
                                       max_frames=int(cfg["max_frames"]), num_workers=workers)
@@ -49,7 +50,7 @@ def train_visual(
                                 w_class_token=float(cfg["w_class_token"]),
                                 seed=int(p["base"]["seed"]), device=device, amp=amp, logger=log,
                                 on_epoch=on_epoch)
-    save_checkpoint(model_out, model, {**model_cfg, "pretrained": False})
+    save_checkpoint(model_out, model, model_cfg)
     write_store_batches(store_out, "visual", data.frames,
                         iter_encoded(model, data.clips(model.mean, model.std, num_workers=workers),
                                      batch_videos=int(cfg["batch_videos"]), device=device,

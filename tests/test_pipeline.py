@@ -22,8 +22,7 @@ TINY = {
              "clips": {"single": {"train": 2, "val": 0, "test": 1},
                        "multi": {"train": 2, "val": 0, "test": 1},
                        "silent": {"train": 1, "val": 0, "test": 1}}},
-    "train_visual": {"backbone_kwargs": {"patch_size": 8, "depth": 1, "embed_dim": 24, "num_heads": 2},
-                     "epochs": 1},
+    "train_visual": {"epochs": 1},  # the default backbone (pretrained EfficientNet-Lite0) at 32 px
     "train_audio": {"model": {"embed_dim": 32, "depth": 1, "num_heads": 2}, "epochs": 1},
     "align": {"epochs": 1, "embed_dim": 16, "crop_size": 16, "n_crops": 2},  # CMC, CMPC, CMCC on
     "pseudo_masks": {"workers": 1},

@@ -78,8 +78,10 @@ def _tiny_params(tmp_path: Path, data: dict) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["base"].update(device="cpu", amp=False)
     params["data"].update({k: str(v) if isinstance(v, Path) else v for k, v in data.items()})
-    params["train_visual"].update(epochs=1, batch_videos=2, backbone_kwargs={
-        "patch_size": 8, "depth": 1, "embed_dim": 24, "num_heads": 2})
+    params["train_visual"].update(epochs=1, batch_videos=2, backbone="vit_tiny_patch16_224",
+                                  pretrained=False, token_layer=-1, frozen_stages=0,
+                                  backbone_kwargs={"patch_size": 8, "depth": 1, "embed_dim": 24,
+                                                   "num_heads": 2})
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     return path

@@ -176,3 +176,63 @@ def test_imagenet_init_sums_rgb_kernel_and_interpolates_pos_embed():
         load_imagenet_vit_patch_embed(shallow, state)
     with pytest.raises(ValueError, match="patch embedding"):
         load_imagenet_vit_patch_embed(_model(), state)
+
+
+@pytest.mark.parametrize("position, time_aware", [("step_mean", True), ("learned", True),
+                                                  ("none", False)])
+def test_swapping_two_prompts_changes_a1_only_when_prompts_know_their_step(position, time_aware):
+    model = _model(prompt_position=position)
+    # at init (std 0.02) attention is almost uniform and prompts and steps differ little: give
+    # positions, prompts and attention the spread of a trained model
+    for weight in (model.pos_embed, model.prompt_embed.proj.weight, model.blocks[0].attn.qkv.weight):
+        torch.nn.init.normal_(weight, std=0.5)
+    if position == "learned":
+        torch.nn.init.normal_(model.prompt_embed.step_embed, std=1.0)
+    fbank, prompts, n_steps = _inputs()
+    swapped = prompts[:, [1, 0, 2]]
+    with torch.no_grad():
+        a, b = model(fbank, prompts, n_steps), model(fbank, swapped, n_steps)
+    change = (a.step_tokens[:, 0] - b.step_tokens[:, 0]).norm() / a.step_tokens[:, 0].norm()
+    if time_aware:
+        assert change > 1e-3, change
+    else:
+        assert change < 1e-5, change  # attention cannot tell which prompt sits where
+
+
+def test_step_mean_position_is_the_mean_position_embedding_of_the_steps_patches():
+    model = _model(prompt_position="step_mean")
+    fbank, prompts, n_steps = _inputs()
+    step_pos = torch.einsum("sn,bnd->bsd", model.step_assign, model.pos_embed)
+    for t in range(3):
+        torch.testing.assert_close(step_pos[0, t], model.pos_embed[0, model.patch_step == t].mean(0))
+    with torch.no_grad():
+        tokens = model.prompt_embed(prompts, step_pos)
+        bag = model.prompt_embed.proj(prompts) + model.prompt_embed.type_embed
+    torch.testing.assert_close(tokens - bag, step_pos.expand(2, -1, -1))
+    with pytest.raises(ValueError, match="prompt_position"):
+        _model(prompt_position="sinusoid")
+
+
+def test_audio_init_from_a_local_vit_file(tmp_path):
+    from safetensors.torch import save_file
+
+    from pcas_core.models.ast_init import init_audio_encoder
+
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, depth=1, embed_dim=32,
+                            num_heads=2)
+    path = tmp_path / "vit.safetensors"
+    save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(path))
+    enc = _model()
+    before = enc.blocks[0].mlp.fc1.weight.clone()
+    init_audio_encoder(enc, "none")
+    torch.testing.assert_close(enc.blocks[0].mlp.fc1.weight, before)
+    init_audio_encoder(enc, str(path))
+    torch.testing.assert_close(enc.blocks[0].mlp.fc1.weight, vit.blocks[0].mlp.fc1.weight)
+    torch.testing.assert_close(enc.patch_embed.proj.weight,
+                               vit.patch_embed.proj.weight.sum(1, keepdim=True))
+    wide = timm.create_model("vit_tiny_patch16_224", pretrained=False, depth=1)
+    save_file({k: v.contiguous() for k, v in wide.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    with pytest.raises(ValueError, match="train_audio.init .*w.safetensors"):
+        init_audio_encoder(enc, str(tmp_path / "w.safetensors"))
+    with pytest.raises(FileNotFoundError):
+        init_audio_encoder(enc, str(tmp_path / "missing.safetensors"))

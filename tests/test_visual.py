@@ -1,9 +1,7 @@
 """The visual classifier: token layout, CAM consistency with the logits, local weight loading."""
 
 import pytest
-import timm
 import torch
-from safetensors.torch import save_file
 
 from pcas_core.checkpoint import load_checkpoint, load_weights_file, save_checkpoint
 from pcas_core.models.visual import build_visual
@@ -32,18 +30,6 @@ def test_conv_stem_keeps_the_token_layout():
     assert out.patch_tokens.shape == (2, 16, 24) and model.grid == (4, 4)
 
 
-def test_local_pretrained_file_is_loaded_with_resampled_position_embeddings(tmp_path):
-    torch.manual_seed(1)
-    source = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0,
-                               img_size=64, patch_size=8, depth=1, embed_dim=24, num_heads=2)
-    path = tmp_path / "vit.safetensors"
-    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
-    model = build_visual({**TINY, "pretrained": str(path)})  # 32 px: 4x4 grid instead of 8x8
-    torch.testing.assert_close(model.backbone.blocks[0].attn.qkv.weight,
-                               source.blocks[0].attn.qkv.weight)
-    assert model.backbone.pos_embed.shape == (1, 17, 24)
-
-
 def test_checkpoint_round_trip_and_no_unpickling(tmp_path):
     model = build_visual(TINY)
     save_checkpoint(tmp_path / "m.safetensors", model, TINY)
@@ -56,19 +42,3 @@ def test_checkpoint_round_trip_and_no_unpickling(tmp_path):
     torch.save({"state_dict": {"w": torch.zeros(1)}, "extra": object()}, evil)
     with pytest.raises(ValueError, match="evil.pth: cannot read weights"):
         load_weights_file(evil)
-
-
-def test_token_layer_zero_gives_embedded_patches_and_final_class_token():
-    torch.manual_seed(0)
-    model = build_visual({**TINY, "backbone_kwargs": {**TINY["backbone_kwargs"], "depth": 2},
-                          "token_layer": 0}).eval()
-    x = torch.randn(2, 3, 32, 32)
-    out = model(x)
-    bb = model.backbone
-    embedded = bb.norm_pre(bb._pos_embed(bb.patch_embed(x)))[:, bb.num_prefix_tokens:]
-    torch.testing.assert_close(out.patch_tokens, embedded)
-    final = bb.forward_features(x)
-    torch.testing.assert_close(out.final_tokens, final[:, bb.num_prefix_tokens:])
-    torch.testing.assert_close(out.class_token, final[:, 0])
-    with pytest.raises(ValueError, match="token_layer"):
-        build_visual({**TINY, "token_layer": 5})

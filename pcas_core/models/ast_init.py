@@ -4,15 +4,39 @@ from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 from typing import Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from pcas_core.checkpoint import load_weights_file
 from pcas_core.models.tvp import TVPAudioEncoder
 
-__all__ = ["load_imagenet_vit_patch_embed"]
+__all__ = ["load_imagenet_vit_patch_embed", "init_audio_encoder"]
+
+
+def init_audio_encoder(encoder: TVPAudioEncoder, init: str | None) -> None:
+    """Initialise ``encoder`` as ``train_audio.init`` says, in place.
+
+    Args:
+        init: ``"none"`` (or None/empty): keep the random initialisation; otherwise the path of a
+            local ``.safetensors``/``.pth`` file of a timm ViT state dict, applied by
+            :func:`load_imagenet_vit_patch_embed` (AST's ImageNet initialisation). Nothing is
+            downloaded; ``.pth`` files are read with ``torch.load(weights_only=True)``.
+
+    Raises:
+        FileNotFoundError: no file at the path; ValueError: unreadable or not fitting (names
+            the file).
+    """
+    if init is None or str(init) in ("", "none"):
+        return
+    path = Path(init)
+    try:
+        load_imagenet_vit_patch_embed(encoder, load_weights_file(path))
+    except ValueError as e:
+        raise ValueError(f"train_audio.init {path}: {e}") from e
 
 
 def load_imagenet_vit_patch_embed(encoder: TVPAudioEncoder, vit_state_dict: Mapping[str, Tensor]) -> None:

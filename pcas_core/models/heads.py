@@ -8,7 +8,7 @@ import math
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ProjectionHead", "SegmentationHead", "init_prior_bias"]
+__all__ = ["ProjectionHead", "SegmentationHead", "AttentionPool", "init_prior_bias"]
 
 
 def init_prior_bias(layer: nn.Linear, prior: float) -> None:
@@ -48,6 +48,32 @@ class ProjectionHead(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(..., in_dim) -> (..., out_dim)."""
         return self.net(x)
+
+
+class AttentionPool(nn.Module):
+    """The class-token stand-in of backbones without one (CNNs, PVT): a learned attention pool.
+
+    ``c = sum_i softmax_i(w . P_i + b) P_i``: one learned query scores every patch token, and
+    c_t is the softmax-weighted sum of the tokens (attention-based MIL pooling, Ilse et al. 2018,
+    with a linear score). A ViT's class token is likewise an attention-weighted summary of the
+    patches, different from their mean v_t; global average pooling would make c_t equal to v_t,
+    so that its loss terms (the class-token BCE, CMC's ``g_c``) would repeat those of v_t. ``w``
+    starts at zero, so c_t starts as exactly the mean and learns where to look.
+
+    Args:
+        dim: token width D.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.score = nn.Linear(dim, 1)
+        nn.init.zeros_(self.score.weight)
+        nn.init.zeros_(self.score.bias)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """(B, N, D) float tokens -> (B, D) pooled token."""
+        weights = self.score(tokens).softmax(dim=1)  # (B, N, 1)
+        return (weights * tokens).sum(dim=1)
 
 
 class SegmentationHead(nn.Module):

@@ -8,8 +8,9 @@ Sources:
   ImageNet initialisation: :func:`pcas_core.models.ast_init.load_imagenet_vit_patch_embed`.
 - TVP (the PCAS paper; ``shared/METHOD.md`` section 2): time step t owns the fbank frames of its second;
   every audio patch belongs to the step holding its centre column. The token sequence is
-  ``[CLS] [p_1] [patches of step 1] [p_2] [patches of step 2] ...`` with ``p_t = W_p v_t + e_prompt``
-  (``v_t`` a frozen visual feature of frame t). Position embeddings cover audio patches only.
+  ``[CLS] [p_1] [patches of step 1] [p_2] [patches of step 2] ...`` with ``p_t = W_p v_t + e_prompt
+  + e_t`` (``v_t`` a frozen visual feature of frame t; e_t its step's time identity, see
+  :class:`pcas_core.models.tvp_tokens.PromptEmbed`). Position embeddings cover audio patches.
   ``a_t`` is the mean of the final-norm output tokens of step t's patches, ``s_t = W_a a_t``, and the
   video logits pool ``s_t`` over valid steps (max or mean). ``use_prompts=False`` drops the prompt
   tokens: plain AST, the Table 3 baseline.
@@ -36,11 +37,13 @@ from timm.layers import trunc_normal_  # noqa: E402
 from timm.models.vision_transformer import Block  # noqa: E402
 
 from pcas_core.models.heads import init_prior_bias  # noqa: E402
+from pcas_core.models.tvp_tokens import (NoPrompts, PromptEmbed,  # noqa: E402
+                                         SpectrogramPatchEmbed, assign_patch_steps)
 
 __all__ = [
     "TVPAudioEncoder",
     "TVPOutput",
-    "assign_patch_steps",
+    "assign_patch_steps",  # re-exported from pcas_core.models.tvp_tokens
 ]
 
 
@@ -59,93 +62,6 @@ class TVPOutput(NamedTuple):
     step_logits: Tensor
     video_logits: Tensor
     step_valid: Tensor
-
-
-def assign_patch_steps(
-    t_dim: int, *, patch_size: int, tstride: int, frames_per_step: int, max_steps: int
-) -> Tensor:
-    """Time step of each patch column: the step (second) that holds the column's centre frame.
-
-    Column j spans fbank frames ``[j * tstride, j * tstride + patch_size)`` (10 ms frames); its centre
-    is ``j * tstride + patch_size / 2`` and its step ``floor(centre / frames_per_step)``, clamped to
-    ``max_steps - 1`` (METHOD.md section 2).
-
-    Args:
-        t_dim: number of patch columns T' = ``(L - patch_size) // tstride + 1``.
-        patch_size: patch side in fbank frames / mel bins.
-        tstride: column stride in fbank frames.
-        frames_per_step: fbank frames per time step (100 for one second at 10 ms).
-        max_steps: number of time steps.
-
-    Returns:
-        ``(t_dim,)`` int64 step index per column, non-decreasing, in ``[0, max_steps)``.
-
-    Raises:
-        ValueError: a non-positive argument.
-    """
-    if min(t_dim, patch_size, tstride, frames_per_step, max_steps) <= 0:
-        raise ValueError("t_dim, patch_size, tstride, frames_per_step and max_steps must be positive")
-    centre = torch.arange(t_dim, dtype=torch.float64) * tstride + patch_size / 2
-    return torch.div(centre, frames_per_step, rounding_mode="floor").long().clamp_(max=max_steps - 1)
-
-
-class SpectrogramPatchEmbed(nn.Module):
-    """AST patch embedding: ``(B, L, n_mels)`` fbank -> ``(B, F'*T', D)`` tokens, frequency-major.
-
-    Args:
-        n_mels: mel bins of the input.
-        target_length: fbank frames L of the input.
-        patch_size: square patch side.
-        fstride: stride over mel bins.
-        tstride: stride over frames.
-        embed_dim: token width D.
-    """
-
-    def __init__(
-        self, *, n_mels: int, target_length: int, patch_size: int, fstride: int, tstride: int, embed_dim: int
-    ) -> None:
-        super().__init__()
-        if n_mels < patch_size or target_length < patch_size:
-            raise ValueError(f"fbank ({target_length} x {n_mels}) is smaller than one {patch_size}-patch")
-        self.grid_size = ((n_mels - patch_size) // fstride + 1, (target_length - patch_size) // tstride + 1)
-        self.num_patches = self.grid_size[0] * self.grid_size[1]
-        self.proj = nn.Conv2d(1, embed_dim, kernel_size=patch_size, stride=(fstride, tstride))
-
-    def forward(self, fbank: Tensor) -> Tensor:
-        """``(B, L, n_mels)`` float -> ``(B, F'*T', D)``; token index ``f * T' + j``."""
-        x = self.proj(fbank.transpose(1, 2).unsqueeze(1))  # (B, D, F', T')
-        return x.flatten(2).transpose(1, 2)
-
-
-class PromptEmbed(nn.Module):
-    """TVP prompt tokens p_t = W_p v_t + e_prompt: ``(B, T, prompt_dim)`` -> ``(B, T, D)``.
-
-    Args:
-        prompt_dim: width of the visual features v_t.
-        embed_dim: token width D.
-    """
-
-    def __init__(self, *, prompt_dim: int, embed_dim: int) -> None:
-        super().__init__()
-        self.proj = nn.Linear(prompt_dim, embed_dim)
-        self.type_embed = nn.Parameter(torch.zeros(1, 1, embed_dim))  # e_prompt
-        trunc_normal_(self.type_embed, std=0.02)
-
-    def forward(self, prompts: Tensor) -> Tensor:
-        """``(B, T, prompt_dim)`` float -> ``(B, T, D)``."""
-        return self.proj(prompts) + self.type_embed
-
-
-class NoPrompts(nn.Module):
-    """Stand-in for :class:`PromptEmbed` when prompts are off: ``(B, T, *)`` -> empty ``(B, 0, D)``."""
-
-    def __init__(self, *, embed_dim: int) -> None:
-        super().__init__()
-        self.embed_dim = embed_dim
-
-    def forward(self, prompts: Tensor) -> Tensor:
-        """Returns a ``(B, 0, D)`` tensor of ``prompts``' dtype and device."""
-        return prompts.new_zeros(prompts.shape[0], 0, self.embed_dim)
 
 
 class TVPAudioEncoder(nn.Module):
@@ -167,6 +83,8 @@ class TVPAudioEncoder(nn.Module):
         max_steps: number of time steps (video frames, one per second) the fbank covers.
         frames_per_step: fbank frames per step (100 = one second at 10 ms).
         use_prompts: insert one prompt token before each step's patches; False gives plain AST.
+        prompt_position: time identity of the prompts: ``step_mean`` | ``learned`` | ``none``
+            (see :class:`pcas_core.models.tvp_tokens.PromptEmbed`).
         step_pool: ``"max"`` or ``"mean"`` pooling of step logits over valid steps.
         head_bias_prior: initial probability of every class (see
             :func:`pcas_core.models.heads.init_prior_bias`).
@@ -190,6 +108,7 @@ class TVPAudioEncoder(nn.Module):
         max_steps: int = 10,
         frames_per_step: int = 100,
         use_prompts: bool = True,
+        prompt_position: str = "step_mean",
         step_pool: str = "max",
         head_bias_prior: float = 0.01,
     ) -> None:
@@ -227,7 +146,9 @@ class TVPAudioEncoder(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, num_patches, embed_dim))  # audio patches only
         self.prompt_embed = (
-            PromptEmbed(prompt_dim=prompt_dim, embed_dim=embed_dim) if use_prompts else NoPrompts(embed_dim=embed_dim)
+            PromptEmbed(prompt_dim=prompt_dim, embed_dim=embed_dim, max_steps=max_steps,
+                        position=prompt_position)
+            if use_prompts else NoPrompts(embed_dim=embed_dim)
         )
         self.pos_drop = nn.Dropout(drop_rate)
         self.blocks = nn.ModuleList(
@@ -319,7 +240,9 @@ class TVPAudioEncoder(nn.Module):
             prompts = fbank.new_zeros(batch, self.max_steps, self.prompt_dim)
         prompts = F.pad(prompts, (0, 0, 0, self.max_steps - num_steps))  # steps >= T are masked below
         patches = self.patch_embed(fbank) + self.pos_embed
-        tokens = torch.cat([self.cls_token.expand(batch, -1, -1), self.prompt_embed(prompts), patches], dim=1)
+        step_pos = torch.einsum("sn,bnd->bsd", self.step_assign, self.pos_embed)  # (1, S, D)
+        prompt_tokens = self.prompt_embed(prompts, step_pos)
+        tokens = torch.cat([self.cls_token.expand(batch, -1, -1), prompt_tokens, patches], dim=1)
         x = self.pos_drop(tokens[:, self.seq_index])
         key_valid = self.token_step[None, :] < n_steps.to(self.token_step.device)[:, None]  # CLS: -1
         attn_mask = key_valid[:, None, None, :]  # (B, 1, 1, N_seq), True = attend

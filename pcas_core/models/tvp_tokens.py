@@ -1,0 +1,137 @@
+"""Token embeddings of the TVP audio encoder: AST spectrogram patches with their time step, and the
+visual prompt tokens with their time identity (METHOD §2).
+
+Sources: AST (Gong, Chung and Glass 2021, ``src/models/ast_models.py``) for the patch embedding;
+the PCAS paper's Temporal Visual Prompting for the prompts ("at each corresponding time step ...
+inserted ... providing complementary visual guidance for that segment audio").
+
+Self-attention is blind to token order, so a prompt token is tied to its time step only by what
+it carries: ``prompt_position`` gives it its step's time identity. ``none`` leaves the prompts an
+unordered bag (swapping v_1 and v_2 leaves every a_t unchanged), kept for the ablation.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+import pcas_core  # noqa: F401  (import shim before timm)
+from timm.layers import trunc_normal_  # noqa: E402
+
+__all__ = ["PROMPT_POSITIONS", "assign_patch_steps", "SpectrogramPatchEmbed", "PromptEmbed",
+           "NoPrompts"]
+
+#: How a prompt token knows its time step (``train_audio.prompt_position``).
+PROMPT_POSITIONS = ("step_mean", "learned", "none")
+
+
+def assign_patch_steps(
+    t_dim: int, *, patch_size: int, tstride: int, frames_per_step: int, max_steps: int
+) -> Tensor:
+    """Time step of each patch column: the step (second) that holds the column's centre frame.
+
+    Column j spans fbank frames ``[j * tstride, j * tstride + patch_size)`` (10 ms frames); its centre
+    is ``j * tstride + patch_size / 2`` and its step ``floor(centre / frames_per_step)``, clamped to
+    ``max_steps - 1`` (METHOD.md section 2).
+
+    Args:
+        t_dim: number of patch columns T' = ``(L - patch_size) // tstride + 1``.
+        patch_size: patch side in fbank frames / mel bins.
+        tstride: column stride in fbank frames.
+        frames_per_step: fbank frames per time step (100 for one second at 10 ms).
+        max_steps: number of time steps.
+
+    Returns:
+        ``(t_dim,)`` int64 step index per column, non-decreasing, in ``[0, max_steps)``.
+
+    Raises:
+        ValueError: a non-positive argument.
+    """
+    if min(t_dim, patch_size, tstride, frames_per_step, max_steps) <= 0:
+        raise ValueError("t_dim, patch_size, tstride, frames_per_step and max_steps must be positive")
+    centre = torch.arange(t_dim, dtype=torch.float64) * tstride + patch_size / 2
+    return torch.div(centre, frames_per_step, rounding_mode="floor").long().clamp_(max=max_steps - 1)
+
+
+class SpectrogramPatchEmbed(nn.Module):
+    """AST patch embedding: ``(B, L, n_mels)`` fbank -> ``(B, F'*T', D)`` tokens, frequency-major.
+
+    Args:
+        n_mels: mel bins of the input.
+        target_length: fbank frames L of the input.
+        patch_size: square patch side.
+        fstride: stride over mel bins.
+        tstride: stride over frames.
+        embed_dim: token width D.
+    """
+
+    def __init__(
+        self, *, n_mels: int, target_length: int, patch_size: int, fstride: int, tstride: int, embed_dim: int
+    ) -> None:
+        super().__init__()
+        if n_mels < patch_size or target_length < patch_size:
+            raise ValueError(f"fbank ({target_length} x {n_mels}) is smaller than one {patch_size}-patch")
+        self.grid_size = ((n_mels - patch_size) // fstride + 1, (target_length - patch_size) // tstride + 1)
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        self.proj = nn.Conv2d(1, embed_dim, kernel_size=patch_size, stride=(fstride, tstride))
+
+    def forward(self, fbank: Tensor) -> Tensor:
+        """``(B, L, n_mels)`` float -> ``(B, F'*T', D)``; token index ``f * T' + j``."""
+        x = self.proj(fbank.transpose(1, 2).unsqueeze(1))  # (B, D, F', T')
+        return x.flatten(2).transpose(1, 2)
+
+
+class PromptEmbed(nn.Module):
+    """TVP prompt tokens p_t = W_p v_t + e_prompt + e_t: ``(B, S, prompt_dim)`` -> ``(B, S, D)``.
+
+    The time identity e_t of step t (``position``):
+    - ``step_mean``: the mean of the position embeddings of step t's audio patches, i.e. the
+      time position the patches of that second carry (shared with them, no new parameters);
+    - ``learned``: a learned embedding per step (``step_embed``, (1, S, D), init std 0.02);
+    - ``none``: e_t = 0, the prompts are an unordered bag.
+
+    Args:
+        prompt_dim: width of the visual features v_t.
+        embed_dim: token width D.
+        max_steps: S, number of steps (prompts).
+        position: one of :data:`PROMPT_POSITIONS`.
+
+    Raises:
+        ValueError: unknown ``position``.
+    """
+
+    def __init__(self, *, prompt_dim: int, embed_dim: int, max_steps: int,
+                 position: str = "step_mean") -> None:
+        super().__init__()
+        if position not in PROMPT_POSITIONS:
+            raise ValueError(f"train_audio.prompt_position must be one of {PROMPT_POSITIONS}, "
+                             f"got {position!r}")
+        self.position = position
+        self.proj = nn.Linear(prompt_dim, embed_dim)
+        self.type_embed = nn.Parameter(torch.zeros(1, 1, embed_dim))  # e_prompt
+        trunc_normal_(self.type_embed, std=0.02)
+        if position == "learned":
+            self.step_embed = nn.Parameter(torch.zeros(1, max_steps, embed_dim))
+            trunc_normal_(self.step_embed, std=0.02)
+
+    def forward(self, prompts: Tensor, step_pos: Tensor) -> Tensor:
+        """``prompts (B, S, prompt_dim)`` float, ``step_pos (1, S, D)`` mean position embedding of
+        each step's patches -> ``(B, S, D)``."""
+        tokens = self.proj(prompts) + self.type_embed
+        if self.position == "step_mean":
+            return tokens + step_pos
+        if self.position == "learned":
+            return tokens + self.step_embed
+        return tokens
+
+
+class NoPrompts(nn.Module):
+    """Stand-in for :class:`PromptEmbed` when prompts are off: ``(B, T, *)`` -> empty ``(B, 0, D)``."""
+
+    def __init__(self, *, embed_dim: int) -> None:
+        super().__init__()
+        self.embed_dim = embed_dim
+
+    def forward(self, prompts: Tensor, step_pos: Tensor | None = None) -> Tensor:
+        """Returns a ``(B, 0, D)`` tensor of ``prompts``' dtype and device."""
+        return prompts.new_zeros(prompts.shape[0], 0, self.embed_dim)
