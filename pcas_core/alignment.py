@@ -32,14 +32,15 @@ def build_align_model(visual: VisualClassifier, audio_dim: int, cfg: AlignConfig
 
     Raises:
         ValueError: with CMCC on, ``align.crop_size`` larger than the frames or not a multiple of
-            the backbone's patch size (crops must tile into whole patches).
+            the backbone's token stride (ViT patch size, CNN/PVT feature stride: crops must tile
+            into whole cells of the token grid).
     """
     if cfg.cmcc:
-        img = min(visual.backbone.patch_embed.img_size)
-        patch = visual.backbone.patch_embed.patch_size[0]
-        if cfg.crop_size > img or cfg.crop_size % patch:
+        img = int(visual.img_size)
+        stride = img // int(visual.grid[0])
+        if cfg.crop_size > img or cfg.crop_size % stride:
             raise ValueError(f"align.crop_size {cfg.crop_size} must be <= the frame size {img} "
-                             f"and a multiple of the patch size {patch}")
+                             f"and a multiple of the backbone's token stride {stride}")
     return AlignModel(visual, audio_dim=audio_dim, embed_dim=cfg.embed_dim,
                       hidden_dim=cfg.hidden_dim, shared_patch_head=cfg.shared_patch_head)
 
