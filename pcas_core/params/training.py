@@ -142,7 +142,7 @@ class AlignConfig:
     batch_videos: int = 8
     lr_backbone: float = 0.0002
     lr_heads: float = 0.0005
-    warmup_epochs: float = 1.0
+    warmup_epochs: float = 0.2
     weight_decay: float = 0.0001
 
     def __post_init__(self) -> None:
