@@ -76,7 +76,8 @@ def relaunch(*, nproc_per_node: int, nnodes: int, node_rank: int, master_addr: s
         failed = ", ".join(f"rank {r} (exit code {f.exitcode})" for r, f in
                            sorted(err.failures.items()))
         raise SystemExit(f"distributed run of '{' '.join(argv)}' failed: {failed}; outputs "
-                         "were not written (rank 0 writes them only at the end)") from None
+                         "not yet written are left as they were (rank 0 writes each one "
+                         "atomically)") from None
     raise SystemExit(0)
 
 
@@ -176,22 +177,22 @@ class _RoundRobin(Sampler[list[int]]):
                 yield indices
 
 
-def rank_batches(n: int, batch: int, *, shuffle: bool,
-                 generator: torch.Generator | None = None) -> Sampler[list[int]]:
+def rank_batches(n: int, batch: int, *, shuffle: bool, generator: torch.Generator | None = None,
+                 split: bool = True) -> Sampler[list[int]]:
     """Batch sampler (``DataLoader(batch_sampler=...)``) of ``n`` items in global batches of
     ``batch``, drawn as ``DataLoader(batch_size=batch, shuffle=shuffle, generator=generator)``
     draws them (pass the same ``generator`` to the DataLoader).
 
-    One process: exactly those batches. Several: with ``shuffle`` (training) this rank's share
-    of every global batch; without (feature passes) whole batches round-robin, to be put back in
-    order by :func:`gather_in_order`.
+    One process, or ``split`` false: exactly those batches. Several: with ``shuffle`` (training)
+    this rank's share of every global batch; without (feature passes) whole batches round-robin,
+    to be put back in order by :func:`gather_in_order`.
 
     Raises:
         ValueError: training with a global batch smaller than the number of processes.
     """
     order = RandomSampler(range(n), generator=generator) if shuffle else SequentialSampler(range(n))
     batches = BatchSampler(order, batch, drop_last=False)
-    if world_size() == 1:
+    if not split or world_size() == 1:
         return batches
     return _RankShares(batches, n, batch) if shuffle else _RoundRobin(batches)
 
@@ -243,12 +244,15 @@ def ddp_step(model: nn.Module, compute_loss: Callable[[Any], dict[str, Tensor]],
     """``compute_loss`` itself in one process; with several, the same call run inside
     ``DistributedDataParallel`` over ``model`` (already on ``device``), so backward averages the
     gradients over ranks. On GPUs trainable BatchNorms become ``SyncBatchNorm`` (statistics of
-    the global batch); on the CPU they keep per-rank statistics (torch has no CPU SyncBatchNorm).
+    the global batch; ``model`` is changed in place, its state dict keys stay); on the CPU they
+    keep per-rank statistics (torch has no CPU SyncBatchNorm).
     """
     if world_size() == 1:
         return compute_loss
-    if device.type == "cuda":
-        nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if device.type == "cuda":  # timm's: also converts its BatchNormAct2d (norm + activation)
+        from timm.layers import convert_sync_batchnorm
+
+        convert_sync_batchnorm(model)  # in place below the root; same parameter objects
     return nn.parallel.DistributedDataParallel(
         _Step(model, compute_loss), device_ids=[device] if device.type == "cuda" else None,
         find_unused_parameters=True)

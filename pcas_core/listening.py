@@ -50,10 +50,8 @@ def step_prompts(frames: pd.DataFrame, pooled_patch: np.ndarray, n_videos: int,
 def _loader(tensors: list[torch.Tensor], batch: int, shuffle: bool, seed: int,
             ranks: bool = False) -> DataLoader:
     gen = torch.Generator().manual_seed(seed) if shuffle else None
-    if ranks:  # this process's batches of a distributed run (pcas_core.distributed)
-        return DataLoader(TensorDataset(*tensors), generator=gen, batch_sampler=rank_batches(
-            len(tensors[0]), batch, shuffle=shuffle, generator=gen))
-    return DataLoader(TensorDataset(*tensors), batch_size=batch, shuffle=shuffle, generator=gen)
+    return DataLoader(TensorDataset(*tensors), generator=gen, batch_sampler=rank_batches(
+        len(tensors[0]), batch, shuffle=shuffle, generator=gen, split=ranks))
 
 
 def train_tvp(model: TVPAudioEncoder, fbank: torch.Tensor, prompts: torch.Tensor | None,

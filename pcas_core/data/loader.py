@@ -54,11 +54,8 @@ def video_loader(clips: Dataset, *, batch_videos: int, shuffle: bool, seed: int 
     if hasattr(clips, "reseeded"):
         clips = clips.reseeded(seed)
     generator = torch.Generator().manual_seed(seed)
-    if ranks:
-        return DataLoader(clips, batch_sampler=rank_batches(len(clips), batch_videos,
-                                                            shuffle=shuffle, generator=generator),
-                          generator=generator, collate_fn=collate_videos, num_workers=workers,
-                          worker_init_fn=seed_worker if workers else None)
-    return DataLoader(clips, batch_size=batch_videos, shuffle=shuffle, generator=generator,
+    batches = rank_batches(len(clips), batch_videos, shuffle=shuffle, generator=generator,
+                           split=ranks)
+    return DataLoader(clips, batch_sampler=batches, generator=generator,
                       collate_fn=collate_videos, num_workers=workers,
                       worker_init_fn=seed_worker if workers else None)
