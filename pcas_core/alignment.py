@@ -16,6 +16,8 @@ from torch.utils.data import Dataset
 from pcas_core.cam import sounding_map
 from pcas_core.curves import EpochCallback
 from pcas_core.crops import crop_labels, pair_labels, patch_labels, sample_crop_boxes, take_crops
+from pcas_core.distributed import (batch_count, gather_in_order, gather_rows, mean_over_ranks,
+                                   row_offset)
 from pcas_core.looking import classification_loss, video_loader
 from pcas_core.losses import cmc_loss, cmcc_loss, cmpc_loss
 from pcas_core.models.align import AlignModel
@@ -79,6 +81,10 @@ def alignment_terms(model: AlignModel, cfg: AlignConfig, frames: Tensor, audio: 
     takes one step before it is used, as in ToCo. Beside the terms, ``crop_positive`` and
     ``patch_ignored`` (fractions) are returned for the logs; no host-device sync happens here.
 
+    In a distributed step (:mod:`pcas_core.distributed`) every term is that of the global batch:
+    CMC contrasts the embeddings of all ranks' frames, means are global, and the crop positions
+    are this rank's rows of the global batch's draw (one process's terms and crops, exactly).
+
     Args:
         frames: (F, 3, H, W) normalised frames on the model's device.
         audio: (F, Da) a_t of each frame.
@@ -94,22 +100,25 @@ def alignment_terms(model: AlignModel, cfg: AlignConfig, frames: Tensor, audio: 
                                         w_class_token=cfg.w_class_token)}
     loss = cfg.w_cls * terms["cls"]
     if cfg.cmc:
-        terms["cmc"] = cmc_loss(out.audio_emb.float(), out.visual_emb.float(),
-                                out.class_emb.float(), labels[frame_video], cfg.temperature)
+        terms["cmc"] = cmc_loss(*(gather_rows(t) for t in (
+            out.audio_emb.float(), out.visual_emb.float(), out.class_emb.float(),
+            labels[frame_video])), cfg.temperature)
         loss = loss + cfg.w_cmc * terms["cmc"]
     if cfg.cmpc or cfg.cmcc:
         with torch.no_grad():
             sounding = sounding_map(out.patch_emb.float(), out.audio_emb.float(),
                                     model.visual.grid)
             patches = patch_labels(sounding, cfg.theta_hi, cfg.theta_lo)   # (F, h, w)
-            terms["patch_ignored"] = (patches < 0).float().mean()
+            terms["patch_ignored"] = mean_over_ranks((patches < 0).float())
     if cfg.cmpc:
         same, different = pair_labels(patches.flatten(1))
         terms["cmpc"] = cmpc_loss(out.visual.final_tokens.float(), same, different)
         loss = loss + cfg.w_cmpc * terms["cmpc"]
     if cfg.cmcc:
         size = tuple(frames.shape[-2:])
-        boxes = sample_crop_boxes(len(frames), cfg.n_crops, size, cfg.crop_size, generator)
+        first, total = row_offset(len(frames), frames.device)
+        boxes = sample_crop_boxes(total, cfg.n_crops, size, cfg.crop_size,
+                                  generator)[first:first + len(frames)]
         boxes = boxes.to(frames.device, non_blocking=True)
         crops = take_crops(frames, boxes, cfg.crop_size).flatten(0, 1)
         crop_tokens = model.visual(crops).class_token
@@ -120,7 +129,7 @@ def alignment_terms(model: AlignModel, cfg: AlignConfig, frames: Tensor, audio: 
         crop_heads = model.crop_head(crop_tokens).unflatten(0, (len(frames), cfg.n_crops))
         terms["cmcc"] = cmcc_loss(global_head.float(), crop_heads.float(), positive,
                                   cfg.tau_cmcc, cfg.cmcc_eps)
-        terms["crop_positive"] = positive.mean()
+        terms["crop_positive"] = mean_over_ranks(positive)
         loss = loss + cfg.w_cmcc * terms["cmcc"]
     terms["loss"] = loss
     return terms
@@ -153,7 +162,8 @@ def train_alignment(model: AlignModel, clips: Dataset, frames: pd.DataFrame,
     generator = torch.Generator().manual_seed(seed)
 
     def batches(epoch: int):
-        return video_loader(clips, batch_videos=cfg.batch_videos, shuffle=True, seed=seed + epoch)
+        return video_loader(clips, batch_videos=cfg.batch_videos, shuffle=True, seed=seed + epoch,
+                            ranks=True)
 
     def compute_loss(batch):
         return alignment_terms(model, cfg, batch["frames"].to(device, non_blocking=True),
@@ -173,19 +183,26 @@ def train_alignment(model: AlignModel, clips: Dataset, frames: pd.DataFrame,
 @torch.no_grad()
 def iter_maps(model: AlignModel, clips: Dataset, frames: pd.DataFrame,
               audio_tokens: np.ndarray, *, batch_videos: int, device: torch.device,
-              amp: bool = False) -> Iterator[dict[str, np.ndarray]]:
+              amp: bool = False, ranks: bool = False) -> Iterator[dict[str, np.ndarray]]:
     """CAMs and sounding maps of every frame, one batch of videos at a time, in frame-table
-    order (so a store can be written batch by batch); arrays as in :func:`compute_maps`."""
+    order (so a store can be written batch by batch); arrays as in :func:`compute_maps`.
+    ``ranks``: in a distributed run each process maps every world-th batch and every process
+    gets all batches in order (:func:`pcas_core.distributed.gather_in_order`)."""
     rows = FrameRows(frames)
     audio = torch.from_numpy(np.ascontiguousarray(audio_tokens, dtype=np.float32))
     model.to(device).eval()
-    for batch in video_loader(clips, batch_videos=batch_videos, shuffle=False):
-        with autocast(device, amp):
-            out = model(batch["frames"].to(device), audio[rows.of(batch["video"])].to(device))
-        tokens = out.visual.patch_tokens.float()
-        yield {"cam": model.visual.cam(tokens).cpu().numpy().astype(np.float16),
-               "sounding": sounding_map(out.patch_emb.float(), out.audio_emb.float(),
-                                        model.visual.grid).cpu().numpy().astype(np.float32)}
+
+    def mapped():
+        for batch in video_loader(clips, batch_videos=batch_videos, shuffle=False, ranks=ranks):
+            with autocast(device, amp):
+                out = model(batch["frames"].to(device), audio[rows.of(batch["video"])].to(device))
+            tokens = out.visual.patch_tokens.float()
+            yield {"cam": model.visual.cam(tokens).cpu().numpy().astype(np.float16),
+                   "sounding": sounding_map(out.patch_emb.float(), out.audio_emb.float(),
+                                            model.visual.grid).cpu().numpy().astype(np.float32)}
+
+    yield from (gather_in_order(mapped(), batch_count(len(clips), batch_videos)) if ranks
+                else mapped())
 
 
 def compute_maps(model: AlignModel, clips: Dataset, frames: pd.DataFrame,

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import yaml
 
+from pcas_core import distributed
 from pcas_core.params import load_config
 
 __all__ = ["load_params", "seed_everything", "resolve_device", "log_run_header", "get_logger",
@@ -112,7 +113,7 @@ def log_run_header(logger: logging.Logger, stage: str, params: dict[str, Any]) -
     )
 
 
-def start_stage(stage: str, params_file: Path, *sections: str
+def start_stage(stage: str, params_file: Path, *sections: str, ranks: bool = False
                 ) -> tuple[dict[str, dict[str, Any]], logging.Logger, torch.device]:
     """What every stage does first: validate ``params.yaml``, read ``base`` and its sections, seed,
     pick the device, log.
@@ -121,13 +122,23 @@ def start_stage(stage: str, params_file: Path, *sections: str
     (``dvc exp run -S train_visual.epoch=3``) or a wrong type stops every stage before it reads
     any data. ``base.threads`` (0 = torch's default) caps torch's CPU threads.
 
+    ``ranks`` (stages that run on several processes): with ``base.nproc_per_node`` *
+    ``base.nnodes`` > 1 and not already under torchrun, the stage command is run again under
+    torchrun and this process exits with its status (:func:`pcas_core.distributed.relaunch`);
+    under torchrun the process joins the group and gets its own GPU
+    (:func:`pcas_core.distributed.init`).
+
     Raises:
         pcas_core.params.ConfigError: as :func:`pcas_core.params.load_config`.
 
     Returns:
         ``(params, logger, device)``.
     """
-    load_config(params_file)  # the whole file, strictly: unknown keys, wrong types, couplings
+    base_cfg = load_config(params_file).base  # the whole file, strictly: unknown keys, types
+    if ranks and base_cfg.nproc_per_node * base_cfg.nnodes > 1 and not distributed.launched():
+        distributed.relaunch(nproc_per_node=base_cfg.nproc_per_node, nnodes=base_cfg.nnodes,
+                             node_rank=base_cfg.node_rank, master_addr=base_cfg.master_addr,
+                             master_port=base_cfg.master_port)
     params = load_params(params_file, "base", *sections)
     base = params["base"]
     logger = get_logger(f"pcas.{stage}")
@@ -135,6 +146,9 @@ def start_stage(stage: str, params_file: Path, *sections: str
         torch.set_num_threads(int(base["threads"]))
     seed_everything(int(base["seed"]))
     device = resolve_device(str(base.get("device", "auto")))
+    if ranks:
+        device = distributed.init(device)
     log_run_header(logger, stage, params)
-    logger.info("device %s", device)
+    logger.info("device %s, process %d of %d", device, distributed.rank() + 1,
+                distributed.world_size())
     return params, logger, device

@@ -21,6 +21,8 @@ import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from pcas_core.distributed import is_main
+
 __all__ = ["EpochCallback", "epoch_curves"]
 
 #: ``(epoch (0-based), {term: value}) -> None``, called by :func:`pcas_core.training.fit`.
@@ -33,7 +35,7 @@ def epoch_curves(directory: Path | str | None) -> Iterator[EpochCallback | None]
 
     Args:
         directory: DVCLive folder (e.g. ``dvclive/train_visual``); ``None`` yields ``None`` (no
-            curves, nothing written).
+            curves, nothing written), as do the ranks other than 0 of a distributed run.
 
     Yields:
         ``on_epoch(epoch, values)``: logs each value (a float; NaN/inf raise) as a metric of step
@@ -42,7 +44,7 @@ def epoch_curves(directory: Path | str | None) -> Iterator[EpochCallback | None]
     Raises:
         ValueError: an epoch out of order, or a non-finite value (names the term).
     """
-    if directory is None:
+    if directory is None or not is_main():  # one writer in a distributed run: rank 0
         yield None
         return
     from dvclive import Live

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from pcas_core.curves import EpochCallback
+from pcas_core.distributed import batch_count, gather_in_order, rank_batches
 from pcas_core.losses import video_bce
 from pcas_core.models.tvp import TVPAudioEncoder
 from pcas_core.training import autocast, fit
@@ -46,9 +47,11 @@ def step_prompts(frames: pd.DataFrame, pooled_patch: np.ndarray, n_videos: int,
     return out
 
 
-def _loader(tensors: list[torch.Tensor], batch: int, shuffle: bool, seed: int) -> DataLoader:
+def _loader(tensors: list[torch.Tensor], batch: int, shuffle: bool, seed: int,
+            ranks: bool = False) -> DataLoader:
     gen = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(TensorDataset(*tensors), batch_size=batch, shuffle=shuffle, generator=gen)
+    return DataLoader(TensorDataset(*tensors), generator=gen, batch_sampler=rank_batches(
+        len(tensors[0]), batch, shuffle=shuffle, generator=gen, split=ranks))
 
 
 def train_tvp(model: TVPAudioEncoder, fbank: torch.Tensor, prompts: torch.Tensor | None,
@@ -73,7 +76,8 @@ def train_tvp(model: TVPAudioEncoder, fbank: torch.Tensor, prompts: torch.Tensor
         out = model(fb, pr if prompts is not None else None, ns)
         return {"loss": video_bce(out.video_logits.float(), y)}
 
-    return fit(model, lambda e: _loader(tensors, batch_videos, True, seed + e), compute_loss,
+    return fit(model, lambda e: _loader(tensors, batch_videos, True, seed + e, ranks=True),
+               compute_loss,
                epochs=epochs, steps_per_epoch=-(-len(fbank) // batch_videos),
                groups=[(model.parameters(), lr)], warmup_epochs=warmup_epochs,
                weight_decay=weight_decay, device=device, amp=amp, logger=logger,
@@ -83,22 +87,26 @@ def train_tvp(model: TVPAudioEncoder, fbank: torch.Tensor, prompts: torch.Tensor
 @torch.no_grad()
 def encode_audio(model: TVPAudioEncoder, fbank: torch.Tensor, prompts: torch.Tensor | None,
                  n_steps: torch.Tensor, *, batch_videos: int, device: torch.device,
-                 amp: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Per-step audio tokens and logits of every video.
+                 amp: bool = False, ranks: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Per-step audio tokens and logits of every video. ``ranks``: in a distributed run each
+    process encodes every world-th batch and every process gets them all, in order.
 
     Returns:
         ``(step_tokens (V, T, D), step_logits (V, T, C))`` float32 NumPy.
     """
     model.to(device).eval()
     prompt_t = prompts if prompts is not None else torch.zeros(len(fbank), 1, 1)
-    tokens, logits = [], []
-    for fb, pr, ns in _loader([fbank, prompt_t, n_steps], batch_videos, False, 0):
-        with autocast(device, amp):
-            out = model(fb.to(device), pr.to(device) if prompts is not None else None,
-                        ns.to(device))
-        tokens.append(out.step_tokens.float().cpu().numpy())
-        logits.append(out.step_logits.float().cpu().numpy())
-    return np.concatenate(tokens), np.concatenate(logits)
+
+    def encoded():
+        for fb, pr, ns in _loader([fbank, prompt_t, n_steps], batch_videos, False, 0, ranks):
+            with autocast(device, amp):
+                out = model(fb.to(device), pr.to(device) if prompts is not None else None,
+                            ns.to(device))
+            yield out.step_tokens.float().cpu().numpy(), out.step_logits.float().cpu().numpy()
+
+    parts = list(gather_in_order(encoded(), batch_count(len(fbank), batch_videos)) if ranks
+                 else encoded())
+    return np.concatenate([t for t, _ in parts]), np.concatenate([lg for _, lg in parts])
 
 
 def steps_to_frames(per_step: np.ndarray, frames: pd.DataFrame) -> np.ndarray:

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 
 from pcas_core.curves import EpochCallback
 from pcas_core.data.loader import video_loader
+from pcas_core.distributed import batch_count, gather_in_order
 from pcas_core.losses import pool_frames, video_bce
 from pcas_core.models.visual import VisualClassifier, VisualOutput
 from pcas_core.training import autocast, fit
@@ -58,7 +59,8 @@ def train_visual_classifier(model: VisualClassifier, clips: Dataset, *, epochs: 
     steps = -(-len(clips) // batch_videos)
 
     def batches(epoch: int):
-        return video_loader(clips, batch_videos=batch_videos, shuffle=True, seed=seed + epoch)
+        return video_loader(clips, batch_videos=batch_videos, shuffle=True, seed=seed + epoch,
+                            ranks=True)
 
     def compute_loss(batch):
         out = model(batch["frames"].to(device))
@@ -74,15 +76,23 @@ def train_visual_classifier(model: VisualClassifier, clips: Dataset, *, epochs: 
 
 @torch.no_grad()
 def iter_encoded(model: VisualClassifier, clips: Dataset, *, batch_videos: int,
-                 device: torch.device, amp: bool = False) -> Iterator[dict[str, np.ndarray]]:
+                 device: torch.device, amp: bool = False,
+                 ranks: bool = False) -> Iterator[dict[str, np.ndarray]]:
     """:func:`encode_frames` one batch of videos at a time (frame-table order), so a store can be
-    written batch by batch."""
+    written batch by batch. ``ranks``: in a distributed run each process encodes every
+    world-th batch and every process gets all batches in order
+    (:func:`pcas_core.distributed.gather_in_order`)."""
     model.to(device).eval()
-    for batch in video_loader(clips, batch_videos=batch_videos, shuffle=False):
-        with autocast(device, amp):
-            out = model(batch["frames"].to(device))
-        yield {name: getattr(out, name).float().cpu().numpy()
-               for name in ("pooled_patch", "class_token", "logits")}
+
+    def encoded():
+        for batch in video_loader(clips, batch_videos=batch_videos, shuffle=False, ranks=ranks):
+            with autocast(device, amp):
+                out = model(batch["frames"].to(device))
+            yield {name: getattr(out, name).float().cpu().numpy()
+                   for name in ("pooled_patch", "class_token", "logits")}
+
+    yield from (gather_in_order(encoded(), batch_count(len(clips), batch_videos)) if ranks
+                else encoded())
 
 
 def encode_frames(model: VisualClassifier, clips: Dataset, *, batch_videos: int,

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from pcas_core.distributed import mean_over_ranks
+
 __all__ = ["pool_frames", "video_bce", "label_consistency", "cmc_loss", "cmpc_loss", "cmcc_loss"]
 
 
@@ -43,7 +45,8 @@ def pool_frames(frame_logits: Tensor, frame_video: Tensor, n_videos: int, mode: 
 
 
 def video_bce(video_logits: Tensor, labels: Tensor) -> Tensor:
-    """Multi-label BCE with logits, mean over videos and classes.
+    """Multi-label BCE with logits, mean over videos and classes (of the global batch in a
+    distributed step: :func:`pcas_core.distributed.mean_over_ranks`).
 
     Args:
         video_logits: (B, C) float.
@@ -51,7 +54,8 @@ def video_bce(video_logits: Tensor, labels: Tensor) -> Tensor:
     """
     if video_logits.shape != labels.shape:
         raise ValueError(f"logits {tuple(video_logits.shape)} and labels {tuple(labels.shape)} differ")
-    return F.binary_cross_entropy_with_logits(video_logits, labels.to(video_logits.dtype))
+    return mean_over_ranks(F.binary_cross_entropy_with_logits(
+        video_logits, labels.to(video_logits.dtype), reduction="none"))
 
 
 def label_consistency(labels: Tensor) -> Tensor:
@@ -114,8 +118,9 @@ def cmc_loss(audio: Tensor, visual: Tensor, class_token: Tensor, labels: Tensor,
 
 
 def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
-    """sum(values * mask) / max(sum(mask), 1), without a host-device sync."""
-    return (values * mask).sum() / mask.sum().clamp_min(1.0)
+    """sum(values * mask) / max(sum(mask), 1), without a host-device sync (over the global
+    batch in a distributed step: :func:`pcas_core.distributed.mean_over_ranks`)."""
+    return mean_over_ranks(values, mask)
 
 
 def cmpc_loss(tokens: Tensor, same: Tensor, different: Tensor) -> Tensor:

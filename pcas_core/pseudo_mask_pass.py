@@ -3,7 +3,9 @@
 For each chunk of :data:`pcas_core.data.chunks.CHUNK_FRAMES` frames it reads that chunk's rows of
 the ``maps`` and ``audio`` stores, makes the pseudo-masks in the worker pool (frames are decoded
 there) and writes them to the ``pseudo_masks`` store, so memory stays that of one chunk whatever
-the dataset size.
+the dataset size. In a distributed run (:mod:`pcas_core.distributed`, processes on one or several
+machines) chunk ``i`` is made by rank ``i % world`` and rank 0 writes every chunk in order: each
+frame's mask depends on that frame only, so the store is the one of a single process.
 """
 
 from __future__ import annotations
@@ -12,14 +14,16 @@ import numpy as np
 
 from pcas_core.data.chunks import CHUNK_FRAMES, row_chunks
 from pcas_core.data.dataset import AVSData
+from pcas_core.distributed import gather_in_order, rank, world_size
 from pcas_core.pseudo_masks import PseudoMaskPool
 from pcas_core.stores import StoreReader, StoreWriter, store_rows
 
 __all__ = ["write_pseudo_masks"]
 
 
-def write_pseudo_masks(data: AVSData, maps: StoreReader, audio: StoreReader, out: StoreWriter,
-                       pool: PseudoMaskPool, *, chunk_frames: int = CHUNK_FRAMES) -> None:
+def write_pseudo_masks(data: AVSData, maps: StoreReader, audio: StoreReader,
+                       out: StoreWriter | None, pool: PseudoMaskPool, *,
+                       chunk_frames: int = CHUNK_FRAMES) -> None:
     """Pseudo-masks of every frame of ``data`` (frame-table order) into ``out``.
 
     Args:
@@ -27,7 +31,7 @@ def write_pseudo_masks(data: AVSData, maps: StoreReader, audio: StoreReader, out
         maps: open ``maps`` store (``cam``, ``sounding``) covering every frame.
         audio: open ``audio`` store (``logits``) covering every frame.
         out: writer of a ``pseudo_masks`` store with ``len(data.frames)`` rows of
-            (img_size, img_size).
+            (img_size, img_size); None on the ranks other than 0 of a distributed run.
         pool: the worker pool with the pseudo-mask configuration.
         chunk_frames: frames per chunk (memory bound; results do not depend on it).
 
@@ -38,9 +42,15 @@ def write_pseudo_masks(data: AVSData, maps: StoreReader, audio: StoreReader, out
     a_rows = store_rows(audio.keys, data.frames, source=audio.path)
     images = data.frame_images()
     size = (data.img_size, data.img_size)
-    for rows in row_chunks(len(data.frames), chunk_frames):
-        masks = pool.run([images.loader(i) for i in range(rows.start, rows.stop)],
-                         maps.rows("cam", m_rows[rows]).astype(np.float32),
-                         maps.rows("sounding", m_rows[rows]), audio.rows("logits", a_rows[rows]),
-                         size)
-        out.write(rows.start, {"mask": masks})
+    chunks = list(row_chunks(len(data.frames), chunk_frames))
+
+    def made():
+        for rows in chunks[rank()::world_size()]:
+            yield pool.run([images.loader(i) for i in range(rows.start, rows.stop)],
+                           maps.rows("cam", m_rows[rows]).astype(np.float32),
+                           maps.rows("sounding", m_rows[rows]),
+                           audio.rows("logits", a_rows[rows]), size)
+
+    for rows, masks in zip(chunks, gather_in_order(made(), len(chunks))):
+        if out is not None:
+            out.write(rows.start, {"mask": masks})

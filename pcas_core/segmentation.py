@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from pcas_core.curves import EpochCallback
+from pcas_core.distributed import batch_count, gather_in_order, mean_over_ranks, rank_batches
 from pcas_core.checkpoint import load_checkpoint, save_checkpoint
 from pcas_core.looking import video_loader
 from pcas_core.models.heads import SegmentationHead
@@ -35,7 +36,7 @@ def _head_input(patch: torch.Tensor, final: torch.Tensor, features: str) -> torc
 
 @torch.no_grad()
 def patch_tokens_of(model: VisualClassifier, clips: Dataset, *, features: str, batch_videos: int,
-                    device: torch.device, amp: bool = False) -> torch.Tensor:
+                    device: torch.device, amp: bool = False, ranks: bool = False) -> torch.Tensor:
     """Dense tokens of every frame of ``clips`` in order, on the CPU.
 
     The backbone is frozen during segmentation training, so tokens are computed once.
@@ -44,6 +45,8 @@ def patch_tokens_of(model: VisualClassifier, clips: Dataset, *, features: str, b
         features: ``"patch"`` (P_t, the tokens of ``token_layer``: (M, N, D)), ``"final"`` (the
             final layer's patch tokens: (M, N, D)) or ``"patch+final"`` (both, concatenated on
             the channel axis: (M, N, 2D); local detail plus context when P_t is an early layer).
+        ranks: in a distributed run each process encodes every world-th batch and every
+            process gets all tokens, in order.
 
     Raises:
         ValueError: unknown ``features``.
@@ -51,12 +54,15 @@ def patch_tokens_of(model: VisualClassifier, clips: Dataset, *, features: str, b
     if features not in FEATURES:
         raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
     model.to(device).eval()
-    out = []
-    for batch in video_loader(clips, batch_videos=batch_videos, shuffle=False):
-        with autocast(device, amp):
-            patch, _, final = model.forward_features(batch["frames"].to(device))
-        out.append(_head_input(patch, final, features))
-    return torch.cat(out)
+
+    def encoded():
+        for batch in video_loader(clips, batch_videos=batch_videos, shuffle=False, ranks=ranks):
+            with autocast(device, amp):
+                patch, _, final = model.forward_features(batch["frames"].to(device))
+            yield _head_input(patch, final, features)
+
+    return torch.cat(list(gather_in_order(encoded(), batch_count(len(clips), batch_videos))
+                          if ranks else encoded()))
 
 
 class PaddedFrame(NamedTuple):
@@ -122,15 +128,18 @@ def train_segmentation_head(head: SegmentationHead, tokens: torch.Tensor, masks:
 
     def batches(epoch: int) -> DataLoader:
         gen = torch.Generator().manual_seed(seed + epoch)
-        return DataLoader(TensorDataset(tokens, target), batch_size=batch_frames, shuffle=True,
-                          generator=gen)
+        return DataLoader(TensorDataset(tokens, target), generator=gen, batch_sampler=rank_batches(
+            len(tokens), batch_frames, shuffle=True, generator=gen))
 
     weight = torch.ones(head.num_classes, device=device)
     weight[0] = background_weight
 
     def compute_loss(batch):
         x, y = (t.to(device) for t in batch)
-        return {"loss": F.cross_entropy(head(x, size), y, weight=weight, ignore_index=ignore_index)}
+        # weighted mean over the labelled pixels (of the global batch when distributed)
+        pixel = F.cross_entropy(head(x, size), y, ignore_index=ignore_index, reduction="none")
+        pixel_weight = weight[y.clamp_max(len(weight) - 1)] * (y != ignore_index)
+        return {"loss": mean_over_ranks(pixel, pixel_weight)}
 
     return fit(head, batches, compute_loss, epochs=epochs,
                steps_per_epoch=-(-len(tokens) // batch_frames), groups=[(head.parameters(), lr)],

@@ -14,6 +14,8 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from pcas_core import distributed
+
 __all__ = ["make_optimizer", "warmup_cosine", "fit", "autocast"]
 
 
@@ -68,7 +70,13 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
         amp: bfloat16 autocast on CUDA.
         on_epoch: called after each epoch with ``(epoch (0-based), values)``: the epoch mean of
             every logged term plus ``lr``, the first parameter group's learning rate at the end
-            of the epoch (e.g. :func:`pcas_core.curves.epoch_curves` for DVCLive curves).
+            of the epoch (e.g. :func:`pcas_core.curves.epoch_curves` for DVCLive curves);
+            rank 0 only in a distributed run.
+
+    Several processes (:mod:`pcas_core.distributed`): ``batches`` yields this rank's share of
+    each global batch, ``compute_loss`` runs inside ``DistributedDataParallel`` (gradients
+    averaged over ranks) and the logged epoch means are averaged over ranks, i.e. the global
+    values when each term is a :func:`pcas_core.distributed.mean_over_ranks`.
 
     Returns:
         One dict per epoch with the mean of each logged term.
@@ -82,13 +90,14 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
                               warmup_steps=int(round(warmup_epochs * steps_per_epoch)))
     history = []
     model.to(device).train()
+    step = distributed.ddp_step(model, compute_loss, device)  # compute_loss itself in one process
     for epoch in range(epochs):
         sums: dict[str, float] = {}
         n = 0
         for batch in tqdm(batches(epoch), total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}",
                           leave=False, disable=None):
             with autocast(device, amp):
-                terms = compute_loss(batch)
+                terms = step(batch)
             loss = terms["loss"]
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"epoch {epoch + 1}: loss is {loss.item()}")
@@ -101,9 +110,9 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             n += 1
-        means = {k: v / max(n, 1) for k, v in sums.items()}
+        means = distributed.all_mean({k: v / max(n, 1) for k, v in sums.items()})
         history.append(means)
-        if on_epoch is not None:
+        if on_epoch is not None and distributed.is_main():
             on_epoch(epoch, {**means, "lr": float(scheduler.get_last_lr()[0])})
         logger.info("epoch %d/%d %s", epoch + 1, epochs,
                     " ".join(f"{k}={v:.4f}" for k, v in means.items()))

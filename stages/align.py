@@ -11,6 +11,7 @@ from pcas_core.checkpoint import save_checkpoint
 from pcas_core.config import start_stage
 from pcas_core.curves import epoch_curves
 from pcas_core.data.dataset import open_dataset
+from pcas_core.distributed import on_main
 from pcas_core.models.visual import load_visual
 from pcas_core.params import load_config
 from pcas_core.stores import read_store, store_rows, write_store_batches
@@ -29,7 +30,7 @@ def align(
 ) -> None:
     """Train L = w_cls L_cls + w_cmc L_cmc + w_cmpc L_cmpc + w_cmcc L_cmcc on the train split, each
     term switched by `align.cmc`/`cmpc`/`cmcc` (params `data`, `align`)."""
-    p, log, device = start_stage("align", params, "data", "align")
+    p, log, device = start_stage("align", params, "data", "align", ranks=True)
     cfg = load_config(params).align
     amp, seed = bool(p["base"]["amp"]), int(p["base"]["seed"])
     workers = int(p["base"]["num_workers"])
@@ -44,9 +45,9 @@ def align(
         train_alignment(model, train.clips(visual.mean, visual.std, augment=cfg.augment or None,
                                            num_workers=workers), train.frames, train_tokens, cfg, seed=seed, device=device, amp=amp,
                         logger=log, on_epoch=on_epoch)
-    save_checkpoint(model_out, model.visual, visual_cfg)
-    write_store_batches(store_out, "maps", data.frames,
-                        iter_maps(model, data.clips(visual.mean, visual.std, num_workers=workers),
-                                  data.frames, tokens, batch_videos=cfg.batch_videos,
-                                  device=device, amp=amp), params=p)
+    on_main(save_checkpoint, model_out, model.visual, visual_cfg)
+    on_main(write_store_batches, store_out, "maps", data.frames,
+            iter_maps(model, data.clips(visual.mean, visual.std, num_workers=workers),
+                      data.frames, tokens, batch_videos=cfg.batch_videos, device=device, amp=amp,
+                      ranks=True), params=p)
     log.info("wrote %s: maps of %d frames", store_out, len(data.frames))

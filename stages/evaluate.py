@@ -15,6 +15,7 @@ from pcas_core.crf import DenseCRF
 from pcas_core.curves import epoch_curves
 from pcas_core.data.avsbench import class_names
 from pcas_core.data.dataset import open_dataset
+from pcas_core.distributed import is_main
 from pcas_core.data.palette import IGNORE_INDEX, NUM_CLASSES
 from pcas_core.models.heads import SegmentationHead
 from pcas_core.models.visual import load_visual
@@ -45,7 +46,7 @@ def evaluate(
 ) -> None:
     """Train the head (params `data`, `evaluate`), predict the test split and score it in the
     clean and official modes, beside the raw test pseudo-masks and the sanity baselines."""
-    p, log, device = start_stage("evaluate", params, "data", "evaluate")
+    p, log, device = start_stage("evaluate", params, "data", "evaluate", ranks=True)
     cfg, amp, seed = p["evaluate"], bool(p["base"]["amp"]), int(p["base"]["seed"])
     workers = int(p["base"]["num_workers"])
     kind = p["data"]["dataset"]
@@ -56,7 +57,7 @@ def evaluate(
     bs, feats = int(cfg["batch_videos"]), cfg["features"]
     train_tokens = patch_tokens_of(visual, train.clips(visual.mean, visual.std,
                                                        num_workers=workers), features=feats,
-                                   batch_videos=bs, device=device, amp=amp)
+                                   batch_videos=bs, device=device, amp=amp, ranks=True)
     head = SegmentationHead(in_dim=train_tokens.shape[-1], num_classes=NUM_CLASSES,
                             grid=visual.grid, hidden_dim=int(cfg["hidden_dim"]))
     with epoch_curves(curves_out) as on_epoch:
@@ -67,6 +68,8 @@ def evaluate(
                                 ignore_index=IGNORE_INDEX, train_size=int(cfg["train_size"]),
                                 background_weight=float(cfg["background_weight"]),
                                 seed=seed, device=device, logger=log, on_epoch=on_epoch)
+    if not is_main():  # the rest (test prediction, scores, plots) runs in rank 0 alone
+        return
     save_segmentation_head(head_out, head, features=feats)
     method, images, pad = test_prediction(
         visual, head, test, features=feats, num_workers=workers, batch_videos=bs,

@@ -1,5 +1,6 @@
 """Stage pseudo_masks: audio-selected CAMs times the sounding map, refined by a dense CRF."""
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Annotated
@@ -9,6 +10,7 @@ import typer
 from pcas_core.atomic import atomic_path
 from pcas_core.config import start_stage
 from pcas_core.data.dataset import open_dataset
+from pcas_core.distributed import is_main
 from pcas_core.pseudo_mask_pass import write_pseudo_masks
 from pcas_core.pseudo_masks import PseudoMaskConfig, PseudoMaskPool
 from pcas_core.scoring import Prediction, metrics_file, score_by_subset, scored_frames
@@ -27,16 +29,19 @@ def pseudo_masks_stage(
 ) -> None:
     """Pseudo-masks of every frame (params `data`, `pseudo_masks`); no labels are used. Their
     quality on the train split is scored against ground truth where it exists (evaluation only)."""
-    p, log, _ = start_stage("pseudo_masks", params, "data", "pseudo_masks")
+    p, log, _ = start_stage("pseudo_masks", params, "data", "pseudo_masks", ranks=True)
     cfg = dict(p["pseudo_masks"])
     workers, official_bs = int(cfg.pop("workers")), int(cfg.pop("official_batch_videos"))
     kind = p["data"]["dataset"]
     data = open_dataset(p["data"])
     size = (data.img_size, data.img_size)
     with open_store(maps_store, "maps") as maps, open_store(audio_store, "audio", ["logits"]) as audio, \
-            store_writer(store_out, "pseudo_masks", data.frames, {"mask": size}, params=p) as out, \
+            (store_writer(store_out, "pseudo_masks", data.frames, {"mask": size}, params=p)
+             if is_main() else contextlib.nullcontext()) as out, \
             PseudoMaskPool(PseudoMaskConfig(**cfg, out_size=data.img_size), workers) as pool:
-        write_pseudo_masks(data, maps, audio, out, pool)  # chunk by chunk
+        write_pseudo_masks(data, maps, audio, out, pool)  # chunk by chunk, split over ranks
+    if not is_main():
+        return
     train = data.split("train")
     scored = scored_frames(train.frames, require_all=False)
     result = metrics_file(kind, "train", score_by_subset(

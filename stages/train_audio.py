@@ -13,6 +13,7 @@ from pcas_core.checkpoint import save_checkpoint
 from pcas_core.config import start_stage
 from pcas_core.curves import epoch_curves
 from pcas_core.data.dataset import open_dataset
+from pcas_core.distributed import is_main, on_main
 from pcas_core.listening import encode_audio, step_prompts, steps_to_frames, train_tvp
 from pcas_core.metrics import frame_classification_from_logits
 from pcas_core.models.ast_init import init_audio_encoder
@@ -35,7 +36,7 @@ def train_audio(
 ) -> None:
     """Train on the train split (params `data`, `train_audio`); score frame-level audio
     classification on the test split against the classes in each frame's mask (METHOD §2)."""
-    p, log, device = start_stage("train_audio", params, "data", "train_audio")
+    p, log, device = start_stage("train_audio", params, "data", "train_audio", ranks=True)
     cfg, amp, seed = p["train_audio"], bool(p["base"]["amp"]), int(p["base"]["seed"])
     data = open_dataset(p["data"])
     vis_keys, vis = read_store(visual_store, "visual", ["pooled_patch"])
@@ -60,10 +61,12 @@ def train_audio(
                       lr=float(cfg["lr"]), warmup_epochs=float(cfg["warmup_epochs"]),
                       weight_decay=float(cfg["weight_decay"]), seed=seed, device=device, amp=amp,
                       logger=log, on_epoch=on_epoch)
-        save_checkpoint(model_out, model, model_cfg)
+        on_main(save_checkpoint, model_out, model, model_cfg)
         tokens, logits = encode_audio(model, fbank, prompts, n_steps,
                                       batch_videos=int(cfg["batch_videos"]), device=device,
-                                      amp=amp)
+                                      amp=amp, ranks=True)
+    if not is_main():
+        return
     frame_logits = steps_to_frames(logits, data.frames)
     write_store(store_out, "audio", data.frames, {"audio_token": steps_to_frames(tokens, data.frames),
                                                   "logits": frame_logits}, params=p)

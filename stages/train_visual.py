@@ -11,6 +11,7 @@ from pcas_core.checkpoint import save_checkpoint
 from pcas_core.config import start_stage
 from pcas_core.curves import epoch_curves
 from pcas_core.data.dataset import open_dataset
+from pcas_core.distributed import is_main, on_main
 from pcas_core.looking import iter_encoded, train_visual_classifier
 from pcas_core.metrics import frame_classification_from_logits
 from pcas_core.models.visual import build_visual
@@ -28,7 +29,7 @@ def train_visual(
     params: Annotated[Path, typer.Option(exists=True, help="params.yaml")] = Path("params.yaml"),
 ) -> None:
     """Train on the train split (params `data`, `train_visual`), then encode every frame."""
-    p, log, device = start_stage("train_visual", params, "data", "train_visual")
+    p, log, device = start_stage("train_visual", params, "data", "train_visual", ranks=True)
     cfg, amp = p["train_visual"], bool(p["base"]["amp"])
     workers = int(p["base"]["num_workers"])
     data = open_dataset(p["data"])
@@ -50,11 +51,13 @@ def train_visual(
                                 w_class_token=float(cfg["w_class_token"]),
                                 seed=int(p["base"]["seed"]), device=device, amp=amp, logger=log,
                                 on_epoch=on_epoch)
-    save_checkpoint(model_out, model, model_cfg)
-    write_store_batches(store_out, "visual", data.frames,
-                        iter_encoded(model, data.clips(model.mean, model.std, num_workers=workers),
-                                     batch_videos=int(cfg["batch_videos"]), device=device,
-                                     amp=amp), params=p)
+    on_main(save_checkpoint, model_out, model, model_cfg)
+    on_main(write_store_batches, store_out, "visual", data.frames,
+            iter_encoded(model, data.clips(model.mean, model.std, num_workers=workers),
+                         batch_videos=int(cfg["batch_videos"]), device=device, amp=amp,
+                         ranks=True), params=p)
+    if not is_main():
+        return
     test = data.split("test")
     logits = read_rows(store_out, "visual", test.frames, ["logits"])["logits"]
     scores = frame_classification_from_logits(logits, test.frame_classes())

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from pcas_core.data.clips import collate_videos
+from pcas_core.distributed import rank_batches
 
 __all__ = ["seed_worker", "video_loader"]
 
@@ -30,7 +31,7 @@ def seed_worker(worker_id: int) -> None:
 
 
 def video_loader(clips: Dataset, *, batch_videos: int, shuffle: bool, seed: int = 0,
-                 num_workers: int | None = None) -> DataLoader:
+                 num_workers: int | None = None, ranks: bool = False) -> DataLoader:
     """Batches of whole videos (all their frames), see ``collate_videos`` for the layout.
 
     Args:
@@ -41,6 +42,9 @@ def video_loader(clips: Dataset, *, batch_videos: int, shuffle: bool, seed: int 
             randomness; training passes base seed + epoch, so every epoch differs reproducibly.
         num_workers: worker processes decoding frames; None takes ``clips.num_workers`` (set
             from ``base.num_workers``), else 0.
+        ranks: in a distributed run, only this process's batches
+            (:func:`pcas_core.distributed.rank_batches`: its share of each global batch with
+            ``shuffle``, whole batches round-robin without); no effect in one process.
 
     Returns:
         A DataLoader yielding dicts ``frames`` (sum T, 3, H, W), ``labels`` (B, K),
@@ -50,6 +54,8 @@ def video_loader(clips: Dataset, *, batch_videos: int, shuffle: bool, seed: int 
     if hasattr(clips, "reseeded"):
         clips = clips.reseeded(seed)
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(clips, batch_size=batch_videos, shuffle=shuffle, generator=generator,
+    batches = rank_batches(len(clips), batch_videos, shuffle=shuffle, generator=generator,
+                           split=ranks)
+    return DataLoader(clips, batch_sampler=batches, generator=generator,
                       collate_fn=collate_videos, num_workers=workers,
                       worker_init_fn=seed_worker if workers else None)

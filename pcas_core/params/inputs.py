@@ -12,13 +12,23 @@ __all__ = ["BaseConfig", "DataConfig", "SplitCounts", "DemoClips", "DemoConfig",
 class BaseConfig:
     """``base``: seed (int), device (auto | cpu | cuda | cuda:N), amp (bf16 autocast on CUDA),
     threads (torch CPU threads, 0 = torch's default), num_workers (DataLoader processes that
-    decode frames, 0 = in the stage's own process; results do not depend on it)."""
+    decode frames, 0 = in the stage's own process; results do not depend on it).
+
+    Several processes (:mod:`pcas_core.distributed`; stages train_visual, train_audio, align,
+    pseudo_masks, evaluate): nproc_per_node (processes per machine, one per GPU), nnodes
+    (machines), node_rank (this machine, 0..nnodes-1), master_addr / master_port (where rank 0's
+    machine listens; used when nnodes > 1, one machine picks a free local port)."""
 
     seed: int = 0
     device: str = "auto"
     amp: bool = True
     threads: int = 0
     num_workers: int = 0
+    nproc_per_node: int = 1
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: int = 29500
 
     def __post_init__(self) -> None:
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
@@ -27,6 +37,13 @@ class BaseConfig:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.nproc_per_node < 1 or self.nnodes < 1:
+            raise ValueError(f"nproc_per_node and nnodes must be >= 1, got {self.nproc_per_node} "
+                             f"and {self.nnodes}")
+        if not 0 <= self.node_rank < self.nnodes:
+            raise ValueError(f"node_rank must be in [0, nnodes={self.nnodes}), got {self.node_rank}")
+        if not 0 < self.master_port < 65536:
+            raise ValueError(f"master_port must be a TCP port, got {self.master_port}")
 
 
 @dataclass(frozen=True)
