@@ -14,6 +14,8 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from pcas_core.resume import EpochCheckpoint, Restored
+
 __all__ = ["make_optimizer", "warmup_cosine", "fit", "autocast"]
 
 
@@ -53,7 +55,8 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
         groups: list[tuple[Iterable[nn.Parameter], float]], warmup_epochs: float = 0.0,
         weight_decay: float = 0.0, grad_clip: float = 0.0, device: torch.device,
         amp: bool = False, logger: logging.Logger | None = None,
-        on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> list[dict[str, float]]:
+        on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+        checkpoint: EpochCheckpoint | None = None) -> list[dict[str, float]]:
     """Train ``model`` in place.
 
     Args:
@@ -69,20 +72,28 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
         on_epoch: called after each epoch with ``(epoch (0-based), values)``: the epoch mean of
             every logged term plus ``lr``, the first parameter group's learning rate at the end
             of the epoch (e.g. :func:`pcas_core.curves.epoch_curves` for DVCLive curves).
+        checkpoint: written after each epoch; when it resumes, training continues after its
+            epoch and ``on_epoch`` is first replayed for the finished epochs
+            (:class:`pcas_core.resume.EpochCheckpoint`), so weights, history and curves equal an
+            uninterrupted run's.
 
     Returns:
         One dict per epoch with the mean of each logged term.
 
     Raises:
         FloatingPointError: the loss became NaN or infinite.
+        pcas_core.resume.ResumeError: a resume checkpoint made with other params.
     """
     logger = logger or logging.getLogger(__name__)
     optimizer = make_optimizer(groups, weight_decay)
     scheduler = warmup_cosine(optimizer, total_steps=epochs * steps_per_epoch,
                               warmup_steps=int(round(warmup_epochs * steps_per_epoch)))
-    history = []
     model.to(device).train()
-    for epoch in range(epochs):
+    done = checkpoint.restore(model, optimizer, scheduler) if checkpoint else Restored()
+    history, lrs = done.history, done.lrs
+    for epoch, means in enumerate(history if on_epoch is not None else []):
+        on_epoch(epoch, {**means, "lr": lrs[epoch]})  # curves of the restored epochs
+    for epoch in range(len(history), epochs):
         sums: dict[str, float] = {}
         n = 0
         for batch in tqdm(batches(epoch), total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}",
@@ -103,8 +114,11 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
             n += 1
         means = {k: v / max(n, 1) for k, v in sums.items()}
         history.append(means)
+        lrs.append(float(scheduler.get_last_lr()[0]))
+        if checkpoint is not None:
+            checkpoint.save(epoch, model, optimizer, scheduler, history, lrs)
         if on_epoch is not None:
-            on_epoch(epoch, {**means, "lr": float(scheduler.get_last_lr()[0])})
+            on_epoch(epoch, {**means, "lr": lrs[-1]})
         logger.info("epoch %d/%d %s", epoch + 1, epochs,
                     " ".join(f"{k}={v:.4f}" for k, v in means.items()))
     model.eval()
