@@ -12,7 +12,8 @@ What a checkpoint holds (``torch.save``; read with ``torch.load(weights_only=Tru
 unpickled): the model, optimizer and LR-scheduler state dicts, the last finished epoch (0-based),
 the torch/NumPy/``random`` global RNG states (and CUDA's), the states of extra generators the loop
 draws from (e.g. the alignment's crop positions), the per-epoch history and learning rates, and,
-as JSON, the params that made it. Models whose extra state lives in submodules (the alignment's EMA
+as JSON, the params that made it and the size and modification time of the files it trained on
+(an upstream stage rerun since then makes the checkpoint stale: refused). Models whose extra state lives in submodules (the alignment's EMA
 crop head) are covered by their state dict. Data order needs no state: each epoch's batches come
 from their own seed (``batches(epoch)``). So a resumed run gives the same weights, history and
 curves as an uninterrupted one (same params, seed and machine): the curves of the finished epochs
@@ -26,7 +27,8 @@ import json
 import logging
 import os
 import random
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +38,13 @@ import torch
 from pcas_core.atomic import atomic_path
 
 __all__ = ["RESUME_ENV", "DIR_ENV", "ResumeError", "Restored", "EpochCheckpoint",
-           "resume_requested"]
+           "resume_requested", "file_fingerprints"]
 
 RESUME_ENV = "PCAS_RESUME"
 DIR_ENV = "PCAS_CHECKPOINT_DIR"
 _FORMAT = 1
+#: params that do not change results (README), so a resume may change them
+_RESULT_NEUTRAL = ("base.num_workers",)
 
 
 class ResumeError(ValueError):
@@ -59,6 +63,22 @@ def resume_requested() -> bool:
     if value in ("1", "true", "yes"):
         return True
     raise ResumeError(f"{RESUME_ENV}={value!r}: expected 1/true/yes or 0/false/no")
+
+
+def file_fingerprints(paths: Sequence[Path]) -> dict[str, list[int]]:
+    """``str(path) -> [size in bytes, modification time in ns]`` of each file: cheap (no
+    hashing of multi-GB stores) and changed by any rewrite, e.g. an upstream stage's rerun.
+
+    Raises:
+        FileNotFoundError: a path that is not a file (names it).
+    """
+    out = {}
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: training input not found")
+        st = path.stat()
+        out[str(path)] = [int(st.st_size), int(st.st_mtime_ns)]
+    return out
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -111,7 +131,11 @@ class EpochCheckpoint:
 
     Args:
         path: the checkpoint file (``.pt``).
-        params: JSON-able params that made the run; a checkpoint made with other params is refused.
+        params: JSON-able params that made the run; a checkpoint made with other params is
+            refused (``base.num_workers`` aside: it does not change results).
+        inputs: ``path -> [size, mtime_ns]`` of the files the training reads (upstream stores,
+            checkpoints); a checkpoint made from other files (an upstream stage rerun since) is
+            refused. See :func:`file_fingerprints`.
         resume: restore from ``path`` when it exists (else the run starts from scratch and
             overwrites it after its first epoch).
         generators: extra random generators the loop draws from across epochs, by name; their
@@ -122,34 +146,34 @@ class EpochCheckpoint:
     path: Path
     params: dict[str, Any]
     resume: bool = False
+    inputs: dict[str, list[int]] = field(default_factory=dict)
     generators: dict[str, torch.Generator] = field(default_factory=dict)
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger(__name__))
 
     @classmethod
-    def for_stage(cls, stage: str, params: dict[str, Any], *,
+    def for_stage(cls, stage: str, params: dict[str, Any], inputs: Sequence[Path] = (), *,
                   logger: logging.Logger | None = None) -> EpochCheckpoint:
         """``$PCAS_CHECKPOINT_DIR/<stage>/last.pt`` (default ``checkpoints/<stage>/last.pt``),
-        resumed when :func:`resume_requested`.
+        resumed when :func:`resume_requested`; ``inputs``: the files training reads.
 
         Raises:
             ResumeError: as :func:`resume_requested`.
         """
         path = Path(os.environ.get(DIR_ENV) or "checkpoints") / stage / "last.pt"
-        return cls(path, params, resume_requested(),
+        return cls(path, params, resume_requested(), file_fingerprints(inputs),
                    logger=logger or logging.getLogger(__name__))
 
     def with_generators(self, **generators: torch.Generator) -> EpochCheckpoint:
         """A copy that also saves and restores ``generators`` (name -> CPU generator)."""
-        return EpochCheckpoint(self.path, self.params, self.resume,
-                               {**self.generators, **generators}, self.logger)
+        return replace(self, generators={**self.generators, **generators})
 
     def save(self, epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
              scheduler: torch.optim.lr_scheduler.LRScheduler, history: list[dict[str, float]],
              lrs: list[float]) -> None:
         """Write the state after finished epoch ``epoch`` (0-based) atomically: a kill during the
         write leaves the previous epoch's checkpoint."""
-        meta = {"format": _FORMAT, "epoch": epoch, "params": self.params, "history": history,
-                "lrs": lrs}
+        meta = {"format": _FORMAT, "epoch": epoch, "params": self.params, "inputs": self.inputs,
+                "history": history, "lrs": lrs}
         state = {"meta": json.dumps(meta), "model": model.state_dict(),  # order kept: curves
                  "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                  "rng": _rng_state(),
@@ -188,6 +212,12 @@ class EpochCheckpoint:
             raise ResumeError(f"{self.path}: checkpoint format {meta.get('format')}, expected "
                               f"{_FORMAT}; delete it to start from scratch")
         self._check_params(meta["params"])
+        changed = sorted(k for k in set(meta["inputs"]) | set(self.inputs)
+                         if meta["inputs"].get(k) != self.inputs.get(k))
+        if changed:
+            raise ResumeError(f"{self.path} was made from other input files ({', '.join(changed)} "
+                              f"changed since: size or modification time); run without "
+                              f"{RESUME_ENV} to start from scratch")
         if set(state["generators"]) != set(self.generators):
             raise ResumeError(f"{self.path}: saved generators {sorted(state['generators'])}, "
                               f"this run has {sorted(self.generators)}")
@@ -210,7 +240,10 @@ class EpochCheckpoint:
             return
         a, b = _flat(saved), _flat(ours)
         diff = [f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}"
-                for k in sorted(set(a) | set(b)) if a.get(k, "<absent>") != b.get(k, "<absent>")]
+                for k in sorted(set(a) | set(b))
+                if a.get(k, "<absent>") != b.get(k, "<absent>") and k not in _RESULT_NEUTRAL]
+        if not diff:
+            return
         raise ResumeError(f"{self.path} was made with other params ({'; '.join(diff)}); run "
                           f"without {RESUME_ENV} to start from scratch, or restore those params")
 

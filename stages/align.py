@@ -40,7 +40,7 @@ def align(
     model = build_align_model(visual, tokens.shape[1], cfg)
     train = data.split("train")
     train_tokens = tokens[(data.frames["split"] == "train").to_numpy()]
-    checkpoint = EpochCheckpoint.for_stage("align", p, logger=log)
+    checkpoint = EpochCheckpoint.for_stage("align", p, [visual_model, audio_store], logger=log)
     with epoch_curves(curves_out) as on_epoch:
         train_alignment(model, train.clips(visual.mean, visual.std, augment=cfg.augment or None,
                                            num_workers=base.num_workers),

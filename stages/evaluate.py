@@ -16,12 +16,13 @@ from pcas_core.crf import DenseCRF
 from pcas_core.curves import epoch_curves
 from pcas_core.data.avsbench import class_names
 from pcas_core.data.dataset import open_dataset
-from pcas_core.data.palette import IGNORE_INDEX, NUM_CLASSES
+from pcas_core.data.palette import IGNORE_INDEX
 from pcas_core.models.heads import SegmentationHead
 from pcas_core.models.visual import load_visual
 from pcas_core.params import load_config
 from pcas_core.resume import EpochCheckpoint
-from pcas_core.scoring import Prediction, metrics_file, score, score_by_subset, scored_frames
+from pcas_core.scoring import (Prediction, metrics_file, score, score_by_subset, scored_class_names,
+                               scored_frames, scored_labels)
 from pcas_core.inference import test_prediction
 from pcas_core.segmentation import (patch_tokens_of, save_segmentation_head,
                                     train_segmentation_head)
@@ -59,9 +60,10 @@ def evaluate(
                                                        num_workers=base.num_workers),
                                    features=cfg.features, batch_videos=cfg.batch_videos,
                                    device=device, amp=base.amp)
-    head = SegmentationHead(in_dim=train_tokens.shape[-1], num_classes=NUM_CLASSES,
+    head = SegmentationHead(in_dim=train_tokens.shape[-1], num_classes=data.labels.shape[1] + 1,
                             grid=visual.grid, hidden_dim=cfg.hidden_dim)
-    checkpoint = EpochCheckpoint.for_stage("evaluate", p, logger=log)
+    checkpoint = EpochCheckpoint.for_stage("evaluate", p, [visual_model, pseudo_store],
+                                           logger=log)
     with epoch_curves(curves_out) as on_epoch:
         train_segmentation_head(head, train_tokens,
                                 read_rows(pseudo_store, "pseudo_masks", train.frames, ["mask"])["mask"],
@@ -90,17 +92,18 @@ def evaluate(
         name: score(kind, pred, gts, scored, batch_videos=official_bs) for name, pred in refs.items()})
     with atomic_path(metrics_out) as tmp:
         tmp.write_text(json.dumps(result, indent=2))
-    names = class_names(data.label2idx)
+    names = scored_class_names(kind, class_names(data.label2idx))
+    shown = scored_labels(kind, preds)  # binary kinds: foreground, as scored
     with atomic_path(per_class_out) as tmp:
         pd.DataFrame({"class": names, "iou": scores["clean"]["per_class_iou"]}).dropna().to_csv(
             tmp, index=False)
     with atomic_path(confusion_out) as tmp:
-        pd.DataFrame(confusion_rows(preds, gts, names, cfg.confusion_stride),
+        pd.DataFrame(confusion_rows(shown, gts, names, cfg.confusion_stride),
                      columns=["actual", "predicted"]).to_csv(tmp, index=False)
     with atomic_path(overlays_out, directory=True) as tmp:
         for i in pick_overlay_frames(scored, cfg.n_overlays, cfg.overlay_uid_contains):
             name = f"{scored.uid[i]}_{scored.frame[i]}"
-            comparison_strip(tmp / f"{name}.png", images[i], gts[i], preds[i], data.palette, names,
+            comparison_strip(tmp / f"{name}.png", images[i], gts[i], shown[i], data.palette, names,
                              title=name)
     checkpoint.remove()
     log.info("test: clean miou %.4f, official miou %.4f; baselines (clean miou): %s",

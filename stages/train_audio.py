@@ -55,7 +55,8 @@ def train_audio(
         prompts = torch.from_numpy(step_prompts(data.frames, pooled, len(data.metadata),
                                                 cfg.model.max_steps)) if cfg.tvp else None
         train = torch.tensor((data.metadata["split"] == "train").to_numpy())
-        checkpoint = EpochCheckpoint.for_stage("train_audio", p, logger=log)
+        checkpoint = EpochCheckpoint.for_stage("train_audio", p, [fbank_store, visual_store],
+                                                logger=log)
         with epoch_curves(curves_out) as on_epoch:
             train_tvp(model, fbank[train], prompts[train] if prompts is not None else None,
                       n_steps[train], torch.from_numpy(data.labels)[train],

@@ -15,7 +15,7 @@ from pcas_core.curves import epoch_curves
 from pcas_core.data.dataset import open_dataset
 from pcas_core.models.visual import build_visual
 from pcas_core.params import AlignConfig
-from pcas_core.resume import EpochCheckpoint, ResumeError, resume_requested
+from pcas_core.resume import EpochCheckpoint, ResumeError, file_fingerprints, resume_requested
 from pcas_core.training import fit
 from layouts import make_avss
 
@@ -115,6 +115,19 @@ def test_a_checkpoint_of_other_params_is_refused(tmp_path):
     other = {"base": {"seed": 0}, "toy": {"lr": 0.1, "epochs": 4}}
     with pytest.raises(ResumeError, match=r"other params \(toy.lr: 0.05 -> 0.1\)"):
         _toy_fit(EpochCheckpoint(path, other, resume=True))
+    workers = {"base": {"seed": 0, "num_workers": 2}, "toy": PARAMS["toy"]}  # no result change
+    with pytest.raises(Crash):
+        _toy_fit(EpochCheckpoint(path, {**PARAMS, "base": {"seed": 0, "num_workers": 0}}),
+                 crash_after=0)
+    *_, steps = _toy_fit(EpochCheckpoint(path, workers, resume=True))
+    assert len(steps) == 9  # resumed: epochs 1-3 trained
+    store = tmp_path / "store.h5"
+    store.write_bytes(b"v1")
+    with pytest.raises(Crash):
+        _toy_fit(EpochCheckpoint(path, PARAMS, inputs=file_fingerprints([store])), crash_after=0)
+    store.write_bytes(b"v2 rewritten by an upstream rerun")
+    with pytest.raises(ResumeError, match=r"other input files \(.*store.h5 changed"):
+        _toy_fit(EpochCheckpoint(path, PARAMS, resume=True, inputs=file_fingerprints([store])))
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(ResumeError, match="cannot read the resume checkpoint"):
         _toy_fit(EpochCheckpoint(path, PARAMS, resume=True))
