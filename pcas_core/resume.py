@@ -48,7 +48,8 @@ _RESULT_NEUTRAL = ("base.num_workers",)
 
 
 class ResumeError(ValueError):
-    """A resume checkpoint that cannot be used (other params, another format, unreadable)."""
+    """A resume checkpoint that cannot be used (other params or input files, another format,
+    unreadable, state that does not fit the model), or a bad ``$PCAS_RESUME``."""
 
 
 def resume_requested() -> bool:
@@ -133,11 +134,11 @@ class EpochCheckpoint:
         path: the checkpoint file (``.pt``).
         params: JSON-able params that made the run; a checkpoint made with other params is
             refused (``base.num_workers`` aside: it does not change results).
+        resume: restore from ``path`` when it exists (else the run starts from scratch and
+            overwrites it after its first epoch).
         inputs: ``path -> [size, mtime_ns]`` of the files the training reads (upstream stores,
             checkpoints); a checkpoint made from other files (an upstream stage rerun since) is
             refused. See :func:`file_fingerprints`.
-        resume: restore from ``path`` when it exists (else the run starts from scratch and
-            overwrites it after its first epoch).
         generators: extra random generators the loop draws from across epochs, by name; their
             states are saved and restored too.
         logger: where restore/ignore notes go.

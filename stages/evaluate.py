@@ -56,14 +56,14 @@ def evaluate(
     train, test = data.split("train"), data.split("test")
     scored = scored_frames(test.frames, require_all=True)
     visual, _ = load_visual(visual_model)
+    checkpoint = EpochCheckpoint.for_stage("evaluate", p, [visual_model, pseudo_store],
+                                           logger=log)
     train_tokens = patch_tokens_of(visual, train.clips(visual.mean, visual.std,
                                                        num_workers=base.num_workers),
                                    features=cfg.features, batch_videos=cfg.batch_videos,
                                    device=device, amp=base.amp)
     head = SegmentationHead(in_dim=train_tokens.shape[-1], num_classes=data.labels.shape[1] + 1,
                             grid=visual.grid, hidden_dim=cfg.hidden_dim)
-    checkpoint = EpochCheckpoint.for_stage("evaluate", p, [visual_model, pseudo_store],
-                                           logger=log)
     with epoch_curves(curves_out) as on_epoch:
         train_segmentation_head(head, train_tokens,
                                 read_rows(pseudo_store, "pseudo_masks", train.frames, ["mask"])["mask"],
