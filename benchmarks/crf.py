@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 import pcas_core.pseudo_masks as pm  # noqa: E402
 from pcas_core.data.chunks import FrameImages  # noqa: E402
+from pcas_core.params import load_config  # noqa: E402
 
 SIZE, GRID, K = 224, 14, 70
 
@@ -65,10 +65,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=40, help="frames per measurement")
     args = ap.parse_args()
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())["pseudo_masks"]
-    cfg = pm.PseudoMaskConfig(**{k: v for k, v in params.items()
-                                 if k not in ("workers", "official_batch_videos")},
-                              out_size=SIZE)
+    cfg = load_config(ROOT / "params.yaml").pseudo_masks
     with tempfile.TemporaryDirectory() as tmp:
         frames, cams, sounding, logits = synthetic(Path(tmp), args.frames)
 

@@ -23,6 +23,7 @@ from pcas_core.losses import cmc_loss, cmcc_loss, cmpc_loss
 from pcas_core.models.align import AlignModel
 from pcas_core.models.visual import VisualClassifier
 from pcas_core.params import AlignConfig
+from pcas_core.resume import EpochCheckpoint
 from pcas_core.training import autocast, fit
 
 __all__ = ["FrameRows", "build_align_model", "alignment_terms", "train_alignment",
@@ -138,7 +139,8 @@ def alignment_terms(model: AlignModel, cfg: AlignConfig, frames: Tensor, audio: 
 def train_alignment(model: AlignModel, clips: Dataset, frames: pd.DataFrame,
                     audio_tokens: np.ndarray, cfg: AlignConfig, *, seed: int,
                     device: torch.device, amp: bool, logger: logging.Logger,
-                    on_epoch: EpochCallback | None = None) -> list[dict[str, float]]:
+                    on_epoch: EpochCallback | None = None,
+                    checkpoint: EpochCheckpoint | None = None) -> list[dict[str, float]]:
     """Train ``model`` in place with :func:`alignment_terms` (Adam, warm-up + cosine).
 
     Each frame is a contrast item, labelled with its video's labels.
@@ -151,6 +153,8 @@ def train_alignment(model: AlignModel, clips: Dataset, frames: pd.DataFrame,
             visual backbone and of the heads (classifier and projections), the paper's two
             module groups. The EMA head is not optimised.
         on_epoch: per-epoch callback of :func:`pcas_core.training.fit` (training curves).
+        checkpoint: resume checkpoint of :func:`pcas_core.training.fit` (None: none written);
+            it also carries the crop-position generator (the EMA head is in the model's state).
         seed: base seed of the per-epoch shuffling and of the crop positions.
 
     Returns:
@@ -177,7 +181,8 @@ def train_alignment(model: AlignModel, clips: Dataset, frames: pd.DataFrame,
                groups=[(model.visual.backbone.parameters(), cfg.lr_backbone),
                        (heads, cfg.lr_heads)],
                warmup_epochs=cfg.warmup_epochs, weight_decay=cfg.weight_decay, device=device,
-               amp=amp, logger=logger, on_epoch=on_epoch)
+               amp=amp, logger=logger, on_epoch=on_epoch,
+               checkpoint=checkpoint.with_generators(crops=generator) if checkpoint else None)
 
 
 @torch.no_grad()

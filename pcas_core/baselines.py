@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pcas_core.pseudo_masks import PseudoMaskConfig, pseudo_masks
+from pcas_core.params.masks import BaselinesConfig, CRFConfig
+from pcas_core.pseudo_masks import PseudoMasksConfig, pseudo_masks
 from pcas_core.scoring import Prediction
 
 __all__ = ["BASELINES", "background_masks", "listening_masks", "looking_masks", "sanity_baselines"]
@@ -61,7 +62,7 @@ def listening_masks(audio_logits: np.ndarray, size: tuple[int, int], threshold: 
 
 
 def looking_masks(images: np.ndarray, cams: np.ndarray, visual_logits: np.ndarray, *,
-                  threshold: float, bg_score: float, use_crf: bool, crf: dict,
+                  threshold: float, bg_score: float, use_crf: bool, crf: CRFConfig,
                   workers: int = 1) -> np.ndarray:
     """CAM pseudo-masks of the classes the visual classifier predicts, with no audio.
 
@@ -73,7 +74,7 @@ def looking_masks(images: np.ndarray, cams: np.ndarray, visual_logits: np.ndarra
         cams: ``(M, K, h, w)`` float raw CAMs.
         visual_logits: ``(M, K)`` float frame logits of the visual classifier.
         threshold: class threshold in [0, 1]. bg_score: background score b.
-        use_crf: dense CRF before the argmax. crf: :class:`pcas_core.crf.DenseCRF` arguments.
+        use_crf: dense CRF before the argmax. crf: its kernels.
         workers: processes.
 
     Returns:
@@ -82,8 +83,8 @@ def looking_masks(images: np.ndarray, cams: np.ndarray, visual_logits: np.ndarra
     Raises:
         ValueError: layouts that disagree (see :func:`pcas_core.pseudo_masks.pseudo_masks`).
     """
-    cfg = PseudoMaskConfig(audio_threshold=threshold, gamma=1.0, bg_score=bg_score,
-                           use_crf=use_crf, crf=dict(crf))
+    cfg = PseudoMasksConfig(audio_threshold=threshold, gamma=1.0, bg_score=bg_score,
+                            use_crf=use_crf, crf=crf)
     sounding = np.ones((cams.shape[0], *cams.shape[2:]), dtype=np.float32)
     return pseudo_masks(images, cams.astype(np.float32), sounding,
                         visual_logits.astype(np.float32), cfg, workers=workers)
@@ -91,9 +92,8 @@ def looking_masks(images: np.ndarray, cams: np.ndarray, visual_logits: np.ndarra
 
 def sanity_baselines(images: np.ndarray, audio_logits: np.ndarray, cams: np.ndarray,
                      visual_logits: np.ndarray, *, padded_image: np.ndarray,
-                     padded_cam: np.ndarray, padded_logits: np.ndarray, audio_threshold: float,
-                     visual_threshold: float, bg_score: float, use_crf: bool, crf: dict,
-                     workers: int = 1) -> dict[str, Prediction]:
+                     padded_cam: np.ndarray, padded_logits: np.ndarray, cfg: BaselinesConfig,
+                     crf: CRFConfig) -> dict[str, Prediction]:
     """The three baselines on M scored frames, each with its prediction on the padded frame.
 
     Args:
@@ -101,18 +101,20 @@ def sanity_baselines(images: np.ndarray, audio_logits: np.ndarray, cams: np.ndar
             :func:`listening_masks` (all for the same M frames).
         padded_image: ``(H, W, 3)`` uint8, padded_cam: ``(K, h, w)``, padded_logits: ``(K,)``:
             the official padded input and the visual classifier's CAMs and logits on it.
-        audio_threshold: :func:`listening_masks` threshold. visual_threshold, bg_score, use_crf,
-            crf, workers: :func:`looking_masks` arguments.
+        cfg: the ``evaluate.baselines`` section: ``audio_threshold`` of :func:`listening_masks`;
+            ``visual_threshold``, ``bg_score``, ``use_crf``, ``workers`` of :func:`looking_masks`.
+        crf: the dense CRF of :func:`looking_masks` (``evaluate.crf_params``).
 
     Returns:
         ``{"background": ..., "listening": ..., "looking": ...}`` :class:`Prediction` objects.
     """
     size = images.shape[1:3]
-    look = dict(threshold=visual_threshold, bg_score=bg_score, use_crf=use_crf, crf=crf)
+    look = dict(threshold=cfg.visual_threshold, bg_score=cfg.bg_score, use_crf=cfg.use_crf, crf=crf)
     padded_look = looking_masks(padded_image[None], padded_cam[None], padded_logits[None], **look)
     return {
         "background": Prediction(background_masks(len(images), size)),
-        "listening": Prediction(listening_masks(audio_logits, size, audio_threshold)),
-        "looking": Prediction(looking_masks(images, cams, visual_logits, workers=workers, **look),
+        "listening": Prediction(listening_masks(audio_logits, size, cfg.audio_threshold)),
+        "looking": Prediction(looking_masks(images, cams, visual_logits, workers=cfg.workers,
+                                            **look),
                               padded_mask=padded_look[0]),
     }

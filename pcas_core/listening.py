@@ -14,6 +14,7 @@ from pcas_core.curves import EpochCallback
 from pcas_core.distributed import batch_count, gather_in_order, rank_batches
 from pcas_core.losses import video_bce
 from pcas_core.models.tvp import TVPAudioEncoder
+from pcas_core.resume import EpochCheckpoint
 from pcas_core.training import autocast, fit
 
 __all__ = ["frame_steps", "step_prompts", "train_tvp", "encode_audio", "steps_to_frames"]
@@ -58,7 +59,8 @@ def train_tvp(model: TVPAudioEncoder, fbank: torch.Tensor, prompts: torch.Tensor
               n_steps: torch.Tensor, labels: torch.Tensor, *, epochs: int, batch_videos: int,
               lr: float, warmup_epochs: float, weight_decay: float, seed: int,
               device: torch.device, amp: bool, logger: logging.Logger,
-              on_epoch: EpochCallback | None = None) -> list[dict[str, float]]:
+              on_epoch: EpochCallback | None = None,
+              checkpoint: EpochCheckpoint | None = None) -> list[dict[str, float]]:
     """BCE of the step logits pooled over valid steps against the video labels (METHOD §2).
 
     Args:
@@ -67,6 +69,7 @@ def train_tvp(model: TVPAudioEncoder, fbank: torch.Tensor, prompts: torch.Tensor
         n_steps: (V,) long, frames (seconds) of each video.
         labels: (V, C) float32 video-level labels.
         on_epoch: per-epoch callback of :func:`pcas_core.training.fit` (training curves).
+        checkpoint: resume checkpoint of :func:`pcas_core.training.fit` (None: none written).
     """
     prompt_t = prompts if prompts is not None else torch.zeros(len(fbank), 1, 1)
     tensors = [fbank, prompt_t, n_steps, labels]
@@ -81,7 +84,7 @@ def train_tvp(model: TVPAudioEncoder, fbank: torch.Tensor, prompts: torch.Tensor
                epochs=epochs, steps_per_epoch=-(-len(fbank) // batch_videos),
                groups=[(model.parameters(), lr)], warmup_epochs=warmup_epochs,
                weight_decay=weight_decay, device=device, amp=amp, logger=logger,
-               on_epoch=on_epoch)
+               on_epoch=on_epoch, checkpoint=checkpoint)
 
 
 @torch.no_grad()

@@ -15,6 +15,7 @@ from pcas_core.data.loader import video_loader
 from pcas_core.distributed import batch_count, gather_in_order
 from pcas_core.losses import pool_frames, video_bce
 from pcas_core.models.visual import VisualClassifier, VisualOutput
+from pcas_core.resume import EpochCheckpoint
 from pcas_core.training import autocast, fit
 
 __all__ = ["video_loader", "classification_loss", "train_visual_classifier", "iter_encoded",
@@ -43,7 +44,8 @@ def train_visual_classifier(model: VisualClassifier, clips: Dataset, *, epochs: 
                             batch_videos: int, lr: float, warmup_epochs: float,
                             weight_decay: float, frame_pool: str, w_class_token: float, seed: int,
                             device: torch.device, amp: bool, logger: logging.Logger,
-                            on_epoch: EpochCallback | None = None) -> list[dict[str, float]]:
+                            on_epoch: EpochCallback | None = None,
+                            checkpoint: EpochCheckpoint | None = None) -> list[dict[str, float]]:
     """Train with :func:`classification_loss` (frame logits pooled over each video's frames).
 
     Args:
@@ -52,6 +54,7 @@ def train_visual_classifier(model: VisualClassifier, clips: Dataset, *, epochs: 
         frame_pool: ``"max"`` or ``"mean"`` pooling of frame logits into the video logit.
         seed: base seed of the per-epoch shuffling.
         on_epoch: per-epoch callback of :func:`pcas_core.training.fit` (training curves).
+        checkpoint: resume checkpoint of :func:`pcas_core.training.fit` (None: none written).
 
     Returns:
         Per-epoch mean losses.
@@ -71,7 +74,7 @@ def train_visual_classifier(model: VisualClassifier, clips: Dataset, *, epochs: 
     return fit(model, batches, compute_loss, epochs=epochs, steps_per_epoch=steps,
                groups=[(model.parameters(), lr)], warmup_epochs=warmup_epochs,
                weight_decay=weight_decay, device=device, amp=amp, logger=logger,
-               on_epoch=on_epoch)
+               on_epoch=on_epoch, checkpoint=checkpoint)
 
 
 @torch.no_grad()

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -37,13 +36,14 @@ from pcas_core.data.dataset import AVSData
 from pcas_core.data.video import VideoWriter, open_video, sample_frames, sample_plan, wave_segment
 from pcas_core.baselines import background_masks
 from pcas_core.inference import TrainedModels, predict_clip, test_prediction
+from pcas_core.params.inputs import FbankConfig
 from pcas_core.scoring import Prediction, metrics_file, score, score_by_subset, scored_frames
 from pcas_core.visualize import labelled_overlay, save_index_png
 
 __all__ = ["check_fbank_params", "to_model_audio", "predict_video", "score_dataset"]
 
 
-def check_fbank_params(models: TrainedModels, fbank: dict[str, Any]) -> None:
+def check_fbank_params(models: TrainedModels, fbank: FbankConfig) -> None:
     """The ``fbank`` params must be those the audio encoder was trained with.
 
     Raises:
@@ -51,10 +51,9 @@ def check_fbank_params(models: TrainedModels, fbank: dict[str, Any]) -> None:
             the frame shift does not give its ``frames_per_step`` frames per second (names keys).
     """
     cfg = models.audio_config
-    pairs = [("target_length", int(fbank["target_length"]), cfg["target_length"]),
-             ("num_mel_bins", int(fbank["num_mel_bins"]), cfg["n_mels"]),
-             ("frame_shift_ms", frames_per_second(float(fbank["frame_shift_ms"])),
-              cfg["frames_per_step"])]
+    pairs = [("target_length", fbank.target_length, cfg["target_length"]),
+             ("num_mel_bins", fbank.num_mel_bins, cfg["n_mels"]),
+             ("frame_shift_ms", frames_per_second(fbank.frame_shift_ms), cfg["frames_per_step"])]
     for key, have, want in pairs:
         if have != want:
             raise ValueError(f"params fbank.{key} gives {have}, but the audio encoder was trained "
@@ -69,11 +68,11 @@ def to_model_audio(audio: np.ndarray, rate: int, target_rate: int) -> np.ndarray
         else mono.numpy()
 
 
-def _fbank(wave: np.ndarray, fb: dict[str, Any]) -> torch.Tensor:
-    return ast_fbank(torch.from_numpy(wave), sample_rate=int(fb["sample_rate"]),
-                     num_mel_bins=int(fb["num_mel_bins"]), target_length=int(fb["target_length"]),
-                     frame_shift_ms=float(fb["frame_shift_ms"]), norm_mean=float(fb["norm_mean"]),
-                     norm_std=float(fb["norm_std"]))
+def _fbank(wave: np.ndarray, fb: FbankConfig) -> torch.Tensor:
+    return ast_fbank(torch.from_numpy(wave), sample_rate=fb.sample_rate,
+                     num_mel_bins=fb.num_mel_bins, target_length=fb.target_length,
+                     frame_shift_ms=fb.frame_shift_ms, norm_mean=fb.norm_mean,
+                     norm_std=fb.norm_std)
 
 
 def _frame_record(frame: int, time_s: float, mask: np.ndarray, audio: np.ndarray,
@@ -91,7 +90,7 @@ def _frame_record(frame: int, time_s: float, mask: np.ndarray, audio: np.ndarray
 
 
 def predict_video(models: TrainedModels, video: Path, out: Path, *, fps: int,
-                  fbank: dict[str, Any], audio_threshold: float, overlay_alpha: float,
+                  fbank: FbankConfig, audio_threshold: float, overlay_alpha: float,
                   class_names: list[str], palette: np.ndarray, batch_frames: int,
                   device: torch.device, amp: bool = False, progress: bool = True) -> dict:
     """Masks, overlay video and predictions.json of one video (see the module docstring).
@@ -112,7 +111,7 @@ def predict_video(models: TrainedModels, video: Path, out: Path, *, fps: int,
     start = time.perf_counter()
     check_fbank_params(models, fbank)
     src = open_video(video)
-    rate = int(fbank["sample_rate"])
+    rate = fbank.sample_rate
     wave = to_model_audio(src.audio, src.sample_rate, rate)
     window_s = int(models.audio.max_steps)
     plan = sample_plan(src.duration_s, fps, window_s)

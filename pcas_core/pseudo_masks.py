@@ -7,14 +7,16 @@ after a dense CRF (Krähenbühl & Koltun 2011). Optional ToCo trick (Ru et al. 2
 make the mask at two background scores and mark pixels where they disagree ``IGNORE_INDEX``.
 
 Masks hold class indices: 0 background, ``k + 1`` for foreground logit column k, 255 ignore.
+The parameters are the ``pseudo_masks`` section's typed config,
+:class:`pcas_core.params.PseudoMasksConfig` (one set of defaults, those of ``params.yaml``).
 """
 
 from __future__ import annotations
 
 import multiprocessing
-from dataclasses import dataclass, field
 from collections.abc import Sequence
-from typing import Any, Optional
+from dataclasses import asdict
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,54 +25,10 @@ import torch.nn.functional as F
 from pcas_core.cam import class_score_maps
 from pcas_core.constants import IGNORE_INDEX
 from pcas_core.crf import DenseCRF
+from pcas_core.params.masks import PseudoMasksConfig
 
-
-@dataclass(frozen=True)
-class PseudoMaskConfig:
-    """Parameters of pseudo-mask generation (``params.yaml`` section ``pseudo_masks``).
-
-    Args:
-        audio_threshold: theta_a; foreground column k sounds when ``sigmoid(logit_k) >= theta_a``.
-        gamma: exponent on the sounding map in ``M_k = minmax(relu(CAM_k)) * S^gamma``.
-        bg_score: constant background score b (scores live in [0, 1]).
-        bg_score_low: with ``bg_score_high``, enables ToCo's two-score trick (``bg_score`` is then
-            unused): masks at both scores, disagreeing pixels -> 255. Set both or neither.
-        bg_score_high: see ``bg_score_low``.
-        use_crf: refine the normalised scores with :class:`pcas_core.crf.DenseCRF` before argmax.
-        crf: keyword arguments of :class:`pcas_core.crf.DenseCRF` (empty: its defaults).
-        score_floor: each stacked score is clamped to at least this before normalising to CRF
-            probabilities, so an all-zero pixel becomes uniform rather than 0/0.
-        out_size: side, in pixels, of the square frames the stage resizes images to before calling
-            :func:`pseudo_masks`; the functions here make masks at the image's own size.
-
-    Raises:
-        ValueError: on a threshold outside [0, 1], negative gamma, or only one of the two scores set.
-    """
-
-    audio_threshold: float = 0.5
-    gamma: float = 1.0
-    bg_score: float = 0.45
-    bg_score_low: Optional[float] = None
-    bg_score_high: Optional[float] = None
-    use_crf: bool = True
-    crf: dict = field(default_factory=dict)
-    score_floor: float = 1e-5
-    out_size: int = 224
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.audio_threshold <= 1.0:
-            raise ValueError(f"audio_threshold must be in [0, 1], got {self.audio_threshold}")
-        if self.gamma < 0:
-            raise ValueError(f"gamma must be >= 0, got {self.gamma}")
-        if (self.bg_score_low is None) != (self.bg_score_high is None):
-            raise ValueError("set both bg_score_low and bg_score_high, or neither")
-        if self.score_floor <= 0:
-            raise ValueError(f"score_floor must be > 0, got {self.score_floor}")
-
-    @property
-    def two_scores(self) -> bool:
-        """True when ToCo's two-background-score trick is on."""
-        return self.bg_score_low is not None
+__all__ = ["PseudoMasksConfig", "sounding_classes", "upsampled_class_scores", "scores_to_probs",
+           "mask_at_bg_score", "frame_pseudo_mask", "PseudoMaskPool", "pseudo_masks"]
 
 
 def sounding_classes(audio_logits: np.ndarray, threshold: float) -> np.ndarray:
@@ -126,7 +84,7 @@ def scores_to_probs(scores: np.ndarray, floor: float) -> np.ndarray:
 
 
 def mask_at_bg_score(
-    image: np.ndarray, fg_scores: np.ndarray, classes: np.ndarray, bg_score: float, cfg: PseudoMaskConfig
+    image: np.ndarray, fg_scores: np.ndarray, classes: np.ndarray, bg_score: float, cfg: PseudoMasksConfig
 ) -> np.ndarray:
     """Class-index mask from ``argmax([b, M_k ...])``, CRF-refined when ``cfg.use_crf``.
 
@@ -140,7 +98,7 @@ def mask_at_bg_score(
     bg = np.full((1,) + fg_scores.shape[1:], bg_score, dtype=np.float32)
     stacked = np.concatenate([bg, fg_scores], axis=0)
     if cfg.use_crf:
-        stacked = DenseCRF(**cfg.crf)(image, scores_to_probs(stacked, cfg.score_floor))
+        stacked = DenseCRF(**asdict(cfg.crf))(image, scores_to_probs(stacked, cfg.score_floor))
     lut = np.concatenate([[0], classes + 1]).astype(np.uint8)
     return lut[np.argmax(stacked, axis=0)]
 
@@ -162,7 +120,7 @@ def _check_frame(image: np.ndarray, cams: np.ndarray, sounding: np.ndarray, audi
 
 
 def frame_pseudo_mask(
-    image: np.ndarray, cams: np.ndarray, sounding: np.ndarray, audio_logits: np.ndarray, cfg: PseudoMaskConfig
+    image: np.ndarray, cams: np.ndarray, sounding: np.ndarray, audio_logits: np.ndarray, cfg: PseudoMasksConfig
 ) -> np.ndarray:
     """Pseudo-mask of one frame (METHOD §4).
 
@@ -171,7 +129,7 @@ def frame_pseudo_mask(
         cams: ``(K, h, w)`` float32 raw CAMs (K = 70: column k is class index k + 1).
         sounding: ``(h, w)`` float32 sounding map in [0, 1].
         audio_logits: ``(K,)`` float32 audio logits of the frame's time step.
-        cfg: :class:`PseudoMaskConfig`.
+        cfg: :class:`PseudoMasksConfig`.
 
     Returns:
         ``(H, W)`` uint8 class indices: 0 background, k + 1 foreground, 255 where the two
@@ -215,7 +173,7 @@ class PseudoMaskPool:
     and ``Pool.imap`` keeps their order.
 
     Args:
-        cfg: :class:`PseudoMaskConfig`.
+        cfg: :class:`PseudoMasksConfig`.
         workers: processes to use; 1 runs in this process.
         mp_context: multiprocessing start method ("spawn" is safe with torch's thread pools).
 
@@ -223,7 +181,7 @@ class PseudoMaskPool:
         ValueError: ``workers < 1``.
     """
 
-    def __init__(self, cfg: PseudoMaskConfig, workers: int = 1, mp_context: str = "spawn") -> None:
+    def __init__(self, cfg: PseudoMasksConfig, workers: int = 1, mp_context: str = "spawn") -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.cfg, self.workers = cfg, workers
@@ -278,7 +236,7 @@ def pseudo_masks(
     cams: np.ndarray,
     sounding: np.ndarray,
     audio_logits: np.ndarray,
-    cfg: PseudoMaskConfig,
+    cfg: PseudoMasksConfig,
     *,
     workers: int = 1,
     mp_context: str = "spawn",
@@ -291,7 +249,7 @@ def pseudo_masks(
         cams: ``(M, K, h, w)`` float32 raw CAMs.
         sounding: ``(M, h, w)`` float32 sounding maps.
         audio_logits: ``(M, K)`` float32 audio logits.
-        cfg: :class:`PseudoMaskConfig`.
+        cfg: :class:`PseudoMasksConfig`.
         workers: processes to use; 1 runs in this process.
         mp_context: multiprocessing start method ("spawn" is safe with torch's thread pools).
 

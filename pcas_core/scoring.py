@@ -21,12 +21,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from pcas_core.constants import IGNORE_INDEX
 from pcas_core.metrics import AVSSAccumulator, binary_fscore, binary_miou, foreground_binary
 from pcas_core.metrics_official import (OfficialAVSSAccumulator, official_binary_scores,
                                         padded_frames)
 
 __all__ = ["KINDS", "MODES", "Prediction", "scored_frames", "score", "score_by_subset",
-           "report", "metrics_file"]
+           "report", "metrics_file", "scored_class_names", "scored_labels"]
 
 #: dataset kind -> how it is scored
 KINDS = {"avss": "semantic", "s4": "binary", "ms3": "binary"}
@@ -130,11 +131,44 @@ def _semantic(pred: Prediction, gts: np.ndarray, frames: pd.DataFrame) -> dict:
 
 def _binary(pred: Prediction, gts: np.ndarray, frames: pd.DataFrame, batch_videos: int) -> dict:
     fg_gt = np.stack([foreground_binary(g) for g in gts])
-    fg = (np.stack([foreground_binary(p) for p in pred.masks]).astype(np.float32)
-          if pred.foreground is None else pred.foreground)
+    fg_hard = np.stack([foreground_binary(p) for p in pred.masks])
+    fg = fg_hard.astype(np.float32) if pred.foreground is None else pred.foreground
+    per_class = AVSSAccumulator(num_classes=2)  # background / foreground, for the per-class plot
+    for p, g in zip(fg_hard, gts):
+        per_class.update(p, g)
     return {"clean": {"miou": binary_miou(fg, fg_gt), "fscore": binary_fscore(fg, fg_gt),
-                      "n_frames": len(fg)},
+                      "per_class_iou": per_class.compute()["per_class_iou"], "n_frames": len(fg)},
             "official": official_binary_scores(fg, fg_gt, frames["uid"].to_numpy(), batch_videos)}
+
+
+def scored_class_names(kind: str, names: list[str]) -> list[str]:
+    """Names of the classes the ground truth of ``kind`` holds, by class index: the dataset's
+    ``names`` for semantic kinds (AVSS); ``["background", "foreground"]`` for binary kinds
+    (S4/MS3 masks are 0/1, whatever class a model predicts).
+
+    Raises:
+        ValueError: unknown kind.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown dataset kind {kind!r}, expected one of {sorted(KINDS)}")
+    return list(names) if KINDS[kind] == "semantic" else ["background", "foreground"]
+
+
+def scored_labels(kind: str, masks: np.ndarray) -> np.ndarray:
+    """Predicted (M, H, W) uint8 class-index masks in the ground truth's label space, for
+    pictures and confusion rows: unchanged for semantic kinds; binary kinds: 1 wherever any
+    foreground class is predicted (:func:`pcas_core.metrics.foreground_binary`), as they are scored.
+
+    Raises:
+        ValueError: unknown kind, or masks not (M, H, W).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown dataset kind {kind!r}, expected one of {sorted(KINDS)}")
+    if masks.ndim != 3:
+        raise ValueError(f"masks must be M x H x W, got shape {masks.shape}")
+    if KINDS[kind] == "semantic":
+        return masks
+    return ((masks != 0) & (masks != IGNORE_INDEX)).astype(np.uint8)
 
 
 def score(kind: str, pred: Prediction, gts: np.ndarray, frames: pd.DataFrame, *,
@@ -153,7 +187,8 @@ def score(kind: str, pred: Prediction, gts: np.ndarray, frames: pd.DataFrame, *,
         ``miou_present``, ``fscore_present``, ``per_class_iou``, ``per_class_fscore``,
         ``fg_miou``, ``fg_fscore``, ``n_frames``; official ``miou``, ``fscore``, ``miou_noBg``,
         ``fscore_noBg``, ``n_frames`` (padded included), ``n_padded``. Binary: ``miou``,
-        ``fscore``, ``n_frames`` in both, ``n_batches`` in official.
+        ``fscore``, ``n_frames`` in both, ``n_batches`` in official, and clean ``per_class_iou``
+        of (background, foreground) (:func:`scored_class_names`; AVSBench's per-frame mean).
 
     Raises:
         ValueError: unknown kind, or shapes that disagree (names them).

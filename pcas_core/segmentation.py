@@ -19,6 +19,7 @@ from pcas_core.checkpoint import load_checkpoint, save_checkpoint
 from pcas_core.looking import video_loader
 from pcas_core.models.heads import SegmentationHead
 from pcas_core.models.visual import VisualClassifier
+from pcas_core.resume import EpochCheckpoint
 from pcas_core.training import autocast, fit
 
 __all__ = ["FEATURES", "PaddedFrame", "patch_tokens_of", "padded_frame", "train_segmentation_head",
@@ -107,7 +108,8 @@ def train_segmentation_head(head: SegmentationHead, tokens: torch.Tensor, masks:
                             epochs: int, batch_frames: int, lr: float, weight_decay: float,
                             ignore_index: int, train_size: int, background_weight: float = 1.0,
                             seed: int, device: torch.device, logger: logging.Logger,
-                            on_epoch: EpochCallback | None = None) -> list[dict[str, float]]:
+                            on_epoch: EpochCallback | None = None,
+                            checkpoint: EpochCheckpoint | None = None) -> list[dict[str, float]]:
     """Cross-entropy of the head's upsampled logits against pseudo-masks.
 
     Args:
@@ -119,6 +121,7 @@ def train_segmentation_head(head: SegmentationHead, tokens: torch.Tensor, masks:
         background_weight: cross-entropy weight of class 0 (others weigh 1); below 1 it counters
             the background's share of the pixels.
         on_epoch: per-epoch callback of :func:`pcas_core.training.fit` (training curves).
+        checkpoint: resume checkpoint of :func:`pcas_core.training.fit` (None: none written).
     """
     if len(tokens) != len(masks):
         raise ValueError(f"{len(tokens)} frames of tokens but {len(masks)} pseudo-masks")
@@ -143,7 +146,8 @@ def train_segmentation_head(head: SegmentationHead, tokens: torch.Tensor, masks:
 
     return fit(head, batches, compute_loss, epochs=epochs,
                steps_per_epoch=-(-len(tokens) // batch_frames), groups=[(head.parameters(), lr)],
-               weight_decay=weight_decay, device=device, logger=logger, on_epoch=on_epoch)
+               weight_decay=weight_decay, device=device, logger=logger, on_epoch=on_epoch,
+               checkpoint=checkpoint)
 
 
 @torch.no_grad()

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from pcas_core import distributed
+from pcas_core.resume import EpochCheckpoint, Restored
 
 __all__ = ["make_optimizer", "warmup_cosine", "fit", "autocast"]
 
@@ -55,7 +56,8 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
         groups: list[tuple[Iterable[nn.Parameter], float]], warmup_epochs: float = 0.0,
         weight_decay: float = 0.0, grad_clip: float = 0.0, device: torch.device,
         amp: bool = False, logger: logging.Logger | None = None,
-        on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> list[dict[str, float]]:
+        on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+        checkpoint: EpochCheckpoint | None = None) -> list[dict[str, float]]:
     """Train ``model`` in place.
 
     Args:
@@ -72,6 +74,10 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
             every logged term plus ``lr``, the first parameter group's learning rate at the end
             of the epoch (e.g. :func:`pcas_core.curves.epoch_curves` for DVCLive curves);
             rank 0 only in a distributed run.
+        checkpoint: written after each epoch; when it resumes, training continues after its
+            epoch and ``on_epoch`` is first replayed for the finished epochs
+            (:class:`pcas_core.resume.EpochCheckpoint`), so weights, history and curves equal an
+            uninterrupted run's. Rank 0 alone writes it; every rank restores it.
 
     Several processes (:mod:`pcas_core.distributed`): ``batches`` yields this rank's share of
     each global batch, ``compute_loss`` runs inside ``DistributedDataParallel`` (gradients
@@ -83,15 +89,20 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
 
     Raises:
         FloatingPointError: the loss became NaN or infinite.
+        pcas_core.resume.ResumeError: a resume checkpoint made with other params.
     """
     logger = logger or logging.getLogger(__name__)
     optimizer = make_optimizer(groups, weight_decay)
     scheduler = warmup_cosine(optimizer, total_steps=epochs * steps_per_epoch,
                               warmup_steps=int(round(warmup_epochs * steps_per_epoch)))
-    history = []
     model.to(device).train()
+    done = checkpoint.restore(model, optimizer, scheduler) if checkpoint else Restored()
+    history, lrs = done.history, done.lrs
+    if on_epoch is not None and distributed.is_main():
+        for epoch, means in enumerate(history):
+            on_epoch(epoch, {**means, "lr": lrs[epoch]})  # curves of the restored epochs
     step = distributed.ddp_step(model, compute_loss, device)  # compute_loss itself in one process
-    for epoch in range(epochs):
+    for epoch in range(len(history), epochs):
         sums: dict[str, float] = {}
         n = 0
         for batch in tqdm(batches(epoch), total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}",
@@ -112,8 +123,11 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
             n += 1
         means = distributed.all_mean({k: v / max(n, 1) for k, v in sums.items()})
         history.append(means)
+        lrs.append(float(scheduler.get_last_lr()[0]))
+        if checkpoint is not None and distributed.is_main():
+            checkpoint.save(epoch, model, optimizer, scheduler, history, lrs)
         if on_epoch is not None and distributed.is_main():
-            on_epoch(epoch, {**means, "lr": float(scheduler.get_last_lr()[0])})
+            on_epoch(epoch, {**means, "lr": lrs[-1]})
         logger.info("epoch %d/%d %s", epoch + 1, epochs,
                     " ".join(f"{k}={v:.4f}" for k, v in means.items()))
     model.eval()

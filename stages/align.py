@@ -14,6 +14,7 @@ from pcas_core.data.dataset import open_dataset
 from pcas_core.distributed import on_main
 from pcas_core.models.visual import load_visual
 from pcas_core.params import load_config
+from pcas_core.resume import EpochCheckpoint
 from pcas_core.stores import read_store, store_rows, write_store_batches
 
 app = typer.Typer(add_completion=False)
@@ -31,23 +32,25 @@ def align(
     """Train L = w_cls L_cls + w_cmc L_cmc + w_cmpc L_cmpc + w_cmcc L_cmcc on the train split, each
     term switched by `align.cmc`/`cmpc`/`cmcc` (params `data`, `align`)."""
     p, log, device = start_stage("align", params, "data", "align", ranks=True)
-    cfg = load_config(params).align
-    amp, seed = bool(p["base"]["amp"]), int(p["base"]["seed"])
-    workers = int(p["base"]["num_workers"])
-    data = open_dataset(p["data"])
+    typed = load_config(params)
+    cfg, base = typed.align, typed.base
+    data = open_dataset(typed.data)
     visual, visual_cfg = load_visual(visual_model)
     keys, audio = read_store(audio_store, "audio", ["audio_token"])
     tokens = audio["audio_token"][store_rows(keys, data.frames, source=audio_store)]
     model = build_align_model(visual, tokens.shape[1], cfg)
     train = data.split("train")
     train_tokens = tokens[(data.frames["split"] == "train").to_numpy()]
+    checkpoint = EpochCheckpoint.for_stage("align", p, [visual_model, audio_store], logger=log)
     with epoch_curves(curves_out) as on_epoch:
         train_alignment(model, train.clips(visual.mean, visual.std, augment=cfg.augment or None,
-                                           num_workers=workers), train.frames, train_tokens, cfg, seed=seed, device=device, amp=amp,
-                        logger=log, on_epoch=on_epoch)
+                                           num_workers=base.num_workers),
+                        train.frames, train_tokens, cfg, seed=base.seed, device=device,
+                        amp=base.amp, logger=log, on_epoch=on_epoch, checkpoint=checkpoint)
     on_main(save_checkpoint, model_out, model.visual, visual_cfg)
     on_main(write_store_batches, store_out, "maps", data.frames,
-            iter_maps(model, data.clips(visual.mean, visual.std, num_workers=workers),
-                      data.frames, tokens, batch_videos=cfg.batch_videos, device=device, amp=amp,
-                      ranks=True), params=p)
+            iter_maps(model, data.clips(visual.mean, visual.std, num_workers=base.num_workers),
+                      data.frames, tokens, batch_videos=cfg.batch_videos, device=device,
+                      amp=base.amp, ranks=True), params=p)
+    on_main(checkpoint.remove)
     log.info("wrote %s: maps of %d frames", store_out, len(data.frames))

@@ -1,5 +1,6 @@
 """Stage demo_data: compose the bundled demo dataset (AVSBench-semantic layout) from real media."""
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -7,6 +8,7 @@ import typer
 
 from pcas_core.config import start_stage
 from pcas_core.data.demo import build_demo_dataset
+from pcas_core.params import load_config
 
 app = typer.Typer(add_completion=False)
 
@@ -20,10 +22,10 @@ def demo_data(
 ) -> None:
     """Compose demo clips (params section `demo`): backgrounds, moving cut-outs, masks, 16 kHz audio,
     with single-source, multi-source and visible-but-silent clips."""
-    p, log, _ = start_stage("demo_data", params, "demo")
-    cfg = p["demo"]
-    meta = build_demo_dataset(assets, out, seed=int(cfg["seed"]), clips=cfg["clips"],
-                              img_size=int(cfg["img_size"]), n_frames=int(cfg["n_frames"]),
-                              sample_rate=int(cfg["sample_rate"]), classes=cfg.get("classes"))
+    _, log, _ = start_stage("demo_data", params, "demo")
+    cfg = load_config(params).demo
+    meta = build_demo_dataset(assets, out, seed=cfg.seed, clips=asdict(cfg.clips),
+                              img_size=cfg.img_size, n_frames=cfg.n_frames,
+                              sample_rate=cfg.sample_rate, classes=cfg.classes)
     log.info("wrote %d videos to %s: %s", len(meta), out,
              meta.groupby(["split", "label"]).size().to_dict())

@@ -2,6 +2,7 @@
 in both metric modes beside the test pseudo-masks and three sanity baselines."""
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -15,11 +16,14 @@ from pcas_core.crf import DenseCRF
 from pcas_core.curves import epoch_curves
 from pcas_core.data.avsbench import class_names
 from pcas_core.data.dataset import open_dataset
+from pcas_core.data.palette import IGNORE_INDEX
 from pcas_core.distributed import is_main
-from pcas_core.data.palette import IGNORE_INDEX, NUM_CLASSES
 from pcas_core.models.heads import SegmentationHead
 from pcas_core.models.visual import load_visual
-from pcas_core.scoring import Prediction, metrics_file, score, score_by_subset, scored_frames
+from pcas_core.params import load_config
+from pcas_core.resume import EpochCheckpoint
+from pcas_core.scoring import (Prediction, metrics_file, score, score_by_subset, scored_class_names,
+                               scored_frames, scored_labels)
 from pcas_core.inference import test_prediction
 from pcas_core.segmentation import (patch_tokens_of, save_segmentation_head,
                                     train_segmentation_head)
@@ -47,60 +51,64 @@ def evaluate(
     """Train the head (params `data`, `evaluate`), predict the test split and score it in the
     clean and official modes, beside the raw test pseudo-masks and the sanity baselines."""
     p, log, device = start_stage("evaluate", params, "data", "evaluate", ranks=True)
-    cfg, amp, seed = p["evaluate"], bool(p["base"]["amp"]), int(p["base"]["seed"])
-    workers = int(p["base"]["num_workers"])
-    kind = p["data"]["dataset"]
-    data = open_dataset(p["data"])
+    typed = load_config(params)
+    cfg, base, kind = typed.evaluate, typed.base, typed.data.dataset
+    data = open_dataset(typed.data)
     train, test = data.split("train"), data.split("test")
     scored = scored_frames(test.frames, require_all=True)
     visual, _ = load_visual(visual_model)
-    bs, feats = int(cfg["batch_videos"]), cfg["features"]
+    checkpoint = EpochCheckpoint.for_stage("evaluate", p, [visual_model, pseudo_store],
+                                           logger=log)
     train_tokens = patch_tokens_of(visual, train.clips(visual.mean, visual.std,
-                                                       num_workers=workers), features=feats,
-                                   batch_videos=bs, device=device, amp=amp, ranks=True)
-    head = SegmentationHead(in_dim=train_tokens.shape[-1], num_classes=NUM_CLASSES,
-                            grid=visual.grid, hidden_dim=int(cfg["hidden_dim"]))
+                                                       num_workers=base.num_workers),
+                                   features=cfg.features, batch_videos=cfg.batch_videos,
+                                   device=device, amp=base.amp, ranks=True)
+    head = SegmentationHead(in_dim=train_tokens.shape[-1], num_classes=data.labels.shape[1] + 1,
+                            grid=visual.grid, hidden_dim=cfg.hidden_dim)
     with epoch_curves(curves_out) as on_epoch:
         train_segmentation_head(head, train_tokens,
                                 read_rows(pseudo_store, "pseudo_masks", train.frames, ["mask"])["mask"],
-                                epochs=int(cfg["epochs"]), batch_frames=int(cfg["batch_frames"]),
-                                lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]),
-                                ignore_index=IGNORE_INDEX, train_size=int(cfg["train_size"]),
-                                background_weight=float(cfg["background_weight"]),
-                                seed=seed, device=device, logger=log, on_epoch=on_epoch)
+                                epochs=cfg.epochs, batch_frames=cfg.batch_frames, lr=cfg.lr,
+                                weight_decay=cfg.weight_decay, ignore_index=IGNORE_INDEX,
+                                train_size=cfg.train_size,
+                                background_weight=cfg.background_weight, seed=base.seed,
+                                device=device, logger=log, on_epoch=on_epoch,
+                                checkpoint=checkpoint)
     if not is_main():  # the rest (test prediction, scores, plots) runs in rank 0 alone
         return
-    save_segmentation_head(head_out, head, features=feats)
+    save_segmentation_head(head_out, head, features=cfg.features)
     method, images, pad = test_prediction(
-        visual, head, test, features=feats, num_workers=workers, batch_videos=bs,
-        batch_frames=int(cfg["batch_frames"]), device=device, amp=amp,
-        crf=DenseCRF(**cfg["crf_params"]) if cfg["crf"] else None)
+        visual, head, test, features=cfg.features, num_workers=base.num_workers,
+        batch_videos=cfg.batch_videos, batch_frames=cfg.batch_frames, device=device, amp=base.amp,
+        crf=DenseCRF(**asdict(cfg.crf_params)) if cfg.crf else None)
     preds = method.masks
     baselines = sanity_baselines(images, read_rows(audio_store, "audio", scored, ["logits"])["logits"],
                                  read_rows(maps_store, "maps", scored, ["cam"])["cam"],
                                  read_rows(visual_store, "visual", scored, ["logits"])["logits"],
                                  padded_image=pad.image, padded_cam=pad.cam,
-                                 padded_logits=pad.logits, crf=cfg["crf_params"], **cfg["baselines"])
+                                 padded_logits=pad.logits, cfg=cfg.baselines, crf=cfg.crf_params)
     pseudo = Prediction(read_rows(pseudo_store, "pseudo_masks", scored, ["mask"])["mask"])
-    gts, official_bs = test.masks(), int(cfg["official_batch_videos"])
+    gts, official_bs = test.masks(), cfg.official_batch_videos
     scores = score_by_subset(kind, method, gts, scored, batch_videos=official_bs)
     refs = {"pseudo_masks": pseudo, **{f"baseline.{k}": v for k, v in baselines.items()}}
     result = metrics_file(kind, "test", scores, {
         name: score(kind, pred, gts, scored, batch_videos=official_bs) for name, pred in refs.items()})
     with atomic_path(metrics_out) as tmp:
         tmp.write_text(json.dumps(result, indent=2))
-    names = class_names(data.label2idx)
+    names = scored_class_names(kind, class_names(data.label2idx))
+    shown = scored_labels(kind, preds)  # binary kinds: foreground, as scored
     with atomic_path(per_class_out) as tmp:
         pd.DataFrame({"class": names, "iou": scores["clean"]["per_class_iou"]}).dropna().to_csv(
             tmp, index=False)
     with atomic_path(confusion_out) as tmp:
-        pd.DataFrame(confusion_rows(preds, gts, names, int(cfg["confusion_stride"])),
+        pd.DataFrame(confusion_rows(shown, gts, names, cfg.confusion_stride),
                      columns=["actual", "predicted"]).to_csv(tmp, index=False)
     with atomic_path(overlays_out, directory=True) as tmp:
-        for i in pick_overlay_frames(scored, int(cfg["n_overlays"]), cfg["overlay_uid_contains"]):
+        for i in pick_overlay_frames(scored, cfg.n_overlays, cfg.overlay_uid_contains):
             name = f"{scored.uid[i]}_{scored.frame[i]}"
-            comparison_strip(tmp / f"{name}.png", images[i], gts[i], preds[i], data.palette, names,
+            comparison_strip(tmp / f"{name}.png", images[i], gts[i], shown[i], data.palette, names,
                              title=name)
+    checkpoint.remove()
     log.info("test: clean miou %.4f, official miou %.4f; baselines (clean miou): %s",
              result["clean"]["miou"], result["official"]["miou"],
              {k: v["clean"]["miou"] for k, v in result["baseline"].items()})

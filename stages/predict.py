@@ -6,6 +6,7 @@ overridable here) and writes only under --out.
 """
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -35,14 +36,15 @@ def predict(
     --root, the test-split metrics of another dataset (as `evaluate` writes them) in OUT/metrics.json."""
     if (video is None) == (root is None):
         raise typer.BadParameter("give either a VIDEO or --root DATASET, not both or neither")
-    p, log, device = start_stage("predict", params, "data", "fbank", "predict")
-    cfg, amp = load_config(params).predict, bool(p["base"]["amp"])
+    _, log, device = start_stage("predict", params, "data", "fbank", "predict")
+    typed = load_config(params)
+    cfg, amp = typed.predict, typed.base.amp
     given = {"visual": visual_model, "audio": audio_model, "aligned": aligned_model,
              "head": head_model}
     paths = {k: given[k] or getattr(cfg.models, k) for k in given}
     models = load_models(**{k: Path(v) for k, v in paths.items()})
     if root is not None:
-        data = open_dataset({**p["data"], "root": root, "img_size": models.img_size},
+        data = open_dataset(replace(typed.data, root=str(root), img_size=models.img_size),
                             needed_splits=("test",))
         result = score_dataset(models, data, batch_videos=cfg.batch_videos,
                                batch_frames=cfg.batch_frames,
@@ -55,10 +57,10 @@ def predict(
                  result["official"]["miou"], result["baseline"]["background"]["clean"]["miou"],
                  out / "metrics.json")
         return
-    summary = predict_video(models, video, out, fps=fps or cfg.fps, fbank=p["fbank"],
+    summary = predict_video(models, video, out, fps=fps or cfg.fps, fbank=typed.fbank,
                             audio_threshold=cfg.audio_threshold,
                             overlay_alpha=cfg.overlay_alpha,
-                            class_names=class_names(read_label2idx(Path(p["data"]["root"]))),
+                            class_names=class_names(read_label2idx(Path(typed.data.root))),
                             palette=voc_palette(), batch_frames=cfg.batch_frames,
                             device=device, amp=amp)
     log.info("%s: %d frames of %.2f s video in %.2f s wall time, %.3f s per second of video -> %s",

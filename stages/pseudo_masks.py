@@ -12,7 +12,8 @@ from pcas_core.config import start_stage
 from pcas_core.data.dataset import open_dataset
 from pcas_core.distributed import is_main
 from pcas_core.pseudo_mask_pass import write_pseudo_masks
-from pcas_core.pseudo_masks import PseudoMaskConfig, PseudoMaskPool
+from pcas_core.params import load_config
+from pcas_core.pseudo_masks import PseudoMaskPool
 from pcas_core.scoring import Prediction, metrics_file, score_by_subset, scored_frames
 from pcas_core.stores import open_store, read_rows, store_writer
 
@@ -30,15 +31,14 @@ def pseudo_masks_stage(
     """Pseudo-masks of every frame (params `data`, `pseudo_masks`); no labels are used. Their
     quality on the train split is scored against ground truth where it exists (evaluation only)."""
     p, log, _ = start_stage("pseudo_masks", params, "data", "pseudo_masks", ranks=True)
-    cfg = dict(p["pseudo_masks"])
-    workers, official_bs = int(cfg.pop("workers")), int(cfg.pop("official_batch_videos"))
-    kind = p["data"]["dataset"]
-    data = open_dataset(p["data"])
+    typed = load_config(params)
+    cfg, kind = typed.pseudo_masks, typed.data.dataset
+    data = open_dataset(typed.data)
     size = (data.img_size, data.img_size)
     with open_store(maps_store, "maps") as maps, open_store(audio_store, "audio", ["logits"]) as audio, \
             (store_writer(store_out, "pseudo_masks", data.frames, {"mask": size}, params=p)
              if is_main() else contextlib.nullcontext()) as out, \
-            PseudoMaskPool(PseudoMaskConfig(**cfg, out_size=data.img_size), workers) as pool:
+            PseudoMaskPool(cfg, cfg.workers) as pool:
         write_pseudo_masks(data, maps, audio, out, pool)  # chunk by chunk, split over ranks
     if not is_main():
         return
@@ -46,7 +46,7 @@ def pseudo_masks_stage(
     scored = scored_frames(train.frames, require_all=False)
     result = metrics_file(kind, "train", score_by_subset(
         kind, Prediction(read_rows(store_out, "pseudo_masks", scored, ["mask"])["mask"]),
-        train.masks(), scored, batch_videos=official_bs), {})
+        train.masks(), scored, batch_videos=cfg.official_batch_videos), {})
     with atomic_path(metrics_out) as tmp:
         tmp.write_text(json.dumps(result, indent=2))
     log.info("pseudo-masks vs train ground truth: clean %s, official %s", result["clean"],

@@ -17,7 +17,9 @@ from pcas_core.distributed import is_main, on_main
 from pcas_core.listening import encode_audio, step_prompts, steps_to_frames, train_tvp
 from pcas_core.metrics import frame_classification_from_logits
 from pcas_core.models.ast_init import init_audio_encoder
-from pcas_core.models.tvp import TVPAudioEncoder
+from pcas_core.models.tvp import TVPAudioEncoder, tvp_model_config
+from pcas_core.params import load_config
+from pcas_core.resume import EpochCheckpoint
 from pcas_core.store_view import StoreRowsView
 from pcas_core.stores import open_store, read_store, store_rows, write_store
 
@@ -37,34 +39,36 @@ def train_audio(
     """Train on the train split (params `data`, `train_audio`); score frame-level audio
     classification on the test split against the classes in each frame's mask (METHOD §2)."""
     p, log, device = start_stage("train_audio", params, "data", "train_audio", ranks=True)
-    cfg, amp, seed = p["train_audio"], bool(p["base"]["amp"]), int(p["base"]["seed"])
-    data = open_dataset(p["data"])
+    typed = load_config(params)
+    cfg, base = typed.train_audio, typed.base
+    data = open_dataset(typed.data)
     vis_keys, vis = read_store(visual_store, "visual", ["pooled_patch"])
     pooled = vis["pooled_patch"][store_rows(vis_keys, data.frames, source=visual_store)]
     with open_store(fbank_store, "fbank") as fb:  # fbank rows are read batch by batch
         rows = store_rows(fb.keys, data.metadata, source=fbank_store)
         fbank = StoreRowsView(fb, "fbank", rows)
-        model_cfg = {k: cfg["model"][k] for k in cfg["model"]}
-        model_cfg.update(num_classes=data.labels.shape[1], target_length=fbank.shape[1],
-                         n_mels=fbank.shape[2], prompt_dim=pooled.shape[1],
-                         use_prompts=bool(cfg["tvp"]), prompt_position=cfg["prompt_position"])
+        model_cfg = tvp_model_config(cfg, num_classes=data.labels.shape[1],
+                                     target_length=fbank.shape[1], n_mels=fbank.shape[2],
+                                     prompt_dim=pooled.shape[1])
         model = TVPAudioEncoder(**model_cfg)
-        init_audio_encoder(model, cfg["init"])
+        init_audio_encoder(model, cfg.init)
         n_steps = torch.from_numpy(fb.rows("n_steps", rows).astype(np.int64))
         prompts = torch.from_numpy(step_prompts(data.frames, pooled, len(data.metadata),
-                                                model_cfg["max_steps"])) if cfg["tvp"] else None
+                                                cfg.model.max_steps)) if cfg.tvp else None
         train = torch.tensor((data.metadata["split"] == "train").to_numpy())
+        checkpoint = EpochCheckpoint.for_stage("train_audio", p, [fbank_store, visual_store],
+                                                logger=log)
         with epoch_curves(curves_out) as on_epoch:
             train_tvp(model, fbank[train], prompts[train] if prompts is not None else None,
                       n_steps[train], torch.from_numpy(data.labels)[train],
-                      epochs=int(cfg["epochs"]), batch_videos=int(cfg["batch_videos"]),
-                      lr=float(cfg["lr"]), warmup_epochs=float(cfg["warmup_epochs"]),
-                      weight_decay=float(cfg["weight_decay"]), seed=seed, device=device, amp=amp,
-                      logger=log, on_epoch=on_epoch)
+                      epochs=cfg.epochs, batch_videos=cfg.batch_videos, lr=cfg.lr,
+                      warmup_epochs=cfg.warmup_epochs, weight_decay=cfg.weight_decay,
+                      seed=base.seed, device=device, amp=base.amp, logger=log,
+                      on_epoch=on_epoch, checkpoint=checkpoint)
         on_main(save_checkpoint, model_out, model, model_cfg)
         tokens, logits = encode_audio(model, fbank, prompts, n_steps,
-                                      batch_videos=int(cfg["batch_videos"]), device=device,
-                                      amp=amp, ranks=True)
+                                      batch_videos=cfg.batch_videos, device=device, amp=base.amp,
+                                      ranks=True)
     if not is_main():
         return
     frame_logits = steps_to_frames(logits, data.frames)
@@ -73,7 +77,8 @@ def train_audio(
     test = (data.frames["split"] == "test").to_numpy()
     scores = frame_classification_from_logits(frame_logits[test],
                                               data.split("test").frame_classes(),
-                                              threshold=float(cfg["eval_threshold"]))
+                                              threshold=cfg.eval_threshold)
     with atomic_path(metrics_out) as tmp:
-        tmp.write_text(json.dumps({"frame_cls_test": scores, "tvp": bool(cfg["tvp"])}, indent=2))
+        tmp.write_text(json.dumps({"frame_cls_test": scores, "tvp": cfg.tvp}, indent=2))
+    checkpoint.remove()
     log.info("test frame-level audio classification: %s", scores)

@@ -14,7 +14,9 @@ from pcas_core.data.dataset import open_dataset
 from pcas_core.distributed import is_main, on_main
 from pcas_core.looking import iter_encoded, train_visual_classifier
 from pcas_core.metrics import frame_classification_from_logits
-from pcas_core.models.visual import build_visual
+from pcas_core.models.visual import build_visual, visual_model_config
+from pcas_core.params import load_config
+from pcas_core.resume import EpochCheckpoint
 from pcas_core.stores import read_rows, write_store_batches
 
 app = typer.Typer(add_completion=False)
@@ -30,32 +32,26 @@ def train_visual(
 ) -> None:
     """Train on the train split (params `data`, `train_visual`), then encode every frame."""
     p, log, device = start_stage("train_visual", params, "data", "train_visual", ranks=True)
-    cfg, amp = p["train_visual"], bool(p["base"]["amp"])
-    workers = int(p["base"]["num_workers"])
-    data = open_dataset(p["data"])
-    model_cfg = {"backbone": cfg["backbone"], "num_classes": data.labels.shape[1],
-                 "img_size": data.img_size, "pretrained": cfg["pretrained"],
-                 "backbone_kwargs": cfg.get("backbone_kwargs") or {},
-                 "head_bias_prior": float(cfg["head_bias_prior"]),
-                 "conv_stem": bool(cfg["conv_stem"]), "token_layer": int(cfg["token_layer"]),
-                 "frozen_stages": int(cfg["frozen_stages"])}
+    typed = load_config(params)
+    cfg, base = typed.train_visual, typed.base
+    data = open_dataset(typed.data)
+    model_cfg = visual_model_config(cfg, num_classes=data.labels.shape[1], img_size=data.img_size)
     model = build_visual(model_cfg)
-    train = data.split("train").clips(model.mean, model.std, augment=cfg["augment"] or None,
-                                      max_frames=int(cfg["max_frames"]), num_workers=workers)
+    train = data.split("train").clips(model.mean, model.std, augment=cfg.augment or None,
+                                      max_frames=cfg.max_frames, num_workers=base.num_workers)
+    checkpoint = EpochCheckpoint.for_stage("train_visual", p, logger=log)
     with epoch_curves(curves_out) as on_epoch:
-        train_visual_classifier(model, train, epochs=int(cfg["epochs"]),
-                                batch_videos=int(cfg["batch_videos"]), lr=float(cfg["lr"]),
-                                warmup_epochs=float(cfg["warmup_epochs"]),
-                                weight_decay=float(cfg["weight_decay"]),
-                                frame_pool=cfg["frame_pool"],
-                                w_class_token=float(cfg["w_class_token"]),
-                                seed=int(p["base"]["seed"]), device=device, amp=amp, logger=log,
-                                on_epoch=on_epoch)
+        train_visual_classifier(model, train, epochs=cfg.epochs, batch_videos=cfg.batch_videos,
+                                lr=cfg.lr, warmup_epochs=cfg.warmup_epochs,
+                                weight_decay=cfg.weight_decay, frame_pool=cfg.frame_pool,
+                                w_class_token=cfg.w_class_token, seed=base.seed, device=device,
+                                amp=base.amp, logger=log, on_epoch=on_epoch,
+                                checkpoint=checkpoint)
     on_main(save_checkpoint, model_out, model, model_cfg)
     on_main(write_store_batches, store_out, "visual", data.frames,
-            iter_encoded(model, data.clips(model.mean, model.std, num_workers=workers),
-                         batch_videos=int(cfg["batch_videos"]), device=device, amp=amp,
-                         ranks=True), params=p)
+            iter_encoded(model, data.clips(model.mean, model.std, num_workers=base.num_workers),
+                         batch_videos=cfg.batch_videos, device=device, amp=base.amp, ranks=True),
+            params=p)
     if not is_main():
         return
     test = data.split("test")
@@ -63,4 +59,5 @@ def train_visual(
     scores = frame_classification_from_logits(logits, test.frame_classes())
     with atomic_path(metrics_out) as tmp:
         tmp.write_text(json.dumps({"frame_cls_test": scores}, indent=2))
+    checkpoint.remove()
     log.info("test frame classification: %s", scores)

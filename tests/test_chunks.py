@@ -9,7 +9,8 @@ from pcas_core.data.chunks import row_chunks
 from pcas_core.data.dataset import open_dataset
 from pcas_core.data.images import SPLIT_MODES, load_frame
 from pcas_core.pseudo_mask_pass import write_pseudo_masks
-from pcas_core.pseudo_masks import PseudoMaskConfig, PseudoMaskPool, pseudo_masks
+from pcas_core.params import PseudoMasksConfig
+from pcas_core.pseudo_masks import PseudoMaskPool, pseudo_masks
 from pcas_core.stores import (open_store, read_rows, read_store, store_writer, write_store,
                               write_store_batches)
 from layouts import make_avss
@@ -102,7 +103,7 @@ def test_pseudo_mask_pass_in_chunks_equals_whole_arrays(tmp_path):
     order = np.random.default_rng(4).permutation(m)
     write_store(tmp_path / "audio.h5", "audio", data.frames.iloc[order],
                 {"audio_token": np.zeros((m, 3), np.float32), "logits": logits[order]}, params={})
-    cfg = PseudoMaskConfig(audio_threshold=0.5, bg_score=0.3, use_crf=True, out_size=16)
+    cfg = PseudoMasksConfig(audio_threshold=0.5, bg_score=0.3, use_crf=True)
     expected = pseudo_masks(data.images(), maps["cam"].astype(np.float32), maps["sounding"],
                             logits, cfg)
     with open_store(tmp_path / "maps.h5", "maps") as mp, \

@@ -36,12 +36,14 @@ def _merge(base: dict, update: dict) -> dict:
     return base
 
 
-def _run(cmd: list[str], cwd: Path) -> str:
+def _run(cmd: list[str], cwd: Path, check: bool = True, **extra_env: str) -> str:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t", "PCAS_LOG_LEVEL": "WARNING"}
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t", "PCAS_LOG_LEVEL": "WARNING",
+           **extra_env}
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0 or not check, \
+        f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout + proc.stderr
 
 
@@ -151,3 +153,52 @@ def test_a_killed_stage_leaves_no_partial_output_and_dvc_restores_the_previous(p
     _run(["dvc", "checkout", "-f"], project)
     assert [hashlib.md5(p.read_bytes()).hexdigest() for p in outs] == before
     assert _ran(_run(["dvc", "repro"], project)) == set()
+
+
+# Loaded by every Python process of a `dvc repro` run under this PYTHONPATH; in `pcas` only, it
+# kills the process (as a crash or SIGKILL would) right after the resume checkpoint of the given
+# epoch is written.
+_CRASH_HOOK = """
+import os, sys
+if os.path.basename(sys.argv[0]) == "pcas" and os.environ.get("PCAS_TEST_KILL_AFTER_EPOCH"):
+    import pcas_core.resume as resume
+    _save = resume.EpochCheckpoint.save
+    def save(self, epoch, *args, **kwargs):
+        _save(self, epoch, *args, **kwargs)
+        if epoch == int(os.environ["PCAS_TEST_KILL_AFTER_EPOCH"]):
+            os._exit(9)
+    resume.EpochCheckpoint.save = save
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_training_stage_resumes_to_the_same_outputs(project, tmp_path):
+    """`PCAS_RESUME=1 dvc repro` after a stage died mid-training: the same model, metrics and
+    curves, bit for bit, as the uninterrupted run; dvc.lock as if nothing happened."""
+    original = (project / "params.yaml").read_text()
+    params = yaml.safe_load(original)
+    params["evaluate"]["epochs"] = 3
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    outs = lambda: {str(p.relative_to(project)): p.read_bytes() for p in sorted(
+        [project / "models" / "seg_head.safetensors", project / "dvc.lock",
+         *(project / "dvclive" / "evaluate").rglob("*.*"), *(project / "metrics").glob("*.json"),
+         *(project / "plots").glob("*.csv")]) if p.is_file()}
+    try:
+        _run(["dvc", "repro"], project)
+        assert not (project / "checkpoints").exists()  # removed once the stage completed
+        first = outs()
+        (tmp_path / "sitecustomize.py").write_text(_CRASH_HOOK)
+        hook = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+        _run(["dvc", "repro", "-f", "-s", "evaluate"], project, check=False, PYTHONPATH=hook,
+             PCAS_TEST_KILL_AFTER_EPOCH="1")
+        assert (project / "checkpoints" / "evaluate" / "last.pt").is_file()
+        assert not (project / "models" / "seg_head.safetensors").exists()
+        # -f: the uninterrupted run's outputs are in DVC's cache, which a plain `dvc repro` would
+        # check out instead of running the stage
+        log = _run(["dvc", "repro", "-f", "-s", "evaluate"], project, PCAS_RESUME="1",
+                   PCAS_LOG_LEVEL="INFO")
+        assert _ran(log) == {"evaluate"} and "after epoch 2" in log
+        assert outs() == first
+        assert not (project / "checkpoints").exists()
+    finally:
+        (project / "params.yaml").write_text(original)

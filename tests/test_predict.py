@@ -3,6 +3,7 @@ path; bad files are refused with their name; a 1080p 30 fps stereo 44.1 kHz clip
 resampled correctly; `--root` scores another dataset as `evaluate` does."""
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import av
@@ -26,6 +27,7 @@ from pcas_core.looking import encode_frames
 from pcas_core.models.heads import SegmentationHead
 from pcas_core.models.tvp import TVPAudioEncoder
 from pcas_core.models.visual import build_visual
+from pcas_core.params import FbankConfig
 from pcas_core.predict import predict_video, to_model_audio
 from pcas_core.scoring import Prediction, score, scored_frames
 from pcas_core.segmentation import save_segmentation_head
@@ -33,8 +35,7 @@ from stages.cli import app
 
 ASSETS = Path(__file__).resolve().parents[1] / "data" / "demo-assets"
 SIZE, N_FRAMES, SR = 32, 5, 16000
-FBANK = {"sample_rate": SR, "num_mel_bins": 32, "target_length": 500, "frame_shift_ms": 10.0,
-         "norm_mean": -4.2677393, "norm_std": 4.5689974}
+FBANK = FbankConfig(sample_rate=SR, num_mel_bins=32, target_length=500, frame_shift_ms=10.0)
 CPU = torch.device("cpu")
 
 
@@ -75,7 +76,7 @@ def setup(tmp_path_factory):
     params.write_text(
         "base: {seed: 0, device: cpu, amp: false, threads: 0}\n"
         f"data: {{root: {root}, img_size: {SIZE}, label_source: masks}}\n"
-        f"fbank: {json.dumps(FBANK)}\n"
+        f"fbank: {json.dumps(asdict(FBANK))}\n"
         "predict: {fps: 1, audio_threshold: 0.3, overlay_alpha: 0.55, batch_frames: 32, "
         f"batch_videos: 8, models: {json.dumps({k: str(v) for k, v in paths.items()})}}}\n")
     return {"base": base, "paths": paths, "data": data, "frames": frames, "wave": wave,

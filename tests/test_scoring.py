@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pcas_core.scoring import Prediction, metrics_file, score, score_by_subset, scored_frames
+from pcas_core.scoring import (Prediction, metrics_file, score, score_by_subset, scored_class_names,
+                               scored_frames, scored_labels)
 
 LABEL = np.array([[0, 1], [1, 1]], dtype=np.uint8)
 
@@ -68,6 +69,25 @@ def test_binary_kind_uses_batches_in_official_mode():
     assert by_video["clean"]["miou"] == pytest.approx(0.5)  # empty GT, all predicted fg: 0
     with pytest.raises(ValueError, match="unknown dataset kind"):
         score("s5", pred, gts, frames, batch_videos=1)
+
+
+def test_binary_kind_scores_any_predicted_class_as_foreground():
+    """S4/MS3: a head trained on pseudo-masks predicts class indices (S4: 1..23), the ground
+    truth is 0/1; scores, per-class IoU, confusion rows and pictures use the binary space."""
+    frames = scored_frames(_frames({"a": ("s4", 1), "b": ("s4", 1)}), require_all=True)
+    gts = np.stack([LABEL, np.array([[0, 0], [0, 1]], np.uint8)])
+    classes = np.stack([np.array([[0, 7], [7, 0]], np.uint8), np.array([[0, 0], [0, 23]], np.uint8)])
+    binary = np.stack([np.array([[0, 1], [1, 0]], np.uint8), np.array([[0, 0], [0, 1]], np.uint8)])
+    np.testing.assert_array_equal(scored_labels("s4", classes), binary)
+    assert scored_labels("avss", classes) is classes
+    out = score("s4", Prediction(classes), gts, frames, batch_videos=4)
+    assert out == score("s4", Prediction(binary), gts, frames, batch_videos=4)
+    # frame a: bg IoU 1/2, fg 2/3; frame b: both 1 (AVSBench: the mean over frames)
+    assert out["clean"]["per_class_iou"] == pytest.approx([(1 / 2 + 1) / 2, (2 / 3 + 1) / 2])
+    assert scored_class_names("ms3", ["background", "dog", "cat"]) == ["background", "foreground"]
+    assert scored_class_names("avss", ["background", "dog"]) == ["background", "dog"]
+    with pytest.raises(ValueError, match="unknown dataset kind"):
+        scored_labels("s5", classes)
 
 
 def test_subsets_and_metrics_file_layout():

@@ -12,7 +12,7 @@ file's contents too, and the labels. All errors are raised together (:class:`Dat
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from pcas_core.data.palette import voc_palette
 from pcas_core.data.problems import DataError, Problem, Problems
 from pcas_core.data.table import drop_videos
 from pcas_core.data.validate import check_contents, check_headers
+from pcas_core.params.inputs import DataConfig
 
 __all__ = ["DATASETS", "BINARY_DATASETS", "NEEDED_SPLITS", "AVSData", "read_dataset",
            "open_dataset"]
@@ -230,11 +231,13 @@ def _split_problems(ds: AVSData, problems: Problems, needed: tuple[str, ...]) ->
                            "train and scores test)")
 
 
-def open_dataset(data: dict[str, Any], *, needed_splits: tuple[str, ...] = NEEDED_SPLITS) -> AVSData:
+def open_dataset(data: dict[str, Any] | DataConfig, *,
+                 needed_splits: tuple[str, ...] = NEEDED_SPLITS) -> AVSData:
     """Open and check the dataset that the ``data`` params section describes.
 
     Args:
-        data: ``root`` (folder), ``img_size`` (pixels), and optionally ``dataset`` (``avss`` |
+        data: the typed ``data`` section (:class:`pcas_core.params.DataConfig`), or a mapping
+            with its keys: ``root`` (folder), ``img_size`` (pixels), and optionally ``dataset`` (``avss`` |
             ``s4`` | ``ms3``, default avss), ``label_source`` (AVSS: ``masks`` | ``a_obj``),
             ``subsets`` (AVSS: list of ``v1s``/``v1m``/``v2``, null for all), ``audio_dir``
             (S4/MS3 audio folder), ``labels_csv`` (MS3 labels), ``label2idx`` (AVSS/MS3 label
@@ -250,6 +253,8 @@ def open_dataset(data: dict[str, Any], *, needed_splits: tuple[str, ...] = NEEDE
     Raises:
         FileNotFoundError / DataError: naming each offending file and its problem.
     """
+    if isinstance(data, DataConfig):
+        data = asdict(data)
     log = get_logger("pcas.data")
     problems = Problems()
     ds, _ = read_dataset(data, problems)

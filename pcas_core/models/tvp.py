@@ -26,7 +26,8 @@ their outputs are computed but reported as invalid in ``step_valid``.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import asdict
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -37,14 +38,32 @@ from timm.layers import trunc_normal_  # noqa: E402
 from timm.models.vision_transformer import Block  # noqa: E402
 
 from pcas_core.models.heads import init_prior_bias  # noqa: E402
+from pcas_core.params.training import TrainAudioConfig  # noqa: E402
 from pcas_core.models.tvp_tokens import (NoPrompts, PromptEmbed,  # noqa: E402
                                          SpectrogramPatchEmbed, assign_patch_steps)
 
 __all__ = [
     "TVPAudioEncoder",
     "TVPOutput",
+    "tvp_model_config",
     "assign_patch_steps",  # re-exported from pcas_core.models.tvp_tokens
 ]
+
+
+def tvp_model_config(cfg: TrainAudioConfig, *, num_classes: int, target_length: int, n_mels: int,
+                     prompt_dim: int) -> dict[str, Any]:
+    """The encoder's constructor config (JSON-able; saved in its checkpoint): ``train_audio.model``
+    plus the switches ``tvp`` (``use_prompts``) and ``prompt_position``, and the data's shapes.
+
+    Args:
+        cfg: the ``train_audio`` section.
+        num_classes: foreground classes. target_length, n_mels: fbank frames and mel bins.
+        prompt_dim: width D of the prompts v_t (the visual store's ``pooled_patch``).
+    """
+    return {**asdict(cfg.model), "num_classes": int(num_classes),
+            "target_length": int(target_length), "n_mels": int(n_mels),
+            "prompt_dim": int(prompt_dim), "use_prompts": bool(cfg.tvp),
+            "prompt_position": cfg.prompt_position}
 
 
 class TVPOutput(NamedTuple):

@@ -20,8 +20,9 @@ from pcas_core.models.backbones import (PACKAGED_WEIGHTS, backbone_tokens, creat
                                         load_backbone_weights, truncate_after_stage)
 from pcas_core.models.conv_stem import ConvStemPatchEmbed
 from pcas_core.models.heads import AttentionPool, init_prior_bias
+from pcas_core.params.training import TrainVisualConfig
 
-__all__ = ["VisualOutput", "VisualClassifier", "build_visual", "load_visual"]
+__all__ = ["VisualOutput", "VisualClassifier", "visual_model_config", "build_visual", "load_visual"]
 
 
 class VisualOutput(NamedTuple):
@@ -176,6 +177,22 @@ class VisualClassifier(nn.Module):
 
 CONFIG_KEYS = ("backbone", "num_classes", "img_size", "pretrained", "backbone_kwargs",
                "head_bias_prior", "conv_stem", "token_layer", "frozen_stages")
+
+
+def visual_model_config(cfg: TrainVisualConfig, *, num_classes: int,
+                        img_size: int) -> dict[str, Any]:
+    """The classifier's constructor config (:data:`CONFIG_KEYS`, JSON-able; saved in its
+    checkpoint) from the ``train_visual`` params and the dataset.
+
+    Args:
+        cfg: the ``train_visual`` section.
+        num_classes: foreground classes (columns of the video labels).
+        img_size: frame side in pixels (``data.img_size``).
+    """
+    return {"backbone": cfg.backbone, "num_classes": int(num_classes), "img_size": int(img_size),
+            "pretrained": cfg.pretrained, "backbone_kwargs": dict(cfg.backbone_kwargs),
+            "head_bias_prior": float(cfg.head_bias_prior), "conv_stem": bool(cfg.conv_stem),
+            "token_layer": int(cfg.token_layer), "frozen_stages": int(cfg.frozen_stages)}
 
 
 def build_visual(config: dict[str, Any]) -> VisualClassifier:

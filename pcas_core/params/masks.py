@@ -25,8 +25,22 @@ class CRFConfig:
 
 @dataclass(frozen=True)
 class PseudoMasksConfig:
-    """``pseudo_masks`` (METHOD §4): audio threshold theta_a, sounding exponent gamma, background
-    score b (or ToCo's two scores), CRF, score floor, worker processes."""
+    """``pseudo_masks`` (METHOD §4); the one config of :mod:`pcas_core.pseudo_masks` too.
+
+    Attributes:
+        audio_threshold: theta_a; foreground column k sounds when ``sigmoid(logit_k) >= theta_a``.
+        gamma: exponent on the sounding map in ``M_k = minmax(relu(CAM_k)) * S^gamma``.
+        bg_score: constant background score b (scores live in [0, 1]).
+        bg_score_low, bg_score_high: set both for ToCo's two-score trick (``bg_score`` is then
+            unused): masks at both scores, pixels where they disagree -> 255.
+        use_crf: refine the normalised scores with the dense CRF ``crf`` before the argmax.
+        score_floor: each stacked score is clamped to at least this before normalising to CRF
+            probabilities, so an all-zero pixel becomes uniform rather than 0/0.
+        crf: the dense CRF's kernels.
+        workers: processes of the stage's pseudo-mask pass (frames are independent).
+        official_batch_videos: official S4/MS3 scores of ``metrics/pseudo_masks.json``: videos
+            per batch.
+    """
 
     audio_threshold: float = 0.3
     gamma: float = 1.0
@@ -40,6 +54,12 @@ class PseudoMasksConfig:
     official_batch_videos: int = 4
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.audio_threshold <= 1.0:
+            raise ValueError(f"audio_threshold must be in [0, 1], got {self.audio_threshold}")
+        if self.gamma < 0:
+            raise ValueError(f"gamma must be >= 0, got {self.gamma}")
+        if self.score_floor <= 0:
+            raise ValueError(f"score_floor must be > 0, got {self.score_floor}")
         if self.official_batch_videos < 1:
             raise ValueError(f"official_batch_videos must be >= 1, got {self.official_batch_videos}")
         if (self.bg_score_low is None) != (self.bg_score_high is None):
@@ -48,6 +68,11 @@ class PseudoMasksConfig:
             raise ValueError("bg_score_low must be below bg_score_high")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+
+    @property
+    def two_scores(self) -> bool:
+        """True when ToCo's two-background-score trick is on."""
+        return self.bg_score_low is not None
 
 
 @dataclass(frozen=True)
