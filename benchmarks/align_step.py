@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pcas_core  # noqa: F401  (before timm, see pcas_core.compat)
 import torch
-import yaml
 
-from pcas_core.alignment import AlignConfig, alignment_terms, build_align_model
-from pcas_core.models.visual import build_visual
+from pcas_core.alignment import alignment_terms, build_align_model
+from pcas_core.models.visual import build_visual, visual_model_config
+from pcas_core.params import AlignConfig, load_config
 from pcas_core.training import autocast
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,16 +97,14 @@ def main() -> None:
     ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     args = ap.parse_args()
 
-    params = yaml.safe_load(args.params.read_text())
-    cfg = AlignConfig.from_params({**params["align"], "cmc": True, "cmpc": True, "cmcc": True})
-    tv = params["train_visual"]
-    demo = {"backbone": tv["backbone"], "backbone_kwargs": tv["backbone_kwargs"],
-            "conv_stem": tv["conv_stem"], "token_layer": tv["token_layer"],
-            "img_size": params["data"]["img_size"], "num_classes": 70}
+    params = load_config(args.params)
+    cfg = dataclasses.replace(params.align, cmc=True, cmpc=True, cmcc=True)
+    tv = params.train_visual
+    demo = visual_model_config(tv, num_classes=70, img_size=params.data.img_size)
     rows = []
     if args.backbone in (None, "demo"):
-        rows.append(("demo " + tv["backbone"], demo, args.batch or [8 * 5], cfg.crop_size,
-                     params["train_audio"]["model"]["embed_dim"], args.device or "cpu"))
+        rows.append(("demo " + tv.backbone, demo, args.batch or [8 * 5], cfg.crop_size,
+                     params.train_audio.model.embed_dim, args.device or "cpu"))
     if args.backbone != "demo":
         name = args.backbone or "vit_base_patch16_224"
         visual = {"backbone": name, "img_size": 224, "num_classes": 70, "token_layer": -1}
