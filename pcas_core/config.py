@@ -12,17 +12,17 @@ import os
 import platform
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 import yaml
 
 from pcas_core import distributed
-from pcas_core.params import load_config
+from pcas_core.params import PcasParams, load_config
 
 __all__ = ["load_params", "seed_everything", "resolve_device", "log_run_header", "get_logger",
-           "start_stage"]
+           "start_stage", "StageRun"]
 
 
 def get_logger(name: str) -> logging.Logger:
@@ -113,14 +113,31 @@ def log_run_header(logger: logging.Logger, stage: str, params: dict[str, Any]) -
     )
 
 
-def start_stage(stage: str, params_file: Path, *sections: str, ranks: bool = False
-                ) -> tuple[dict[str, dict[str, Any]], logging.Logger, torch.device]:
+class StageRun(NamedTuple):
+    """What :func:`start_stage` hands a stage.
+
+    Attributes:
+        params: the raw sections the stage depends on (``base`` and its own), as written in
+            ``params.yaml``: recorded in its stores and resume checkpoints.
+        config: the whole file as typed configs (:class:`pcas_core.params.PcasParams`), the one
+            place a stage reads a value from.
+        log: the stage's logger.
+        device: where it runs (this rank's GPU under torchrun).
+    """
+
+    params: dict[str, dict[str, Any]]
+    config: PcasParams
+    log: logging.Logger
+    device: torch.device
+
+
+def start_stage(stage: str, params_file: Path, *sections: str, ranks: bool = False) -> StageRun:
     """What every stage does first: validate ``params.yaml``, read ``base`` and its sections, seed,
     pick the device, log.
 
-    The whole file is validated by :func:`pcas_core.params.load_config` first, so a misspelt key
-    (``dvc exp run -S train_visual.epoch=3``) or a wrong type stops every stage before it reads
-    any data. ``base.threads`` (0 = torch's default) caps torch's CPU threads.
+    The whole file is parsed once, strictly, by :func:`pcas_core.params.load_config`, so a
+    misspelt key (``dvc exp run -S train_visual.epoch=3``) or a wrong type stops every stage
+    before it reads any data. ``base.threads`` (0 = torch's default) caps torch's CPU threads.
 
     ``ranks`` (stages that run on several processes): with ``base.nproc_per_node`` *
     ``base.nnodes`` > 1 and not already under torchrun, the stage command is run again under
@@ -132,23 +149,23 @@ def start_stage(stage: str, params_file: Path, *sections: str, ranks: bool = Fal
         pcas_core.params.ConfigError: as :func:`pcas_core.params.load_config`.
 
     Returns:
-        ``(params, logger, device)``.
+        a :class:`StageRun` ``(params, config, log, device)``.
     """
-    base_cfg = load_config(params_file).base  # the whole file, strictly: unknown keys, types
-    if ranks and base_cfg.nproc_per_node * base_cfg.nnodes > 1 and not distributed.launched():
-        distributed.relaunch(nproc_per_node=base_cfg.nproc_per_node, nnodes=base_cfg.nnodes,
-                             node_rank=base_cfg.node_rank, master_addr=base_cfg.master_addr,
-                             master_port=base_cfg.master_port)
+    config = load_config(params_file)  # the whole file, strictly: unknown keys, types
+    base = config.base
+    if ranks and base.nproc_per_node * base.nnodes > 1 and not distributed.launched():
+        distributed.relaunch(nproc_per_node=base.nproc_per_node, nnodes=base.nnodes,
+                             node_rank=base.node_rank, master_addr=base.master_addr,
+                             master_port=base.master_port)
     params = load_params(params_file, "base", *sections)
-    base = params["base"]
     logger = get_logger(f"pcas.{stage}")
-    if int(base.get("threads", 0)) > 0:
-        torch.set_num_threads(int(base["threads"]))
-    seed_everything(int(base["seed"]))
-    device = resolve_device(str(base.get("device", "auto")))
+    if base.threads > 0:
+        torch.set_num_threads(base.threads)
+    seed_everything(base.seed)
+    device = resolve_device(base.device)
     if ranks:
         device = distributed.init(device)
     log_run_header(logger, stage, params)
     logger.info("device %s, process %d of %d", device, distributed.rank() + 1,
                 distributed.world_size())
-    return params, logger, device
+    return StageRun(params, config, logger, device)

@@ -1,7 +1,7 @@
 """Fully connected CRF refinement (Krähenbühl & Koltun 2011, NeurIPS), via pydensecrf.
 
-Follows ToCo's ``utils/dcrf.py``: one callable class whose constructor names every kernel
-parameter, so that each one can live in ``params.yaml``.
+Follows ToCo's ``utils/dcrf.py``: one callable class whose kernel parameters all live in
+``params.yaml`` (:class:`pcas_core.params.masks.CRFConfig`, the one set of defaults).
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pydensecrf.densecrf as dcrf
 from pydensecrf.utils import unary_from_softmax
+
+from pcas_core.params.masks import CRFConfig
 
 
 class DenseCRF:
@@ -19,36 +21,21 @@ class DenseCRF:
     ``bilateral_compat * exp(-|p_i - p_j|^2 / (2 bilateral_sxy^2) - |I_i - I_j|^2 / (2 bilateral_srgb^2))``.
 
     Args:
-        iterations: number of mean-field iterations.
-        gaussian_sxy: spatial std of the smoothness kernel, in pixels.
-        gaussian_compat: weight (Potts compatibility) of the smoothness kernel.
-        bilateral_sxy: spatial std of the appearance kernel, in pixels.
-        bilateral_srgb: colour std of the appearance kernel, in 0-255 intensity units.
-        bilateral_compat: weight (Potts compatibility) of the appearance kernel.
-        unary_clip: probabilities are clipped to at least this before ``-log`` (pydensecrf's
-            ``unary_from_softmax(clip=...)``), so a zero score gives a finite unary.
+        cfg: the kernel parameters (``pseudo_masks.crf`` / ``evaluate.crf_params`` in
+            ``params.yaml``), whose defaults are the documented ones: ``iterations`` mean-field
+            iterations; ``gaussian_sxy`` / ``bilateral_sxy`` spatial stds in pixels;
+            ``bilateral_srgb`` colour std in 0-255 intensity units; ``*_compat`` Potts weights;
+            ``unary_clip`` the floor probabilities are clipped to before ``-log``
+            (pydensecrf's ``unary_from_softmax(clip=...)``), so a zero score gives a finite unary.
+
+    Raises:
+        ValueError: ``cfg.iterations`` < 0.
     """
 
-    def __init__(
-        self,
-        *,
-        iterations: int = 10,
-        gaussian_sxy: float = 3.0,
-        gaussian_compat: float = 3.0,
-        bilateral_sxy: float = 50.0,
-        bilateral_srgb: float = 5.0,
-        bilateral_compat: float = 4.0,
-        unary_clip: float = 1e-5,
-    ) -> None:
-        if iterations < 0:
-            raise ValueError(f"iterations must be >= 0, got {iterations}")
-        self.iterations = int(iterations)
-        self.gaussian_sxy = float(gaussian_sxy)
-        self.gaussian_compat = float(gaussian_compat)
-        self.bilateral_sxy = float(bilateral_sxy)
-        self.bilateral_srgb = float(bilateral_srgb)
-        self.bilateral_compat = float(bilateral_compat)
-        self.unary_clip = float(unary_clip)
+    def __init__(self, cfg: CRFConfig = CRFConfig()) -> None:
+        if cfg.iterations < 0:
+            raise ValueError(f"crf.iterations must be >= 0, got {cfg.iterations}")
+        self.cfg = cfg
 
     def __call__(self, image: np.ndarray, probs: np.ndarray) -> np.ndarray:
         """Refine per-pixel class probabilities with the image's colours.
@@ -66,17 +53,14 @@ class DenseCRF:
         """
         self._check(image, probs)
         c, h, w = probs.shape
-        unary = np.ascontiguousarray(unary_from_softmax(probs, clip=self.unary_clip))
+        cfg = self.cfg
+        unary = np.ascontiguousarray(unary_from_softmax(probs, clip=cfg.unary_clip))
         crf = dcrf.DenseCRF2D(w, h, c)
         crf.setUnaryEnergy(unary)
-        crf.addPairwiseGaussian(sxy=self.gaussian_sxy, compat=self.gaussian_compat)
-        crf.addPairwiseBilateral(
-            sxy=self.bilateral_sxy,
-            srgb=self.bilateral_srgb,
-            rgbim=np.ascontiguousarray(image),
-            compat=self.bilateral_compat,
-        )
-        q = crf.inference(self.iterations)
+        crf.addPairwiseGaussian(sxy=cfg.gaussian_sxy, compat=cfg.gaussian_compat)
+        crf.addPairwiseBilateral(sxy=cfg.bilateral_sxy, srgb=cfg.bilateral_srgb,
+                                 rgbim=np.ascontiguousarray(image), compat=cfg.bilateral_compat)
+        q = crf.inference(cfg.iterations)
         return np.asarray(q, dtype=np.float32).reshape(c, h, w)
 
     @staticmethod

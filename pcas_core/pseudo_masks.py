@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Sequence
-from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -98,7 +97,7 @@ def mask_at_bg_score(
     bg = np.full((1,) + fg_scores.shape[1:], bg_score, dtype=np.float32)
     stacked = np.concatenate([bg, fg_scores], axis=0)
     if cfg.use_crf:
-        stacked = DenseCRF(**asdict(cfg.crf))(image, scores_to_probs(stacked, cfg.score_floor))
+        stacked = DenseCRF(cfg.crf)(image, scores_to_probs(stacked, cfg.score_floor))
     lut = np.concatenate([[0], classes + 1]).astype(np.uint8)
     return lut[np.argmax(stacked, axis=0)]
 

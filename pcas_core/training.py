@@ -17,7 +17,12 @@ from tqdm import tqdm
 from pcas_core import distributed
 from pcas_core.resume import EpochCheckpoint, Restored
 
-__all__ = ["make_optimizer", "warmup_cosine", "fit", "autocast"]
+__all__ = ["make_optimizer", "warmup_cosine", "fit", "autocast", "FINITE_CHECK_EVERY"]
+
+#: Steps between the host's looks at the loss (each look waits for the device). Between looks the
+#: per-term sums stay on the device, so a step never waits for the GPU; a NaN is caught at most
+#: this many steps late, and always before the epoch's checkpoint is written.
+FINITE_CHECK_EVERY = 50
 
 
 def make_optimizer(groups: list[tuple[Iterable[nn.Parameter], float]],
@@ -103,15 +108,13 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
             on_epoch(epoch, {**means, "lr": lrs[epoch]})  # curves of the restored epochs
     step = distributed.ddp_step(model, compute_loss, device)  # compute_loss itself in one process
     for epoch in range(len(history), epochs):
-        sums: dict[str, float] = {}
+        sums: dict[str, Tensor] = {}  # float64 on the device: no wait for the GPU per step
         n = 0
         for batch in tqdm(batches(epoch), total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}",
                           leave=False, disable=None):
             with autocast(device, amp):
                 terms = step(batch)
             loss = terms["loss"]
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"epoch {epoch + 1}: loss is {loss.item()}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip > 0:
@@ -119,9 +122,14 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
             optimizer.step()
             scheduler.step()
             for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
+                v = v.detach().to(torch.float64)
+                sums[k] = sums[k] + v if k in sums else v
             n += 1
-        means = distributed.all_mean({k: v / max(n, 1) for k, v in sums.items()})
+            if n % FINITE_CHECK_EVERY == 0:
+                _check_finite(sums["loss"], epoch, n)
+        if n:
+            _check_finite(sums["loss"], epoch, n)
+        means = distributed.all_mean({k: float(v) / n for k, v in sums.items()} if n else {})
         history.append(means)
         lrs.append(float(scheduler.get_last_lr()[0]))
         if checkpoint is not None and distributed.is_main():
@@ -132,3 +140,14 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
                     " ".join(f"{k}={v:.4f}" for k, v in means.items()))
     model.eval()
     return history
+
+
+def _check_finite(loss_sum: Tensor, epoch: int, steps: int) -> None:
+    """Raise when the running loss sum of ``epoch`` (0-based) is NaN or infinite (one device sync).
+
+    Raises:
+        FloatingPointError: naming the epoch and the step by which the loss was non-finite.
+    """
+    if not bool(torch.isfinite(loss_sum)):
+        raise FloatingPointError(f"epoch {epoch + 1}: the loss became {float(loss_sum)} "
+                                 f"within its first {steps} steps")

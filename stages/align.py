@@ -13,7 +13,6 @@ from pcas_core.curves import epoch_curves
 from pcas_core.data.dataset import open_dataset
 from pcas_core.distributed import on_main
 from pcas_core.models.visual import load_visual
-from pcas_core.params import load_config
 from pcas_core.resume import EpochCheckpoint
 from pcas_core.stores import read_store, store_rows, write_store_batches
 
@@ -31,8 +30,7 @@ def align(
 ) -> None:
     """Train L = w_cls L_cls + w_cmc L_cmc + w_cmpc L_cmpc + w_cmcc L_cmcc on the train split, each
     term switched by `align.cmc`/`cmpc`/`cmcc` (params `data`, `align`)."""
-    p, log, device = start_stage("align", params, "data", "align", ranks=True)
-    typed = load_config(params)
+    p, typed, log, device = start_stage("align", params, "data", "align", ranks=True)
     cfg, base = typed.align, typed.base
     data = open_dataset(typed.data)
     visual, visual_cfg = load_visual(visual_model)
@@ -40,7 +38,7 @@ def align(
     tokens = audio["audio_token"][store_rows(keys, data.frames, source=audio_store)]
     model = build_align_model(visual, tokens.shape[1], cfg)
     train = data.split("train")
-    train_tokens = tokens[(data.frames["split"] == "train").to_numpy()]
+    train_tokens = tokens[data.frames_in("train")]
     checkpoint = EpochCheckpoint.for_stage("align", p, [visual_model, audio_store], logger=log)
     with epoch_curves(curves_out) as on_epoch:
         train_alignment(model, train.clips(visual.mean, visual.std, augment=cfg.augment or None,

@@ -8,7 +8,6 @@ import typer
 
 from pcas_core.config import start_stage
 from pcas_core.data.demo import build_demo_dataset
-from pcas_core.params import load_config
 
 app = typer.Typer(add_completion=False)
 
@@ -22,8 +21,8 @@ def demo_data(
 ) -> None:
     """Compose demo clips (params section `demo`): backgrounds, moving cut-outs, masks, 16 kHz audio,
     with single-source, multi-source and visible-but-silent clips."""
-    _, log, _ = start_stage("demo_data", params, "demo")
-    cfg = load_config(params).demo
+    _, typed, log, _ = start_stage("demo_data", params, "demo")
+    cfg = typed.demo
     meta = build_demo_dataset(assets, out, seed=cfg.seed, clips=asdict(cfg.clips),
                               img_size=cfg.img_size, n_frames=cfg.n_frames,
                               sample_rate=cfg.sample_rate, classes=cfg.classes)

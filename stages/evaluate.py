@@ -2,7 +2,6 @@
 in both metric modes beside the test pseudo-masks and three sanity baselines."""
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -20,7 +19,6 @@ from pcas_core.data.palette import IGNORE_INDEX
 from pcas_core.distributed import is_main
 from pcas_core.models.heads import SegmentationHead
 from pcas_core.models.visual import load_visual
-from pcas_core.params import load_config
 from pcas_core.resume import EpochCheckpoint
 from pcas_core.scoring import (Prediction, metrics_file, score, score_by_subset, scored_class_names,
                                scored_frames, scored_labels)
@@ -50,8 +48,7 @@ def evaluate(
 ) -> None:
     """Train the head (params `data`, `evaluate`), predict the test split and score it in the
     clean and official modes, beside the raw test pseudo-masks and the sanity baselines."""
-    p, log, device = start_stage("evaluate", params, "data", "evaluate", ranks=True)
-    typed = load_config(params)
+    p, typed, log, device = start_stage("evaluate", params, "data", "evaluate", ranks=True)
     cfg, base, kind = typed.evaluate, typed.base, typed.data.dataset
     data = open_dataset(typed.data)
     train, test = data.split("train"), data.split("test")
@@ -80,7 +77,7 @@ def evaluate(
     method, images, pad = test_prediction(
         visual, head, test, features=cfg.features, num_workers=base.num_workers,
         batch_videos=cfg.batch_videos, batch_frames=cfg.batch_frames, device=device, amp=base.amp,
-        crf=DenseCRF(**asdict(cfg.crf_params)) if cfg.crf else None)
+        crf=DenseCRF(cfg.crf_params) if cfg.crf else None)
     preds = method.masks
     baselines = sanity_baselines(images, read_rows(audio_store, "audio", scored, ["logits"])["logits"],
                                  read_rows(maps_store, "maps", scored, ["cam"])["cam"],

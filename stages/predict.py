@@ -18,7 +18,6 @@ from pcas_core.data.avsbench import class_names, read_label2idx
 from pcas_core.data.dataset import open_dataset
 from pcas_core.data.palette import voc_palette
 from pcas_core.inference import load_models
-from pcas_core.params import load_config
 from pcas_core.predict import predict_video, score_dataset
 
 def predict(
@@ -36,8 +35,7 @@ def predict(
     --root, the test-split metrics of another dataset (as `evaluate` writes them) in OUT/metrics.json."""
     if (video is None) == (root is None):
         raise typer.BadParameter("give either a VIDEO or --root DATASET, not both or neither")
-    _, log, device = start_stage("predict", params, "data", "fbank", "predict")
-    typed = load_config(params)
+    _, typed, log, device = start_stage("predict", params, "data", "fbank", "predict")
     cfg, amp = typed.predict, typed.base.amp
     given = {"visual": visual_model, "audio": audio_model, "aligned": aligned_model,
              "head": head_model}

@@ -12,7 +12,6 @@ from pcas_core.config import start_stage
 from pcas_core.data.dataset import open_dataset
 from pcas_core.distributed import is_main
 from pcas_core.pseudo_mask_pass import write_pseudo_masks
-from pcas_core.params import load_config
 from pcas_core.pseudo_masks import PseudoMaskPool
 from pcas_core.scoring import Prediction, metrics_file, score_by_subset, scored_frames
 from pcas_core.stores import open_store, read_rows, store_writer
@@ -30,8 +29,7 @@ def pseudo_masks_stage(
 ) -> None:
     """Pseudo-masks of every frame (params `data`, `pseudo_masks`); no labels are used. Their
     quality on the train split is scored against ground truth where it exists (evaluation only)."""
-    p, log, _ = start_stage("pseudo_masks", params, "data", "pseudo_masks", ranks=True)
-    typed = load_config(params)
+    p, typed, log, _ = start_stage("pseudo_masks", params, "data", "pseudo_masks", ranks=True)
     cfg, kind = typed.pseudo_masks, typed.data.dataset
     data = open_dataset(typed.data)
     size = (data.img_size, data.img_size)

@@ -18,7 +18,6 @@ from pcas_core.listening import encode_audio, step_prompts, steps_to_frames, tra
 from pcas_core.metrics import frame_classification_from_logits
 from pcas_core.models.ast_init import init_audio_encoder
 from pcas_core.models.tvp import TVPAudioEncoder, tvp_model_config
-from pcas_core.params import load_config
 from pcas_core.resume import EpochCheckpoint
 from pcas_core.store_view import StoreRowsView
 from pcas_core.stores import open_store, read_store, store_rows, write_store
@@ -38,8 +37,7 @@ def train_audio(
 ) -> None:
     """Train on the train split (params `data`, `train_audio`); score frame-level audio
     classification on the test split against the classes in each frame's mask (METHOD §2)."""
-    p, log, device = start_stage("train_audio", params, "data", "train_audio", ranks=True)
-    typed = load_config(params)
+    p, typed, log, device = start_stage("train_audio", params, "data", "train_audio", ranks=True)
     cfg, base = typed.train_audio, typed.base
     data = open_dataset(typed.data)
     vis_keys, vis = read_store(visual_store, "visual", ["pooled_patch"])
@@ -55,7 +53,7 @@ def train_audio(
         n_steps = torch.from_numpy(fb.rows("n_steps", rows).astype(np.int64))
         prompts = torch.from_numpy(step_prompts(data.frames, pooled, len(data.metadata),
                                                 cfg.model.max_steps)) if cfg.tvp else None
-        train = torch.tensor((data.metadata["split"] == "train").to_numpy())
+        train = torch.from_numpy(data.videos_in("train"))
         checkpoint = EpochCheckpoint.for_stage("train_audio", p, [fbank_store, visual_store],
                                                 logger=log)
         with epoch_curves(curves_out) as on_epoch:
@@ -74,7 +72,7 @@ def train_audio(
     frame_logits = steps_to_frames(logits, data.frames)
     write_store(store_out, "audio", data.frames, {"audio_token": steps_to_frames(tokens, data.frames),
                                                   "logits": frame_logits}, params=p)
-    test = (data.frames["split"] == "test").to_numpy()
+    test = data.frames_in("test")
     scores = frame_classification_from_logits(frame_logits[test],
                                               data.split("test").frame_classes(),
                                               threshold=cfg.eval_threshold)

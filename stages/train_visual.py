@@ -15,7 +15,6 @@ from pcas_core.distributed import is_main, on_main
 from pcas_core.looking import iter_encoded, train_visual_classifier
 from pcas_core.metrics import frame_classification_from_logits
 from pcas_core.models.visual import build_visual, visual_model_config
-from pcas_core.params import load_config
 from pcas_core.resume import EpochCheckpoint
 from pcas_core.stores import read_rows, write_store_batches
 
@@ -31,8 +30,7 @@ def train_visual(
     params: Annotated[Path, typer.Option(exists=True, help="params.yaml")] = Path("params.yaml"),
 ) -> None:
     """Train on the train split (params `data`, `train_visual`), then encode every frame."""
-    p, log, device = start_stage("train_visual", params, "data", "train_visual", ranks=True)
-    typed = load_config(params)
+    p, typed, log, device = start_stage("train_visual", params, "data", "train_visual", ranks=True)
     cfg, base = typed.train_visual, typed.base
     data = open_dataset(typed.data)
     model_cfg = visual_model_config(cfg, num_classes=data.labels.shape[1], img_size=data.img_size)

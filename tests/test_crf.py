@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from pcas_core.crf import DenseCRF
+from pcas_core.params.masks import CRFConfig
 
 
 def _two_halves(h=32, w=32, seed=0):
@@ -32,7 +33,7 @@ def test_crf_cleans_noise_along_colour_edge():
 
 def test_crf_rejects_bad_inputs():
     image, probs, _ = _two_halves(8, 8)
-    crf = DenseCRF(iterations=1)
+    crf = DenseCRF(CRFConfig(iterations=1))
     with pytest.raises(ValueError, match="H x W x 3 uint8"):
         crf(image.astype(np.float32), probs)
     with pytest.raises(ValueError, match="C x H x W float32"):

@@ -32,6 +32,17 @@ def test_avss_end_to_end(tmp_path):
     assert ds.split("train").clips((0, 0, 0), (1, 1, 1))[1]["frames"].shape == (5, 3, 16, 16)
 
 
+def test_rows_of_a_split_and_audio_tracks(tmp_path):
+    ds = open_dataset({"root": make_avss(tmp_path / "avss"), "img_size": 16})
+    assert ds.videos_in("test").tolist() == [False, False, False, True, True]
+    frames = ds.frames_in("test")  # 5 + 5 + 5 frames of v1s/v1m videos, then 5 + 10 of teA/teB
+    assert frames.tolist() == [False] * 15 + [True] * 15
+    paths, n_steps = ds.audio_tracks()
+    assert [p.parent.name for p in paths] == ["trA", "trB", "vaA", "teA", "teB"]
+    assert all(p.name == "audio.wav" and p.is_file() for p in paths)
+    assert n_steps.dtype == np.int32 and n_steps.tolist() == [5, 5, 5, 5, 10]
+
+
 def test_s4_end_to_end(tmp_path):
     ds = open_dataset({"root": make_s4(tmp_path / "s4"), "img_size": 8, "dataset": "s4"})
     assert ds.dataset == "s4" and ds.binary

@@ -103,6 +103,21 @@ class AVSData:
             raise DataError(f"{self.root}: no video in split(s) {list(names)}")
         return self._with(*drop_videos(self.metadata, self.frames, keep), self.labels[keep])
 
+    def frames_in(self, split: str) -> np.ndarray:
+        """(M,) bool: the frame-table rows of ``split`` (rows of per-frame arrays of this data)."""
+        return (self.frames["split"] == split).to_numpy()
+
+    def videos_in(self, split: str) -> np.ndarray:
+        """(V,) bool: the metadata rows (videos) of ``split`` (rows of per-video arrays)."""
+        return (self.metadata["split"] == split).to_numpy()
+
+    def audio_tracks(self) -> tuple[list[Path], np.ndarray]:
+        """Each video's audio file (metadata order) and (V,) int32 its number of frames, i.e.
+        of one-second time steps the audio is cut into (METHOD §2)."""
+        per_video = self.frames.groupby("video", sort=True)
+        return ([Path(p) for p in per_video["audio_path"].first()],
+                per_video.size().to_numpy(dtype=np.int32))
+
     def clips(self, mean: tuple[float, ...], std: tuple[float, ...], *, preload: bool = False,
               augment: dict | None = None, max_frames: int = 0,
               num_workers: int = 0) -> VideoClips:
