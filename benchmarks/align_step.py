@@ -3,7 +3,8 @@
 For each row, in one run: images/s of the full alignment step (forward of the B global views and
 of their B*K local crops, every loss, backward) beside a plain timm forward+backward of the same
 backbone on the same images (B at the frame size, B*K at the crop size; loss = mean of the
-tokens), their ratio, and the peak GPU memory of each on CUDA. Images counted: B + B*K. No
+tokens), their ratio, the peak GPU memory of each on CUDA, and on CUDA the number of times one
+alignment step makes the host wait for the GPU (``torch.cuda.set_sync_debug_mode``; goal 0). Images counted: B + B*K. No
 optimiser step in either. bf16 autocast on CUDA (`pcas_core.training.autocast`), float32 on CPU.
 
     python benchmarks/align_step.py                       # every row (GPU rows need CUDA)
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
+import warnings
 from pathlib import Path
 
 import pcas_core  # noqa: F401  (before timm, see pcas_core.compat)
@@ -78,11 +80,27 @@ def run_row(name: str, visual_cfg: dict, cfg: AlignConfig, batch: int, audio_dim
     images = batch * (1 + cfg.n_crops)
     t_plain, m_plain = _timed(plain_step, steps, warmup, device)
     t_align, m_align = _timed(align_step, steps, warmup, device)
+    syncs = _host_syncs(align_step) if device.type == "cuda" else None
     print(f"{name:<42} {device.type:<5} B={batch:<3} K={cfg.n_crops} {size}px/{cfg.crop_size}px | "
           f"align {images / t_align:8.1f} img/s  plain {images / t_plain:8.1f} img/s  "
           f"ratio {t_plain / t_align:5.2f} | " + (
               f"peak GiB align {m_align:5.2f} plain {m_plain:5.2f}" if device.type == "cuda"
-              else "peak GPU memory n/a (CPU)"), flush=True)
+              else "peak GPU memory n/a (CPU)") + (
+              f" | host syncs in one align step {syncs}" if syncs is not None else ""), flush=True)
+
+
+def _host_syncs(step) -> int:
+    """How many times one call of ``step`` makes the host wait for the GPU, counted by
+    ``torch.cuda.set_sync_debug_mode("warn")`` (each synchronising call warns once)."""
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            step()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    return sum("synchroniz" in str(w.message) for w in caught)
 
 
 def main() -> None:

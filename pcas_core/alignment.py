@@ -24,7 +24,7 @@ from pcas_core.models.align import AlignModel
 from pcas_core.models.visual import VisualClassifier
 from pcas_core.params import AlignConfig
 from pcas_core.resume import EpochCheckpoint
-from pcas_core.training import autocast, fit
+from pcas_core.training import autocast, fit, to_device
 
 __all__ = ["FrameRows", "build_align_model", "alignment_terms", "train_alignment",
            "iter_maps", "compute_maps"]
@@ -120,7 +120,7 @@ def alignment_terms(model: AlignModel, cfg: AlignConfig, frames: Tensor, audio: 
         first, total = row_offset(len(frames), frames.device)
         boxes = sample_crop_boxes(total, cfg.n_crops, size, cfg.crop_size,
                                   generator)[first:first + len(frames)]
-        boxes = boxes.to(frames.device, non_blocking=True)
+        boxes = to_device(boxes, frames.device)
         crops = take_crops(frames, boxes, cfg.crop_size).flatten(0, 1)
         crop_tokens = model.visual(crops).class_token
         positive = crop_labels(patches, boxes, cfg.crop_size, size, cfg.rho)
@@ -170,10 +170,10 @@ def train_alignment(model: AlignModel, clips: Dataset, frames: pd.DataFrame,
                             ranks=True)
 
     def compute_loss(batch):
-        return alignment_terms(model, cfg, batch["frames"].to(device, non_blocking=True),
-                               audio[rows.of(batch["video"])].to(device, non_blocking=True),
-                               batch["frame_video"].to(device), batch["labels"].to(device),
-                               generator)
+        return alignment_terms(model, cfg, to_device(batch["frames"], device),
+                               to_device(audio[rows.of(batch["video"])], device),
+                               to_device(batch["frame_video"], device),
+                               to_device(batch["labels"], device), generator)
 
     heads = [p for n, p in model.named_parameters()
              if not n.startswith("visual.backbone.") and p.requires_grad]

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from pcas_core import distributed
 from pcas_core.resume import EpochCheckpoint, Restored
 
-__all__ = ["make_optimizer", "warmup_cosine", "fit", "autocast", "FINITE_CHECK_EVERY"]
+__all__ = ["make_optimizer", "warmup_cosine", "fit", "autocast", "to_device", "FINITE_CHECK_EVERY"]
 
 #: Steps between the host's looks at the loss (each look waits for the device). Between looks the
 #: per-term sums stay on the device, so a step never waits for the GPU; a NaN is caught at most
@@ -54,6 +54,18 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
     if enabled and device.type == "cuda":
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def to_device(tensor: Tensor, device: torch.device) -> Tensor:
+    """Copy a batch tensor to ``device`` without making the host wait for the GPU.
+
+    On CUDA the tensor is first put in page-locked memory (unless it is already there, as
+    ``DataLoader(pin_memory=True)`` batches are), since a copy from pageable memory may wait for
+    the stream; the copy is then queued with ``non_blocking=True``. On the CPU it is ``.to``.
+    """
+    if device.type == "cuda" and tensor.device.type == "cpu" and not tensor.is_pinned():
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
 
 
 def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],

@@ -58,4 +58,5 @@ def video_loader(clips: Dataset, *, batch_videos: int, shuffle: bool, seed: int 
                            split=ranks)
     return DataLoader(clips, batch_sampler=batches, generator=generator,
                       collate_fn=collate_videos, num_workers=workers,
+                      pin_memory=torch.cuda.is_available(),  # non-blocking copies to the GPU
                       worker_init_fn=seed_worker if workers else None)
