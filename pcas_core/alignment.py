@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from pcas_core.cam import sounding_map
 from pcas_core.curves import EpochCallback
+from pcas_core.data.table import VideoRows
 from pcas_core.crops import crop_labels, pair_labels, patch_labels, sample_crop_boxes, take_crops
 from pcas_core.distributed import (batch_count, gather_in_order, gather_rows, mean_over_ranks,
                                    row_offset)
@@ -26,7 +27,7 @@ from pcas_core.params import AlignConfig
 from pcas_core.resume import EpochCheckpoint
 from pcas_core.training import autocast, fit, to_device
 
-__all__ = ["FrameRows", "build_align_model", "alignment_terms", "train_alignment",
+__all__ = ["build_align_model", "alignment_terms", "train_alignment",
            "iter_maps", "compute_maps"]
 
 
@@ -46,26 +47,6 @@ def build_align_model(visual: VisualClassifier, audio_dim: int, cfg: AlignConfig
                              f"and a multiple of the backbone's token stride {stride}")
     return AlignModel(visual, audio_dim=audio_dim, embed_dim=cfg.embed_dim,
                       hidden_dim=cfg.hidden_dim, shared_patch_head=cfg.shared_patch_head)
-
-
-class FrameRows:
-    """Row numbers of each video's frames in a frame table grouped by video.
-
-    Args:
-        frames: frame table with a ``video`` column (0..V-1), rows of a video contiguous.
-    """
-
-    def __init__(self, frames: pd.DataFrame) -> None:
-        video = frames["video"].to_numpy()
-        if len(video) and (np.diff(video) < 0).any():
-            raise ValueError("frame table must list videos in order, frames of a video together")
-        self.counts = np.bincount(video, minlength=int(video.max(initial=-1)) + 1)
-        self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]])
-
-    def of(self, videos: torch.Tensor) -> np.ndarray:
-        """Frame rows of the given videos, in batch order: (sum of their frame counts,) int64."""
-        return np.concatenate([np.arange(self.starts[v], self.starts[v] + self.counts[v])
-                               for v in videos.tolist()])
 
 
 def alignment_terms(model: AlignModel, cfg: AlignConfig, frames: Tensor, audio: Tensor,
@@ -160,7 +141,7 @@ def train_alignment(model: AlignModel, clips: Dataset, frames: pd.DataFrame,
     Returns:
         Per-epoch means of every term.
     """
-    rows = FrameRows(frames)
+    rows = VideoRows(frames)
     audio = torch.from_numpy(np.ascontiguousarray(audio_tokens, dtype=np.float32))
     steps = -(-len(clips) // cfg.batch_videos)
     generator = torch.Generator().manual_seed(seed)
@@ -193,7 +174,7 @@ def iter_maps(model: AlignModel, clips: Dataset, frames: pd.DataFrame,
     order (so a store can be written batch by batch); arrays as in :func:`compute_maps`.
     ``ranks``: in a distributed run each process maps every world-th batch and every process
     gets all batches in order (:func:`pcas_core.distributed.gather_in_order`)."""
-    rows = FrameRows(frames)
+    rows = VideoRows(frames)
     audio = torch.from_numpy(np.ascontiguousarray(audio_tokens, dtype=np.float32))
     model.to(device).eval()
 

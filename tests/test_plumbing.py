@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from pcas_core.alignment import FrameRows
+from pcas_core.data.table import VideoRows
 from pcas_core.listening import frame_steps, step_prompts, steps_to_frames
 
 
@@ -32,7 +32,7 @@ def test_steps_to_frames_inverts_the_layout():
 
 
 def test_frame_rows_of_a_batch_of_videos():
-    rows = FrameRows(_frames())
+    rows = VideoRows(_frames())
     assert rows.of(torch.tensor([1, 0])).tolist() == [3, 4, 0, 1, 2]
     with pytest.raises(ValueError, match="in order"):
-        FrameRows(pd.DataFrame({"video": [1, 0], "frame": [0, 0]}))
+        VideoRows(pd.DataFrame({"video": [1, 0], "frame": [0, 0]}))

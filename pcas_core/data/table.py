@@ -21,7 +21,7 @@ import pandas as pd
 from pcas_core.data.problems import DataError, Problems
 
 __all__ = ["SPLITS", "FRAME_COLUMNS", "RELEASED_FRAMES", "check_index", "read_positional_csv",
-           "numbered_files", "FrameRows", "drop_videos"]
+           "numbered_files", "FrameRows", "drop_videos", "VideoRows"]
 
 SPLITS = ("train", "val", "test")
 
@@ -187,3 +187,24 @@ def drop_videos(metadata: pd.DataFrame, frames: pd.DataFrame,
     frames = frames[keep[frames["video"].to_numpy()]].copy()
     frames["video"] = new_index[frames["video"].to_numpy()]
     return metadata[keep].reset_index(drop=True), frames.reset_index(drop=True)
+
+
+class VideoRows:
+    """Row numbers of each video's frames in a frame table grouped by video (e.g. to pick the
+    per-frame rows of a batch of videos out of a per-frame array).
+
+    Args:
+        frames: frame table with a ``video`` column (0..V-1), rows of a video contiguous.
+    """
+
+    def __init__(self, frames: pd.DataFrame) -> None:
+        video = frames["video"].to_numpy()
+        if len(video) and (np.diff(video) < 0).any():
+            raise ValueError("frame table must list videos in order, frames of a video together")
+        self.counts = np.bincount(video, minlength=int(video.max(initial=-1)) + 1)
+        self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]])
+
+    def of(self, videos: torch.Tensor) -> np.ndarray:
+        """Frame rows of the given videos, in batch order: (sum of their frame counts,) int64."""
+        return np.concatenate([np.arange(self.starts[v], self.starts[v] + self.counts[v])
+                               for v in videos.tolist()])
