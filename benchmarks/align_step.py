@@ -2,10 +2,13 @@
 
 For each row, in one run: images/s of the full alignment step (forward of the B global views and
 of their B*K local crops, every loss, backward) beside a plain timm forward+backward of the same
-backbone on the same images (B at the frame size, B*K at the crop size; loss = mean of the
-tokens), their ratio, the peak GPU memory of each on CUDA, and on CUDA the number of times one
-alignment step makes the host wait for the GPU (``torch.cuda.set_sync_debug_mode``; goal 0). Images counted: B + B*K. No
-optimiser step in either. bf16 autocast on CUDA (`pcas_core.training.autocast`), float32 on CPU.
+backbone module (same truncation, same frozen stages) on the same images (B at the frame size,
+B*K at the crop size; loss = mean of the tokens), and their ratio. The two alternate for
+``--rounds`` rounds and each one's median is kept, so a slow stretch of a shared machine does not
+fall on one side only. On CUDA also: the peak GPU memory of each, and how many times one
+alignment step makes the host wait for the GPU (``torch.cuda.set_sync_debug_mode``; goal 0).
+Images counted: B + B*K. No optimiser step in either. bf16 autocast on CUDA
+(`pcas_core.training.autocast`), float32 on CPU.
 
     python benchmarks/align_step.py                       # every row (GPU rows need CUDA)
     python benchmarks/align_step.py --backbone vit_base_patch16_224 --batch 8 --device cuda
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import statistics
 import time
 import warnings
 from pathlib import Path
@@ -51,7 +55,7 @@ def _timed(fn, steps: int, warmup: int, device: torch.device) -> tuple[float, fl
 
 
 def run_row(name: str, visual_cfg: dict, cfg: AlignConfig, batch: int, audio_dim: int,
-            device: torch.device, steps: int, warmup: int) -> None:
+            device: torch.device, steps: int, warmup: int, rounds: int) -> None:
     torch.manual_seed(0)
     model = build_align_model(build_visual(visual_cfg), audio_dim, cfg).to(device).train()
     size = int(visual_cfg["img_size"])
@@ -78,8 +82,14 @@ def run_row(name: str, visual_cfg: dict, cfg: AlignConfig, batch: int, audio_dim
         loss.backward()
 
     images = batch * (1 + cfg.n_crops)
-    t_plain, m_plain = _timed(plain_step, steps, warmup, device)
-    t_align, m_align = _timed(align_step, steps, warmup, device)
+    # alternate the two in rounds and keep each one's median, so that a slower stretch of a
+    # shared machine does not fall on one side only
+    plain, align = [], []
+    for _ in range(rounds):
+        plain.append(_timed(plain_step, steps, warmup, device))
+        align.append(_timed(align_step, steps, warmup, device))
+    (t_plain, m_plain), (t_align, m_align) = (
+        (statistics.median(t for t, _ in runs), max(m for _, m in runs)) for runs in (plain, align))
     syncs = _host_syncs(align_step) if device.type == "cuda" else None
     print(f"{name:<42} {device.type:<5} B={batch:<3} K={cfg.n_crops} {size}px/{cfg.crop_size}px | "
           f"align {images / t_align:8.1f} img/s  plain {images / t_plain:8.1f} img/s  "
@@ -112,6 +122,7 @@ def main() -> None:
     ap.add_argument("--crop-size", type=int, default=None, help="default: params (demo), 96 (else)")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3, help="plain/align alternations; medians")
     ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     args = ap.parse_args()
 
@@ -136,7 +147,8 @@ def main() -> None:
             continue
         row_cfg = dataclasses.replace(cfg, crop_size=args.crop_size or crop)
         for batch in batches:
-            run_row(name, visual, row_cfg, batch, audio_dim, device, args.steps, args.warmup)
+            run_row(name, visual, row_cfg, batch, audio_dim, device, args.steps, args.warmup,
+                    args.rounds)
 
 
 if __name__ == "__main__":
