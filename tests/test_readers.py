@@ -109,7 +109,8 @@ def test_fbank_and_train_visual_run_on_s4(tmp_path):
     out = run.invoke(app, ["train-visual", "--params", str(params),
                            "--model-out", str(tmp_path / "v.safetensors"),
                            "--store-out", str(tmp_path / "v.h5"),
-                           "--metrics-out", str(tmp_path / "v.json")])
+                           "--metrics-out", str(tmp_path / "v.json"),
+                           "--curves-out", str(tmp_path / "curves")])
     assert out.exit_code == 0, out.output + repr(out.exception)
     with h5py.File(tmp_path / "v.h5") as f:
         assert f["logits"].shape == (30, 2)  # 6 videos x 5 frames, 2 S4 categories here
