@@ -23,7 +23,6 @@ import argparse
 import dataclasses
 import statistics
 import time
-import warnings
 from pathlib import Path
 
 import pcas_core  # noqa: F401  (before timm, see pcas_core.compat)
@@ -32,7 +31,7 @@ import torch
 from pcas_core.alignment import alignment_terms, build_align_model
 from pcas_core.models.visual import build_visual, visual_model_config
 from pcas_core.params import AlignConfig, load_config
-from pcas_core.training import autocast
+from pcas_core.training import autocast, host_syncs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,7 +89,7 @@ def run_row(name: str, visual_cfg: dict, cfg: AlignConfig, batch: int, audio_dim
         align.append(_timed(align_step, steps, warmup, device))
     (t_plain, m_plain), (t_align, m_align) = (
         (statistics.median(t for t, _ in runs), max(m for _, m in runs)) for runs in (plain, align))
-    syncs = _host_syncs(align_step) if device.type == "cuda" else None
+    syncs = host_syncs(align_step) if device.type == "cuda" else None
     print(f"{name:<42} {device.type:<5} B={batch:<3} K={cfg.n_crops} {size}px/{cfg.crop_size}px | "
           f"align {images / t_align:8.1f} img/s  plain {images / t_plain:8.1f} img/s  "
           f"ratio {t_plain / t_align:5.2f} | " + (
@@ -98,19 +97,6 @@ def run_row(name: str, visual_cfg: dict, cfg: AlignConfig, batch: int, audio_dim
               else "peak GPU memory n/a (CPU)") + (
               f" | host syncs in one align step {syncs}" if syncs is not None else ""), flush=True)
 
-
-def _host_syncs(step) -> int:
-    """How many times one call of ``step`` makes the host wait for the GPU, counted by
-    ``torch.cuda.set_sync_debug_mode("warn")`` (each synchronising call warns once)."""
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("warn")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            step()
-    finally:
-        torch.cuda.set_sync_debug_mode(0)
-    return sum("synchroniz" in str(w.message) for w in caught)
 
 
 def main() -> None:

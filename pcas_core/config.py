@@ -16,12 +16,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-import yaml
 
 from pcas_core import distributed
-from pcas_core.params import PcasParams, load_config
+from pcas_core.params import PcasParams, parse_params, read_params_file
 
-__all__ = ["load_params", "seed_everything", "resolve_device", "log_run_header", "get_logger",
+__all__ = ["load_params", "params_sections", "seed_everything", "resolve_device", "log_run_header", "get_logger",
            "start_stage", "StageRun"]
 
 
@@ -50,11 +49,15 @@ def load_params(path: Path, *sections: str) -> dict[str, dict[str, Any]]:
         ValueError: the file is not a YAML mapping, or a requested section is missing or not a
             mapping (the message names the file and the section).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: params file not found")
-    with path.open() as f:
-        params = yaml.safe_load(f)
+    return params_sections(read_params_file(path), path, *sections)
+
+
+def params_sections(params: Any, path: Path, *sections: str) -> dict[str, dict[str, Any]]:
+    """The requested top-level sections of a ``params.yaml`` document read from ``path``.
+
+    Raises:
+        ValueError: as :func:`load_params` (the message names ``path`` and the section).
+    """
     if not isinstance(params, dict):
         raise ValueError(f"{path}: expected a YAML mapping of sections, got {type(params).__name__}")
     out = {}
@@ -135,7 +138,7 @@ def start_stage(stage: str, params_file: Path, *sections: str, ranks: bool = Fal
     """What every stage does first: validate ``params.yaml``, read ``base`` and its sections, seed,
     pick the device, log.
 
-    The whole file is parsed once, strictly, by :func:`pcas_core.params.load_config`, so a
+    The file is read once and parsed strictly as :func:`pcas_core.params.load_config` does, so a
     misspelt key (``dvc exp run -S train_visual.epoch=3``) or a wrong type stops every stage
     before it reads any data. ``base.threads`` (0 = torch's default) caps torch's CPU threads.
 
@@ -146,18 +149,20 @@ def start_stage(stage: str, params_file: Path, *sections: str, ranks: bool = Fal
     (:func:`pcas_core.distributed.init`).
 
     Raises:
+        FileNotFoundError: no such file.
         pcas_core.params.ConfigError: as :func:`pcas_core.params.load_config`.
 
     Returns:
         a :class:`StageRun` ``(params, config, log, device)``.
     """
-    config = load_config(params_file)  # the whole file, strictly: unknown keys, types
+    raw = read_params_file(params_file)
+    config = parse_params(raw, params_file)  # the whole file, strictly: unknown keys, types
     base = config.base
     if ranks and base.nproc_per_node * base.nnodes > 1 and not distributed.launched():
         distributed.relaunch(nproc_per_node=base.nproc_per_node, nnodes=base.nnodes,
                              node_rank=base.node_rank, master_addr=base.master_addr,
                              master_port=base.master_port)
-    params = load_params(params_file, "base", *sections)
+    params = params_sections(raw, params_file, "base", *sections)
     logger = get_logger(f"pcas.{stage}")
     if base.threads > 0:
         torch.set_num_threads(base.threads)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -17,7 +18,8 @@ from tqdm import tqdm
 from pcas_core import distributed
 from pcas_core.resume import EpochCheckpoint, Restored
 
-__all__ = ["make_optimizer", "warmup_cosine", "fit", "autocast", "to_device", "FINITE_CHECK_EVERY"]
+__all__ = ["make_optimizer", "warmup_cosine", "fit", "autocast", "to_device", "host_syncs",
+           "FINITE_CHECK_EVERY"]
 
 #: Steps between the host's looks at the loss (each look waits for the device). Between looks the
 #: per-term sums stay on the device, so a step never waits for the GPU; a NaN is caught at most
@@ -66,6 +68,26 @@ def to_device(tensor: Tensor, device: torch.device) -> Tensor:
     if device.type == "cuda" and tensor.device.type == "cpu" and not tensor.is_pinned():
         tensor = tensor.pin_memory()
     return tensor.to(device, non_blocking=True)
+
+
+def host_syncs(step: Callable[[], Any]) -> int:
+    """How many times one call of ``step`` makes the host wait for the GPU, counted by
+    ``torch.cuda.set_sync_debug_mode("warn")`` (each synchronising call warns once).
+
+    Raises:
+        RuntimeError: CUDA is not available.
+    """
+    if not torch.cuda.is_available():
+        raise RuntimeError("host_syncs counts CUDA synchronisations; CUDA is not available")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            step()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    return sum("synchroniz" in str(w.message) for w in caught)
 
 
 def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pcas_core.data.dataset import AVSData, NEEDED_SPLITS, read_dataset
+from pcas_core.data.dataset import AVSData, NEEDED_SPLITS, read_dataset, split_problems
 from pcas_core.data.problems import Problems
 from pcas_core.data.table import SPLITS
 from pcas_core.data.validate import check_contents
@@ -52,9 +52,7 @@ def check_dataset(data: dict[str, Any]) -> CheckReport:
     problems = Problems()
     ds, audio = read_dataset({"img_size": 224, **data}, problems)
     check_contents(ds.frames, ds.palette, problems, off_palette=ds.off_palette)
-    for split in NEEDED_SPLITS:
-        if not (ds.metadata["split"] == split).any():
-            problems.error("", ds.root, f"split '{split}' has no video")
+    split_problems(ds, problems, NEEDED_SPLITS)
     return CheckReport(ds, problems, audio)
 
 

@@ -33,7 +33,7 @@ from pcas_core.data.validate import check_contents, check_headers
 from pcas_core.params.inputs import DataConfig
 
 __all__ = ["DATASETS", "BINARY_DATASETS", "NEEDED_SPLITS", "AVSData", "read_dataset",
-           "open_dataset"]
+           "split_problems", "open_dataset"]
 
 DATASETS = ("avss", "s4", "ms3")
 BINARY_DATASETS = ("s4", "ms3")
@@ -168,7 +168,7 @@ class AVSData:
         S4/MS3 (binary masks): the video's labels where the mask has foreground, else zeros."""
         out = np.full((len(self.frames), self.labels.shape[1]), np.nan, dtype=np.float32)
         for split in self.frames["split"].unique():
-            sel = (self.frames["split"] == split).to_numpy()
+            sel = self.frames_in(split)
             if not self.binary:
                 out[sel] = frame_labels(self.frames[sel], self.palette, self.img_size,
                                         SPLIT_MODES[split], self.num_classes,
@@ -238,10 +238,11 @@ def read_dataset(data: dict[str, Any], problems: Problems) -> tuple[AVSData, pd.
                    kind, off_palette), audio
 
 
-def _split_problems(ds: AVSData, problems: Problems, needed: tuple[str, ...]) -> None:
-    """An error for each split the caller needs that has no video."""
+def split_problems(ds: AVSData, problems: Problems, needed: tuple[str, ...]) -> None:
+    """An error for each split the caller needs that has no video (``open_dataset`` and
+    ``pcas check-data``)."""
     for split in needed:
-        if not (ds.metadata["split"] == split).any():
+        if not ds.videos_in(split).any():
             problems.error("", ds.root, f"split '{split}' has no video (the pipeline trains on "
                            "train and scores test)")
 
@@ -288,6 +289,6 @@ def open_dataset(data: dict[str, Any] | DataConfig, *,
             log.warning("%s: skipping %d bad video(s) (data.skip_bad): %s", ds.root, len(bad),
                         "; ".join(map(str, problems.errors)))
         problems = Problems([p for p in problems.items if not p.uid])
-    _split_problems(ds, problems, needed_splits)
+    split_problems(ds, problems, needed_splits)
     problems.raise_if_errors(str(ds.root))
     return ds

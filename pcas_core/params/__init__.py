@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -29,7 +30,7 @@ __all__ = ["BaseConfig", "DataConfig", "DemoConfig", "DemoClips", "SplitCounts",
            "TrainVisualConfig", "TVPModelConfig", "TrainAudioConfig", "AlignConfig", "CRFConfig",
            "PseudoMasksConfig", "BaselinesConfig", "EvaluateConfig", "PredictConfig", "PredictModels",
            "PcasParams", "SECTIONS",
-           "load_config", "check_couplings", "ConfigError"]
+           "load_config", "read_params_file", "parse_params", "check_couplings", "ConfigError"]
 
 
 
@@ -96,11 +97,29 @@ def load_config(path: Path | str) -> PcasParams:
             value of the wrong type or out of range, or a broken coupling (:func:`check_couplings`);
             messages start with the file name.
     """
+    return parse_params(read_params_file(path), path)
+
+
+def read_params_file(path: Path | str) -> Any:
+    """The YAML document of ``path``, unvalidated (:func:`parse_params` checks it).
+
+    Raises:
+        FileNotFoundError: no such file.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: params file not found")
     with path.open() as f:
-        raw = yaml.safe_load(f)
+        return yaml.safe_load(f)
+
+
+def parse_params(raw: Any, path: Path | str) -> PcasParams:
+    """Validate a ``params.yaml`` document read from ``path`` (named in messages) into
+    :class:`PcasParams`, as :func:`load_config` does; ``raw`` is not modified.
+
+    Raises:
+        ConfigError: as :func:`load_config`.
+    """
     try:
         params = parse(PcasParams, raw)
         check_couplings(params)
