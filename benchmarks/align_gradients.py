@@ -40,6 +40,8 @@ def main() -> None:
     ap.add_argument("--audio-store", type=Path, default=Path("features/audio.h5"))
     ap.add_argument("--batches", type=int, default=6)
     args = ap.parse_args()
+    if args.batches < 1:
+        ap.error("--batches must be >= 1")
 
     params = load_config(args.params)
     cfg = dataclasses.replace(params.align, cmc=True, cmpc=True, cmcc=True)
