@@ -123,9 +123,20 @@ class DemoConfig:
 
 @dataclass(frozen=True)
 class FbankConfig:
-    """``fbank``: the AST Kaldi fbank (sample rate in Hz, mel bins, frames of frame_shift_ms,
-    AudioSet normalisation statistics)."""
+    """``fbank``: the audio features of every video (``pcas_core.audio.front_end``).
 
+    Attributes:
+        front_end: ``ast`` (the AST Kaldi fbank, the paper's) | ``aisfx`` (the log-mel of the
+            pretrained aisfx CNN, ``train_audio.encoder: aisfx``: 96 bands, 23.2 ms frames, its
+            constants fixed by the checkpoint).
+        sample_rate: Hz at which the audio is read (aisfx resamples it to 44.1 kHz).
+        num_mel_bins, frame_shift_ms, norm_mean, norm_std: the AST fbank's mel bins, frame shift
+            and AudioSet normalisation statistics.
+        target_length: AST frames stored; the store covers ``target_length * frame_shift_ms`` of
+            audio, and aisfx covers the same span with its own frames.
+    """
+
+    front_end: Literal["ast", "aisfx"] = "ast"
     sample_rate: int = 16000
     num_mel_bins: int = 128
     target_length: int = 512
