@@ -30,7 +30,7 @@ import pcas_core  # noqa: F401  (import shim before torchaudio)
 import torchaudio.functional as AF  # noqa: E402
 
 from pcas_core.atomic import atomic_path
-from pcas_core.audio.fbank import ast_fbank, frames_per_second
+from pcas_core.audio.front_end import front_end_features, front_end_shape, front_end_timing
 from pcas_core.data.images import resize_frame
 from pcas_core.data.dataset import AVSData
 from pcas_core.data.video import VideoWriter, open_video, sample_frames, sample_plan, wave_segment
@@ -47,13 +47,16 @@ def check_fbank_params(models: TrainedModels, fbank: FbankConfig) -> None:
     """The ``fbank`` params must be those the audio encoder was trained with.
 
     Raises:
-        ValueError: ``fbank.target_length``/``num_mel_bins`` differ from the encoder's config, or
-            the frame shift does not give its ``frames_per_step`` frames per second (names keys).
+        ValueError: the front end, its frames or bins (``fbank.target_length``/``num_mel_bins``)
+            differ from the encoder's config, or its frame clock (``frame_shift_ms``) does not
+            give the encoder's ``frames_per_step`` frames per second (names keys).
     """
     cfg = models.audio_config
-    pairs = [("target_length", fbank.target_length, cfg["target_length"]),
-             ("num_mel_bins", fbank.num_mel_bins, cfg["n_mels"]),
-             ("frame_shift_ms", frames_per_second(fbank.frame_shift_ms), cfg["frames_per_step"])]
+    (frames, bins), clock = front_end_shape(fbank), front_end_timing(fbank)
+    pairs = [("front_end", fbank.front_end, cfg.get("front_end", "ast")),
+             ("target_length", frames, cfg["target_length"]),
+             ("num_mel_bins", bins, cfg["n_mels"]),
+             ("frame_shift_ms", clock.frames_per_second, cfg["frames_per_step"])]
     for key, have, want in pairs:
         if have != want:
             raise ValueError(f"params fbank.{key} gives {have}, but the audio encoder was trained "
@@ -69,10 +72,7 @@ def to_model_audio(audio: np.ndarray, rate: int, target_rate: int) -> np.ndarray
 
 
 def _fbank(wave: np.ndarray, fb: FbankConfig) -> torch.Tensor:
-    return ast_fbank(torch.from_numpy(wave), sample_rate=fb.sample_rate,
-                     num_mel_bins=fb.num_mel_bins, target_length=fb.target_length,
-                     frame_shift_ms=fb.frame_shift_ms, norm_mean=fb.norm_mean,
-                     norm_std=fb.norm_std)
+    return front_end_features(torch.from_numpy(wave), fb)
 
 
 def _frame_record(frame: int, time_s: float, mask: np.ndarray, audio: np.ndarray,

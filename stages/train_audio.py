@@ -9,6 +9,7 @@ import torch
 import typer
 
 from pcas_core.atomic import atomic_path
+from pcas_core.audio.front_end import store_timing
 from pcas_core.checkpoint import save_checkpoint
 from pcas_core.config import start_stage
 from pcas_core.curves import epoch_curves
@@ -45,9 +46,12 @@ def train_audio(
     with open_store(fbank_store, "fbank") as fb:  # fbank rows are read batch by batch
         rows = store_rows(fb.keys, data.metadata, source=fbank_store)
         fbank = StoreRowsView(fb, "fbank", rows)
+        clock = store_timing(fbank_store)
         model_cfg = tvp_model_config(cfg, num_classes=data.labels.shape[1],
                                      target_length=fbank.shape[1], n_mels=fbank.shape[2],
-                                     prompt_dim=pooled.shape[1])
+                                     prompt_dim=pooled.shape[1],
+                                     frames_per_second=clock.frames_per_second,
+                                     frame_offset=clock.frame_offset, front_end=clock.front_end)
         model = TVPAudioEncoder(**model_cfg)
         init_audio_encoder(model, cfg.init)
         n_steps = torch.from_numpy(fb.rows("n_steps", rows).astype(np.int64))

@@ -44,8 +44,15 @@ def test_every_key_of_params_yaml_is_a_field_and_round_trips():
     (lambda p: p["data"].update(subsets=["v3"]), "data.subsets"),
     (lambda p: p["pseudo_masks"].update(bg_score_low=0.1), "set both bg_score_low and bg_score_high"),
     (lambda p: p["pseudo_masks"]["crf"].update(iterations=2.5), "pseudo_masks.crf.iterations: expected an integer"),
-    (lambda p: p["fbank"].update(frame_shift_ms=20.0), "one time step must be one second"),
+    (lambda p: p["fbank"].update(frame_shift_ms=5.0), "exceeds fbank.target_length (512) x frame_shift_ms (5.0) = 2.56 s"),
     (lambda p: p["train_audio"]["model"].update(max_steps=10), "exceeds fbank.target_length"),
+    (lambda p: p["train_audio"].update(encoder="aisfx"), "train_audio.encoder 'aisfx' needs fbank.front_end 'aisfx'"),
+    (lambda p: p["train_audio"].update(encoder="cnn"), "train_audio.encoder: 'cnn' is not one of ['ast', 'aisfx']"),
+    (lambda p: p["fbank"].update(front_end="aisfx") or p["train_audio"].update(encoder="aisfx", init="vit.pth"),
+     "with encoder 'aisfx' set init: none"),
+    (lambda p: p["train_audio"]["aisfx"].update(frozen_blocks=5), "frozen_blocks must be in [0, 4]"),
+    (lambda p: p["train_audio"]["aisfx"].update(tokens="patches"), "train_audio.aisfx.tokens: 'patches' is not one of"),
+    (lambda p: p["train_audio"]["model"].update(frames_per_step=100), "unknown params key 'train_audio.model.frames_per_step'"),
     (lambda p: p["base"].update(device="tpu"), "device must be auto, cpu, cuda or cuda:N"),
 ])
 def test_bad_params_are_refused_with_the_key(tmp_path, edit, message):
@@ -53,6 +60,16 @@ def test_bad_params_are_refused_with_the_key(tmp_path, edit, message):
         load_config(_write(tmp_path, edit))
     assert message in str(err.value)
     assert str(tmp_path / "params.yaml") in str(err.value)
+
+
+def test_any_frame_shift_and_the_aisfx_front_end_are_accepted(tmp_path):
+    """A time step is one second of the front end's clock, not a count of frames: a 20 ms
+    shift (50 frames per second) passes, and aisfx's 23.2 ms frames with it."""
+    assert load_config(_write(tmp_path, lambda p: p["fbank"].update(frame_shift_ms=20.0)))
+    cfg = load_config(_write(tmp_path, lambda p: (p["fbank"].update(front_end="aisfx"),
+                                                  p["train_audio"].update(encoder="aisfx"))))
+    assert cfg.fbank.front_end == cfg.train_audio.encoder == "aisfx"
+    assert cfg.train_audio.aisfx.frozen_blocks == 4
 
 
 def test_missing_keys_take_documented_defaults_and_ints_become_floats(tmp_path):

@@ -236,3 +236,149 @@ def test_audio_init_from_a_local_vit_file(tmp_path):
         init_audio_encoder(enc, str(tmp_path / "w.safetensors"))
     with pytest.raises(FileNotFoundError):
         init_audio_encoder(enc, str(tmp_path / "missing.safetensors"))
+
+
+# --- time steps by centre time; the aisfx patch embedding (pcas_core.models.aisfx) ----------
+
+from pcas_core.models.tvp_tokens import assign_token_steps, token_centre_seconds  # noqa: E402
+
+AISFX = dict(num_classes=4, n_mels=96, target_length=221, embed_dim=32, depth=1, num_heads=2,
+             prompt_dim=8, max_steps=5, frames_per_step=44100 / 1024, frame_offset=-0.5,
+             front_end="aisfx", encoder="aisfx")
+
+
+def _aisfx_model(**overrides) -> TVPAudioEncoder:
+    torch.manual_seed(0)
+    return TVPAudioEncoder(**{**AISFX, **overrides}).eval()
+
+
+def _aisfx_inputs(batch: int = 2, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(batch, 221, 96, generator=g), torch.randn(batch, 5, 8, generator=g),
+            torch.full((batch,), 5, dtype=torch.long))
+
+
+def test_step_by_centre_time_is_the_old_frame_count_rule_on_ast_columns():
+    """For 10 ms frames the time rule gives exactly floor(centre frame / 100), the rule before
+    steps were counted in seconds (bit for bit, every column of many grids)."""
+    for patch, stride in [(16, 16), (16, 10), (15, 7), (16, 1), (9, 25)]:
+        for frames_per_step in (100, 50, 25):
+            centre = torch.arange(2000, dtype=torch.float64) * stride + patch / 2
+            old = torch.div(centre, frames_per_step, rounding_mode="floor").long().clamp_(max=19)
+            new = assign_patch_steps(2000, patch_size=patch, tstride=stride,
+                                     frames_per_step=frames_per_step, max_steps=20)
+            assert torch.equal(old, new), (patch, stride, frames_per_step)
+
+
+def test_ast_encoder_is_unchanged_at_a_fixed_seed():
+    """Numbers of the TINY encoder recorded with the code before the aisfx encoder (cb4fd78):
+    same initial parameters and outputs (``encoder: ast`` is the default)."""
+    model = _model()
+    fbank, prompts, _ = _inputs()
+    with torch.no_grad():
+        out = model(fbank, prompts, torch.tensor([3, 2]))
+    params = float(sum(p.detach().double().sum() for p in model.parameters()))
+    assert abs(params - 78.41515121574467) < 1e-9
+    torch.testing.assert_close(out.step_logits.flatten()[:4],
+                               torch.tensor([-4.588098049163818, -4.61374044418335,
+                                             -4.5799970626831055, -4.589944839477539]),
+                               rtol=0, atol=1e-5)
+    assert abs(float(out.step_logits.double().sum()) - -110.49244546890259) < 1e-4
+    assert model.encoder == "ast" and model.front_end == "ast"
+
+
+def test_aisfx_tokens_belong_to_the_second_that_holds_their_centre_time():
+    model = _aisfx_model()
+    assert model.patch_embed.grid_size == (1, 27)  # 221 frames -> 27 cells of 8 frames
+    centre_s = ((torch.arange(27) * 8 + 4 - 0.5) * 1024 / 44100).tolist()  # frame i centred at i * hop
+    for j, step in enumerate(model.patch_step.tolist()):
+        assert step <= centre_s[j] < step + 1, (j, centre_s[j], step)
+    assert torch.bincount(model.patch_step).tolist() == [5, 6, 5, 6, 5]
+    steps = assign_token_steps(token_centre_seconds(torch.tensor([-1.0, 99.0, 100.0]),
+                                                    frames_per_second=100.0), max_steps=3)
+    assert steps.tolist() == [0, 0, 1]
+
+    cells = _aisfx_model(aisfx_tokens="cells")
+    assert cells.patch_embed.grid_size == (12, 27) and cells.pos_embed.shape == (1, 324, 32)
+    assert torch.equal(cells.patch_step, model.patch_step.repeat(12))
+    out = cells(*_aisfx_inputs())
+    assert out.step_tokens.shape == (2, 5, 32) and torch.isfinite(out.step_logits).all()
+
+
+def test_aisfx_prompts_sit_before_each_steps_tokens_and_invalid_steps_stay_out():
+    model = _aisfx_model()
+    steps = model.token_step.tolist()
+    assert steps[0] == -1 and steps == sorted(steps)
+    starts = [steps.index(t) for t in range(5)]  # first token of each step is its prompt
+    assert model.seq_index[starts].tolist() == [1, 2, 3, 4, 5]
+    logmel, prompts, _ = _aisfx_inputs()
+    garbage = prompts.clone()
+    garbage[:, 3:] = 50 * torch.randn(2, 2, 8)
+    n_steps = torch.tensor([3, 5])
+    with torch.no_grad():
+        a, b = model(logmel, prompts, n_steps), model(logmel, garbage, n_steps)
+    torch.testing.assert_close(a.step_tokens[0, :3], b.step_tokens[0, :3], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(a.step_tokens[1, :3], b.step_tokens[1, :3], atol=1e-3)
+
+
+@pytest.mark.parametrize("position, time_aware", [("step_mean", True), ("learned", True),
+                                                  ("none", False)])
+def test_aisfx_swapping_two_prompts_changes_a1_only_when_prompts_know_their_step(position, time_aware):
+    model = _aisfx_model(prompt_position=position)
+    for weight in (model.pos_embed, model.prompt_embed.proj.weight, model.blocks[0].attn.qkv.weight):
+        torch.nn.init.normal_(weight, std=0.5)
+    if position == "learned":
+        torch.nn.init.normal_(model.prompt_embed.step_embed, std=1.0)
+    logmel, prompts, n_steps = _aisfx_inputs()
+    swapped = prompts[:, [1, 0, 2, 3, 4]]
+    with torch.no_grad():
+        a, b = model(logmel, prompts, n_steps), model(logmel, swapped, n_steps)
+    change = (a.step_tokens[:, 0] - b.step_tokens[:, 0]).norm() / a.step_tokens[:, 0].norm()
+    assert (change > 1e-3) if time_aware else (change < 1e-5), change
+
+
+def test_aisfx_frozen_blocks_do_not_train_and_the_saved_config_rebuilds_the_encoder(tmp_path):
+    from pcas_core.checkpoint import save_checkpoint
+    from pcas_core.inference import load_audio_encoder
+    from pcas_core.models.tvp import tvp_model_config
+    from pcas_core.params import TrainAudioConfig
+    from pcas_core.params.training import AisfxEncoderConfig
+
+    cfg = TrainAudioConfig(encoder="aisfx", aisfx=AisfxEncoderConfig(frozen_blocks=3))
+    config = tvp_model_config(cfg, num_classes=4, target_length=221, n_mels=96, prompt_dim=8,
+                              frames_per_second=44100 / 1024, frame_offset=-0.5, front_end="aisfx")
+    with pytest.raises(ValueError, match="needs an fbank store made with fbank.front_end 'aisfx'"):
+        tvp_model_config(cfg, num_classes=4, target_length=221, n_mels=96, prompt_dim=8)
+    torch.manual_seed(0)
+    model = TVPAudioEncoder(**config).train()
+    cnn = model.patch_embed.cnn
+    frozen = {k: v.clone() for k, v in cnn.state_dict().items() if not k.startswith("conv_block4.")}
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    logmel, prompts, n_steps = _aisfx_inputs(4)
+    for _ in range(2):
+        loss = model(logmel, prompts, n_steps).video_logits.sigmoid().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert all(torch.equal(cnn.state_dict()[k], v) for k, v in frozen.items())
+    assert not torch.equal(cnn.conv_block4.bn1.running_mean, torch.zeros(512))
+    model.eval()
+    save_checkpoint(tmp_path / "audio.safetensors", model, config)
+    rebuilt, saved = load_audio_encoder(tmp_path / "audio.safetensors")
+    assert saved["encoder"] == "aisfx" and saved["front_end"] == "aisfx"
+    assert rebuilt.patch_embed.cnn.frozen_blocks == 3
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(logmel, prompts, n_steps).step_logits,
+                                   model(logmel, prompts, n_steps).step_logits, rtol=0, atol=0)
+
+
+def test_aisfx_encoder_starts_from_the_checkpoint_and_refuses_an_ast_init(tmp_path, monkeypatch):
+    from pcas_core.models import ast_init
+
+    calls = []
+    monkeypatch.setattr(ast_init, "load_aisfx_weights", lambda cnn: calls.append(cnn) or tmp_path)
+    model = _aisfx_model()
+    ast_init.init_audio_encoder(model, "none")
+    assert calls == [model.patch_embed.cnn]
+    with pytest.raises(ValueError, match="set init: none"):
+        ast_init.init_audio_encoder(model, str(tmp_path / "vit.safetensors"))

@@ -1,7 +1,9 @@
-"""AST's ImageNet initialisation of the TVP audio encoder (Gong et al. 2021, ``ASTModel``)."""
+"""Initialisation of the TVP audio encoder: AST's ImageNet initialisation (Gong et al. 2021,
+``ASTModel``) or, with ``encoder: aisfx``, the pretrained aisfx conv blocks."""
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from pathlib import Path
@@ -12,13 +14,20 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pcas_core.checkpoint import load_weights_file
+from pcas_core.models.aisfx import load_aisfx_weights
 from pcas_core.models.tvp import TVPAudioEncoder
 
 __all__ = ["load_imagenet_vit_patch_embed", "init_audio_encoder"]
 
+_log = logging.getLogger(__name__)
+
 
 def init_audio_encoder(encoder: TVPAudioEncoder, init: str | None) -> None:
-    """Initialise ``encoder`` as ``train_audio.init`` says, in place.
+    """Initialise ``encoder`` as ``train_audio`` says, in place.
+
+    With ``encoder: aisfx`` the conv blocks of the patch embedding always start from the
+    installed aisfx checkpoint (:func:`pcas_core.models.aisfx.load_aisfx_weights`: sha256-pinned,
+    weights-only, strict); ``init`` must then be ``"none"``.
 
     Args:
         init: ``"none"`` (or None/empty): keep the random initialisation; otherwise the path of a
@@ -27,10 +36,19 @@ def init_audio_encoder(encoder: TVPAudioEncoder, init: str | None) -> None:
             downloaded; ``.pth`` files are read with ``torch.load(weights_only=True)``.
 
     Raises:
-        FileNotFoundError: no file at the path; ValueError: unreadable or not fitting (names
-            the file).
+        FileNotFoundError: no file at the path, or aisfx not installed; ValueError: unreadable or
+            not fitting (names the file), or an ``init`` file for an aisfx encoder.
     """
-    if init is None or str(init) in ("", "none"):
+    no_init = init is None or str(init) in ("", "none")
+    if encoder.encoder == "aisfx":
+        if not no_init:
+            raise ValueError(f"train_audio.init {init}: initialises AST's patch embedding; "
+                             f"the aisfx encoder starts from its own checkpoint (set init: none)")
+        path = load_aisfx_weights(encoder.patch_embed.cnn)
+        _log.info("audio patch embedding: aisfx conv blocks from %s (%d frozen)", path,
+                  encoder.patch_embed.cnn.frozen_blocks)
+        return
+    if no_init:
         return
     path = Path(init)
     try:

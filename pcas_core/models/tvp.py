@@ -6,8 +6,12 @@ Sources:
   to ``(B, 1, n_mels, L)``, cut into ``patch_size`` squares at strides ``(fstride, tstride)`` by one
   ``nn.Conv2d``, given learned position embeddings and a ``[CLS]`` token, and run through ViT blocks.
   ImageNet initialisation: :func:`pcas_core.models.ast_init.load_imagenet_vit_patch_embed`.
+- aisfx (Ma and Lerch, ISMIR 2022; CC BY 4.0): ``encoder: aisfx`` replaces AST's linear patches
+  by the conv blocks of its pretrained CNN (:mod:`pcas_core.models.aisfx`); tokens are the cells
+  of the last block. Not the paper's setting.
 - TVP (the PCAS paper; ``shared/METHOD.md`` section 2): time step t owns the fbank frames of its second;
-  every audio patch belongs to the step holding its centre column. The token sequence is
+  every audio token belongs to the step holding its centre time (its centre column of frames, on
+  the front end's frame clock). The token sequence is
   ``[CLS] [p_1] [patches of step 1] [p_2] [patches of step 2] ...`` with ``p_t = W_p v_t + e_prompt
   + e_t`` (``v_t`` a frozen visual feature of frame t; e_t its step's time identity, see
   :class:`pcas_core.models.tvp_tokens.PromptEmbed`). Position embeddings cover audio patches.
@@ -37,33 +41,52 @@ import pcas_core  # noqa: F401  (import shim before timm)
 from timm.layers import trunc_normal_  # noqa: E402
 from timm.models.vision_transformer import Block  # noqa: E402
 
+from pcas_core.models.aisfx import AisfxPatchEmbed  # noqa: E402
 from pcas_core.models.heads import init_prior_bias  # noqa: E402
 from pcas_core.params.training import TrainAudioConfig  # noqa: E402
 from pcas_core.models.tvp_tokens import (NoPrompts, PromptEmbed,  # noqa: E402
-                                         SpectrogramPatchEmbed, assign_patch_steps)
+                                         SpectrogramPatchEmbed, assign_patch_steps,
+                                         assign_token_steps, token_centre_seconds)
 
 __all__ = [
+    "ENCODERS",
     "TVPAudioEncoder",
     "TVPOutput",
     "tvp_model_config",
     "assign_patch_steps",  # re-exported from pcas_core.models.tvp_tokens
 ]
 
+#: ``train_audio.encoder`` choices: the patch embedding.
+ENCODERS = ("ast", "aisfx")
+
 
 def tvp_model_config(cfg: TrainAudioConfig, *, num_classes: int, target_length: int, n_mels: int,
-                     prompt_dim: int) -> dict[str, Any]:
+                     prompt_dim: int, frames_per_second: float = 100.0, frame_offset: float = 0.0,
+                     front_end: str = "ast") -> dict[str, Any]:
     """The encoder's constructor config (JSON-able; saved in its checkpoint): ``train_audio.model``
-    plus the switches ``tvp`` (``use_prompts``) and ``prompt_position``, and the data's shapes.
+    plus the switches ``tvp`` (``use_prompts``), ``prompt_position`` and ``encoder`` (with
+    ``aisfx``'s options), and the data's shapes and frame clock.
 
     Args:
         cfg: the ``train_audio`` section.
         num_classes: foreground classes. target_length, n_mels: fbank frames and mel bins.
         prompt_dim: width D of the prompts v_t (the visual store's ``pooled_patch``).
+        frames_per_second, frame_offset, front_end: the fbank store's frame clock and front end
+            (:func:`pcas_core.audio.front_end.store_timing`; defaults: the AST fbank at 10 ms).
+
+    Raises:
+        ValueError: ``encoder: aisfx`` on features of another front end.
     """
+    if cfg.encoder == "aisfx" and front_end != "aisfx":
+        raise ValueError(f"train_audio.encoder 'aisfx' needs an fbank store made with "
+                         f"fbank.front_end 'aisfx', this one was made with {front_end!r}")
     return {**asdict(cfg.model), "num_classes": int(num_classes),
             "target_length": int(target_length), "n_mels": int(n_mels),
             "prompt_dim": int(prompt_dim), "use_prompts": bool(cfg.tvp),
-            "prompt_position": cfg.prompt_position}
+            "prompt_position": cfg.prompt_position, "frames_per_step": float(frames_per_second),
+            "frame_offset": float(frame_offset), "front_end": front_end,
+            "encoder": cfg.encoder, "aisfx_frozen_blocks": cfg.aisfx.frozen_blocks,
+            "aisfx_tokens": cfg.aisfx.tokens}
 
 
 class TVPOutput(NamedTuple):
@@ -86,11 +109,17 @@ class TVPOutput(NamedTuple):
 class TVPAudioEncoder(nn.Module):
     """AST audio encoder with Temporal Visual Prompting and per-step classification.
 
+    The patch embedding (``encoder``) is AST's linear patches (``ast``) or the pretrained aisfx
+    conv blocks with a linear projection (``aisfx``, :class:`pcas_core.models.aisfx.AisfxPatchEmbed`,
+    weights loaded by :func:`pcas_core.models.ast_init.init_audio_encoder`); the rest (position
+    embeddings over the audio tokens, one prompt before each step's tokens, masking, a_t, s_t) is
+    the same for both. Every audio token belongs to the step that holds its centre time.
+
     Args:
         num_classes: number of classes C of the step and video logits.
         n_mels: mel bins of the input fbank.
-        target_length: fbank frames L of the input (10 ms each; 1024 for 10 s).
-        patch_size: square patch side (AST: 16).
+        target_length: fbank frames L of the input (AST: 10 ms each, 1024 for 10 s).
+        patch_size: square patch side (AST: 16). ``encoder: ast`` only, as the two strides.
         fstride: patch stride over mel bins (AST: 10).
         tstride: patch stride over frames (AST: 10).
         embed_dim: token width D.
@@ -100,7 +129,16 @@ class TVPAudioEncoder(nn.Module):
         drop_rate: dropout after the embeddings and before the head.
         prompt_dim: width of the visual prompt features v_t.
         max_steps: number of time steps (video frames, one per second) the fbank covers.
-        frames_per_step: fbank frames per step (100 = one second at 10 ms).
+        frames_per_step: input frames per one-second step, i.e. frames per second (may be
+            fractional: 100 for AST at 10 ms, 44100 / 1024 for aisfx).
+        frame_offset: offset of frame 0 in frames (AST 0; aisfx's centred frames -0.5), see
+            :func:`pcas_core.models.tvp_tokens.token_centre_seconds`.
+        front_end: the fbank front end of the inputs (``ast`` | ``aisfx``), recorded so that a
+            rebuilt encoder is fed the same features (``pcas predict`` checks it).
+        encoder: the patch embedding, one of :data:`ENCODERS`.
+        aisfx_frozen_blocks: ``encoder: aisfx``: the first k conv blocks frozen, BatchNorm
+            statistics too (see :class:`pcas_core.models.aisfx.AisfxCNN`).
+        aisfx_tokens: ``encoder: aisfx``: ``columns`` (frequency-pooled time cells) | ``cells``.
         use_prompts: insert one prompt token before each step's patches; False gives plain AST.
         prompt_position: time identity of the prompts: ``step_mean`` | ``learned`` | ``none``
             (see :class:`pcas_core.models.tvp_tokens.PromptEmbed`).
@@ -125,35 +163,48 @@ class TVPAudioEncoder(nn.Module):
         drop_rate: float = 0.0,
         prompt_dim: int = 768,
         max_steps: int = 10,
-        frames_per_step: int = 100,
+        frames_per_step: float = 100,
+        frame_offset: float = 0.0,
+        front_end: str = "ast",
         use_prompts: bool = True,
         prompt_position: str = "step_mean",
         step_pool: str = "max",
         head_bias_prior: float = 0.01,
+        encoder: str = "ast",
+        aisfx_frozen_blocks: int = 0,
+        aisfx_tokens: str = "columns",
     ) -> None:
         super().__init__()
         if step_pool not in ("max", "mean"):
             raise ValueError(f"step_pool must be 'max' or 'mean', got {step_pool!r}")
+        if encoder not in ENCODERS:
+            raise ValueError(f"train_audio.encoder must be one of {ENCODERS}, got {encoder!r}")
         self.num_classes, self.n_mels, self.target_length = num_classes, n_mels, target_length
         self.patch_size, self.embed_dim, self.prompt_dim = patch_size, embed_dim, prompt_dim
         self.max_steps, self.use_prompts, self.step_pool = max_steps, use_prompts, step_pool
-        self.head_bias_prior = head_bias_prior
+        self.head_bias_prior, self.encoder, self.front_end = head_bias_prior, encoder, front_end
 
-        self.patch_embed = SpectrogramPatchEmbed(
-            n_mels=n_mels, target_length=target_length, patch_size=patch_size,
-            fstride=fstride, tstride=tstride, embed_dim=embed_dim,
-        )
+        if encoder == "ast":
+            self.patch_embed = SpectrogramPatchEmbed(
+                n_mels=n_mels, target_length=target_length, patch_size=patch_size,
+                fstride=fstride, tstride=tstride, embed_dim=embed_dim,
+            )
+        else:
+            self.patch_embed = AisfxPatchEmbed(
+                n_mels=n_mels, target_length=target_length, embed_dim=embed_dim,
+                tokens=aisfx_tokens, frozen_blocks=aisfx_frozen_blocks,
+            )
         f_dim, t_dim = self.patch_embed.grid_size
         num_patches = self.patch_embed.num_patches
-        col_step = assign_patch_steps(
-            t_dim, patch_size=patch_size, tstride=tstride, frames_per_step=frames_per_step, max_steps=max_steps
-        )
+        centre_s = token_centre_seconds(self.patch_embed.column_centres(),
+                                        frames_per_second=frames_per_step, frame_offset=frame_offset)
+        col_step = assign_token_steps(centre_s, max_steps=max_steps)
         patch_step = col_step.repeat(f_dim)  # (N,), patch index f * T' + j
         counts = torch.bincount(patch_step, minlength=max_steps)
         if (counts == 0).any():
             empty = torch.nonzero(counts == 0).flatten().tolist()
             raise ValueError(
-                f"steps {empty} own no audio patch: {max_steps} steps of {frames_per_step} frames do not fit "
+                f"steps {empty} own no audio patch: {max_steps} steps of {frames_per_step:g} frames do not fit "
                 f"target_length={target_length}"
             )
         self.register_buffer("patch_step", patch_step, persistent=False)
@@ -242,7 +293,8 @@ class TVPAudioEncoder(nn.Module):
         """Embed, run the masked blocks and the final norm.
 
         Args:
-            fbank: ``(B, L, n_mels)`` float32 normalised fbank (:func:`pcas_core.audio.fbank.ast_fbank`).
+            fbank: ``(B, L, n_mels)`` float32 features of the encoder's front end
+                (:func:`pcas_core.audio.front_end.front_end_features`).
             prompts: ``(B, T, prompt_dim)`` float32 visual features v_t, or None when prompts are off.
             n_steps: ``(B,)`` int64 valid steps per item (its number of frames), ``1 <= n_steps <= T``.
 
@@ -295,7 +347,7 @@ class TVPAudioEncoder(nn.Module):
         """Encode a batch of fbanks with one visual prompt per step.
 
         Args:
-            fbank: ``(B, L, n_mels)`` float32 normalised fbank, L = target_length frames of 10 ms.
+            fbank: ``(B, L, n_mels)`` float32 features, L = target_length frames of the front end.
             prompts: ``(B, T, prompt_dim)`` float32 visual features v_t of frames 0..T-1 (T <=
                 max_steps), or None when ``use_prompts=False`` (then T = max_steps; given prompts are
                 ignored except for T).

@@ -1,5 +1,6 @@
-"""Token embeddings of the TVP audio encoder: AST spectrogram patches with their time step, and the
-visual prompt tokens with their time identity (METHOD §2).
+"""Token embeddings of the TVP audio encoder: AST spectrogram patches, the time step of every
+audio token (by its centre time, for any frame clock), and the visual prompt tokens with their
+time identity (METHOD §2). The pretrained aisfx patch embedding is :mod:`pcas_core.models.aisfx`.
 
 Sources: AST (Gong, Chung and Glass 2021, ``src/models/ast_models.py``) for the patch embedding;
 the PCAS paper's Temporal Visual Prompting for the prompts ("at each corresponding time step ...
@@ -18,21 +19,73 @@ from torch import Tensor, nn
 import pcas_core  # noqa: F401  (import shim before timm)
 from timm.layers import trunc_normal_  # noqa: E402
 
-__all__ = ["PROMPT_POSITIONS", "assign_patch_steps", "SpectrogramPatchEmbed", "PromptEmbed",
-           "NoPrompts"]
+__all__ = ["PROMPT_POSITIONS", "STEP_SECONDS", "token_centre_seconds", "assign_token_steps",
+           "assign_patch_steps", "SpectrogramPatchEmbed", "PromptEmbed", "NoPrompts"]
 
 #: How a prompt token knows its time step (``train_audio.prompt_position``).
 PROMPT_POSITIONS = ("step_mean", "learned", "none")
+
+#: Length of one TVP time step: one second, one video frame (AVSBench samples 1 fps).
+STEP_SECONDS = 1.0
+
+
+def token_centre_seconds(centre_frames: Tensor, *, frames_per_second: float,
+                         frame_offset: float = 0.0) -> Tensor:
+    """Centre times of tokens from their centres in input frames.
+
+    Frame i of the input spans ``[(i + frame_offset) / fps, (i + 1 + frame_offset) / fps)`` s, so
+    a token over frames ``[a, b)`` (centre ``c = (a + b) / 2`` frames) is centred at
+    ``(c + frame_offset) / fps`` s.
+
+    Args:
+        centre_frames: ``(N,)`` float64 token centres in frames.
+        frames_per_second: fps of the input (AST at 10 ms: 100; aisfx: 44100 / 1024).
+        frame_offset: offset of frame 0 in frames (AST 0; aisfx's centred frames -0.5).
+
+    Returns:
+        ``(N,)`` float64 seconds.
+
+    Raises:
+        ValueError: ``frames_per_second`` is not positive.
+    """
+    if frames_per_second <= 0:
+        raise ValueError(f"frames_per_second must be positive, got {frames_per_second}")
+    return (centre_frames.to(torch.float64) + frame_offset) / frames_per_second
+
+
+def assign_token_steps(centre_s: Tensor, *, max_steps: int,
+                       step_seconds: float = STEP_SECONDS) -> Tensor:
+    """Time step of each token: the step that holds its centre time (METHOD.md section 2).
+
+    Step t holds ``[t * step_seconds, (t + 1) * step_seconds)``; centres past the last step
+    (padding) are clamped to ``max_steps - 1``, centres before 0 to 0.
+
+    Args:
+        centre_s: ``(N,)`` float64 centre times in seconds (:func:`token_centre_seconds`).
+        max_steps: number of time steps.
+        step_seconds: length of a step (one second).
+
+    Returns:
+        ``(N,)`` int64 step per token in ``[0, max_steps)``, non-decreasing where ``centre_s`` is.
+
+    Raises:
+        ValueError: a non-positive ``max_steps`` or ``step_seconds``.
+    """
+    if max_steps <= 0 or step_seconds <= 0:
+        raise ValueError(f"max_steps and step_seconds must be positive, got {max_steps}, {step_seconds}")
+    step = torch.div(centre_s.to(torch.float64), step_seconds, rounding_mode="floor")
+    return step.long().clamp_(min=0, max=max_steps - 1)
 
 
 def assign_patch_steps(
     t_dim: int, *, patch_size: int, tstride: int, frames_per_step: int, max_steps: int
 ) -> Tensor:
-    """Time step of each patch column: the step (second) that holds the column's centre frame.
+    """Time step of each AST patch column: the step (second) that holds the column's centre.
 
     Column j spans fbank frames ``[j * tstride, j * tstride + patch_size)`` (10 ms frames); its centre
     is ``j * tstride + patch_size / 2`` and its step ``floor(centre / frames_per_step)``, clamped to
-    ``max_steps - 1`` (METHOD.md section 2).
+    ``max_steps - 1`` (METHOD.md section 2): :func:`assign_token_steps` of
+    :func:`token_centre_seconds` with ``frames_per_second = frames_per_step`` and offset 0.
 
     Args:
         t_dim: number of patch columns T' = ``(L - patch_size) // tstride + 1``.
@@ -49,8 +102,13 @@ def assign_patch_steps(
     """
     if min(t_dim, patch_size, tstride, frames_per_step, max_steps) <= 0:
         raise ValueError("t_dim, patch_size, tstride, frames_per_step and max_steps must be positive")
-    centre = torch.arange(t_dim, dtype=torch.float64) * tstride + patch_size / 2
-    return torch.div(centre, frames_per_step, rounding_mode="floor").long().clamp_(max=max_steps - 1)
+    centre = _column_centres(t_dim, patch_size=patch_size, tstride=tstride)
+    return assign_token_steps(token_centre_seconds(centre, frames_per_second=frames_per_step),
+                              max_steps=max_steps)
+
+
+def _column_centres(t_dim: int, *, patch_size: int, tstride: int) -> Tensor:
+    return torch.arange(t_dim, dtype=torch.float64) * tstride + patch_size / 2
 
 
 class SpectrogramPatchEmbed(nn.Module):
@@ -74,6 +132,12 @@ class SpectrogramPatchEmbed(nn.Module):
         self.grid_size = ((n_mels - patch_size) // fstride + 1, (target_length - patch_size) // tstride + 1)
         self.num_patches = self.grid_size[0] * self.grid_size[1]
         self.proj = nn.Conv2d(1, embed_dim, kernel_size=patch_size, stride=(fstride, tstride))
+        self.patch_size, self.tstride = patch_size, tstride
+
+    def column_centres(self) -> Tensor:
+        """``(T',)`` float64 centre of each patch column in fbank frames:
+        ``j * tstride + patch_size / 2``."""
+        return _column_centres(self.grid_size[1], patch_size=self.patch_size, tstride=self.tstride)
 
     def forward(self, fbank: Tensor) -> Tensor:
         """``(B, L, n_mels)`` float -> ``(B, F'*T', D)``; token index ``f * T' + j``."""

@@ -22,12 +22,12 @@ from pcas_core.params.inputs import (BaseConfig, DataConfig, DemoClips, DemoConf
                                      SplitCounts)
 from pcas_core.params.masks import (BaselinesConfig, CRFConfig, EvaluateConfig, PredictConfig,
                                     PredictModels, PseudoMasksConfig)
-from pcas_core.params.training import (AlignConfig, TrainAudioConfig, TrainVisualConfig,
-                                       TVPModelConfig)
+from pcas_core.params.training import (AisfxEncoderConfig, AlignConfig, TrainAudioConfig,
+                                       TrainVisualConfig, TVPModelConfig)
 from pcas_core.typed_config import ConfigError, parse
 
 __all__ = ["BaseConfig", "DataConfig", "DemoConfig", "DemoClips", "SplitCounts", "FbankConfig",
-           "TrainVisualConfig", "TVPModelConfig", "TrainAudioConfig", "AlignConfig", "CRFConfig",
+           "TrainVisualConfig", "TVPModelConfig", "AisfxEncoderConfig", "TrainAudioConfig", "AlignConfig", "CRFConfig",
            "PseudoMasksConfig", "BaselinesConfig", "EvaluateConfig", "PredictConfig", "PredictModels",
            "PcasParams", "SECTIONS",
            "load_config", "read_params_file", "parse_params", "check_couplings", "ConfigError"]
@@ -57,25 +57,28 @@ SECTIONS: dict[str, type] = {name: cls for name, cls in PcasParams.__annotations
 def check_couplings(p: PcasParams) -> None:
     """Checks that span sections, so that a run that cannot work stops before it starts.
 
-    - One TVP time step is one second of audio (one frame per second, as AVSBench):
-      ``fbank.frame_shift_ms * train_audio.model.frames_per_step`` must be 1000 ms.
-    - The fbank must hold every step: ``train_audio.model.max_steps * frames_per_step <=
-      fbank.target_length``, else the last steps own no audio patch.
+    - The fbank must hold every time step (one second each; METHOD §2): the store covers
+      ``fbank.target_length * fbank.frame_shift_ms`` of audio (with either front end), which must
+      be at least ``train_audio.model.max_steps`` seconds, else the last steps own no audio token.
+      (The encoder checks the exact token grid when it is built.)
+    - ``train_audio.encoder: aisfx`` reads the log-mel its checkpoint was trained on:
+      ``fbank.front_end`` must be ``aisfx``.
     - The demo's clips must fit the audio encoder: ``demo.n_frames <= train_audio.model.max_steps``.
 
     Raises:
         ConfigError: naming both keys and their values.
     """
     m = p.train_audio.model
-    step_ms = p.fbank.frame_shift_ms * m.frames_per_step
-    if abs(step_ms - 1000.0) > 1e-6:
+    covered_ms = p.fbank.target_length * p.fbank.frame_shift_ms
+    if m.max_steps * 1000.0 > covered_ms + 1e-6:
         raise ConfigError(
-            f"fbank.frame_shift_ms ({p.fbank.frame_shift_ms}) x train_audio.model.frames_per_step "
-            f"({m.frames_per_step}) = {step_ms} ms, but one time step must be one second (1000 ms)")
-    if m.max_steps * m.frames_per_step > p.fbank.target_length:
+            f"train_audio.model.max_steps ({m.max_steps}) x 1 s exceeds fbank.target_length "
+            f"({p.fbank.target_length}) x frame_shift_ms ({p.fbank.frame_shift_ms}) = "
+            f"{covered_ms / 1000.0:g} s: the last steps would own no audio")
+    if p.train_audio.encoder == "aisfx" and p.fbank.front_end != "aisfx":
         raise ConfigError(
-            f"train_audio.model.max_steps ({m.max_steps}) x frames_per_step ({m.frames_per_step}) "
-            f"exceeds fbank.target_length ({p.fbank.target_length}): the last steps would own no audio")
+            f"train_audio.encoder 'aisfx' needs fbank.front_end 'aisfx' (the log-mel its "
+            f"checkpoint was trained on), got fbank.front_end {p.fbank.front_end!r}")
     if p.demo.n_frames > m.max_steps:
         raise ConfigError(f"demo.n_frames ({p.demo.n_frames}) exceeds train_audio.model.max_steps "
                           f"({m.max_steps})")

@@ -7,7 +7,8 @@ from typing import Any, Literal, Union
 
 Pool = Literal["max", "mean"]
 
-__all__ = ["TrainVisualConfig", "TVPModelConfig", "TrainAudioConfig", "AlignConfig"]
+__all__ = ["TrainVisualConfig", "TVPModelConfig", "AisfxEncoderConfig", "TrainAudioConfig",
+           "AlignConfig"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,10 @@ class TrainVisualConfig:
 
 @dataclass(frozen=True)
 class TVPModelConfig:
-    """``train_audio.model``: the TVP/AST encoder's shape (METHOD §2)."""
+    """``train_audio.model``: the TVP encoder's shape (METHOD §2). ``patch_size``, ``fstride``
+    and ``tstride`` shape the AST patch embedding (``encoder: ast``) only. The frames of a time
+    step are not a key: each token belongs to the second that holds its centre time, from the
+    frame clock of the fbank store (``pcas_core.audio.front_end``)."""
 
     patch_size: int = 16
     fstride: int = 16
@@ -66,9 +70,29 @@ class TVPModelConfig:
     mlp_ratio: float = 4.0
     drop_rate: float = 0.0
     max_steps: int = 5
-    frames_per_step: int = 100
     step_pool: Pool = "max"
     head_bias_prior: float = 0.01
+
+
+@dataclass(frozen=True)
+class AisfxEncoderConfig:
+    """``train_audio.aisfx``: the pretrained aisfx patch embedding (``encoder: aisfx``,
+    ``pcas_core.models.aisfx``).
+
+    Attributes:
+        frozen_blocks: the first k of its 4 conv blocks keep the checkpoint's weights (no
+            gradient) and its BatchNorm statistics (eval mode in training); 0 fine-tunes all.
+        tokens: ``columns``: one token per time cell of the last block (frequency mean-pooled,
+            the pooling the network was trained with; 27 tokens per 5 s); ``cells``: one per
+            time x frequency cell (12 per column, 324 per 5 s).
+    """
+
+    frozen_blocks: int = 4
+    tokens: Literal["columns", "cells"] = "columns"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.frozen_blocks <= 4:
+            raise ValueError(f"frozen_blocks must be in [0, 4], got {self.frozen_blocks}")
 
 
 @dataclass(frozen=True)
@@ -76,22 +100,34 @@ class TrainAudioConfig:
     """``train_audio``: the listening stage (METHOD §2); tvp false = plain AST (Table 3).
 
     Attributes:
+        encoder: the patch embedding: ``ast`` (AST's linear patches, trained from scratch or
+            from ``init``; the paper's) | ``aisfx`` (the conv blocks of the pretrained aisfx CNN
+            and a linear projection, ``aisfx``; needs ``fbank.front_end: aisfx``).
         prompt_position: the time identity of prompt p_t: ``step_mean`` (the mean position
             embedding of step t's audio patches), ``learned`` (a learned per-step embedding) or
             ``none`` (an unordered bag, for the ablation).
-        init: ``none`` or the path of a local timm ViT weights file (AST's ImageNet init).
+        init: ``none`` or the path of a local timm ViT weights file (AST's ImageNet init;
+            ``encoder: ast`` only).
+        aisfx: the aisfx patch embedding's options (:class:`AisfxEncoderConfig`).
     """
 
     tvp: bool = True
+    encoder: Literal["ast", "aisfx"] = "ast"
     prompt_position: Literal["step_mean", "learned", "none"] = "step_mean"
     init: str = "none"
     model: TVPModelConfig = TVPModelConfig()
+    aisfx: AisfxEncoderConfig = AisfxEncoderConfig()
     epochs: int = 15
     batch_videos: int = 8
     lr: float = 0.0005
     warmup_epochs: float = 1.0
     weight_decay: float = 0.0001
     eval_threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.encoder != "ast" and self.init not in ("", "none"):
+            raise ValueError(f"init ({self.init!r}) initialises AST's patch embedding and blocks; "
+                             f"with encoder {self.encoder!r} set init: none")
 
 
 @dataclass(frozen=True)
