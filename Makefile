@@ -7,6 +7,9 @@
 # - with an NVIDIA driver (nvidia-smi), torch==$(TORCH_VERSION) from the package index (CUDA build);
 # - otherwise the CPU build torch==$(TORCH_VERSION)+cpu, which pip finds in a local wheel folder
 #   (pip's find-links) or in TORCH_INDEX_URL; it never falls back to a CUDA build on a CPU machine.
+# Last, aisfx==0.1.2 (the pretrained audio CNN of train_audio.encoder: aisfx; its checkpoint's sha256
+# is pinned in pcas_core/models/aisfx.py) with --no-deps: pcas reads only its checkpoint file, and
+# its pins (numpy 1.23, librosa 0.9.2) would replace newer packages.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -34,6 +37,8 @@ $(STAMP): pyproject.toml Makefile
 	fi
 	$(BIN)/python -c "import torch; print('torch==' + torch.__version__)" > $(VENV)/torch-constraint.txt
 	$(PIP) install -c $(VENV)/torch-constraint.txt "torchvision==$(TORCHVISION_VERSION)" torchaudio -e ".[test]"
+	$(PIP) install --no-deps "aisfx==0.1.2"
+	$(BIN)/python -c "from pcas_core.models.aisfx import aisfx_checkpoint_path as p, read_aisfx_checkpoint as r; r(p()); print('aisfx checkpoint', p())"
 	$(BIN)/python -c "import pcas_core, timm, torchaudio.compliance.kaldi, pydensecrf.densecrf; print('pcas installed, torch', __import__('torch').__version__)"
 	touch $@
 
