@@ -6,15 +6,15 @@ from typing import Annotated
 
 import typer
 
-from pcas_core.alignment import build_align_model, iter_maps, train_alignment
-from pcas_core.checkpoint import save_checkpoint
-from pcas_core.config import start_stage
-from pcas_core.curves import epoch_curves
+from pcas_core.pipeline.align import build_align_model, iter_maps, train_alignment
+from pcas_core.storage.weights import save_checkpoint
+from pcas_core.runtime.stage import start_stage
+from pcas_core.runtime.curves import epoch_curves
 from pcas_core.data.dataset import open_dataset
-from pcas_core.distributed import on_main
+from pcas_core.runtime.distributed import on_main
 from pcas_core.models.visual import load_visual
-from pcas_core.resume import EpochCheckpoint
-from pcas_core.stores import read_store, store_rows, write_store_batches
+from pcas_core.runtime.resume import EpochCheckpoint
+from pcas_core.storage.stores import read_store, store_rows, write_store_batches
 
 app = typer.Typer(add_completion=False)
 

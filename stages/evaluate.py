@@ -8,25 +8,25 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from pcas_core.atomic import atomic_path
-from pcas_core.baselines import sanity_baselines
-from pcas_core.config import start_stage
-from pcas_core.crf import DenseCRF
-from pcas_core.curves import epoch_curves
+from pcas_core.storage.atomic import atomic_path
+from pcas_core.evaluation.baselines import sanity_baselines
+from pcas_core.runtime.stage import start_stage
+from pcas_core.method.crf import DenseCRF
+from pcas_core.runtime.curves import epoch_curves
 from pcas_core.data.avsbench import class_names
 from pcas_core.data.dataset import open_dataset
 from pcas_core.data.palette import IGNORE_INDEX
-from pcas_core.distributed import is_main
+from pcas_core.runtime.distributed import is_main
 from pcas_core.models.heads import SegmentationHead
 from pcas_core.models.visual import load_visual
-from pcas_core.resume import EpochCheckpoint
-from pcas_core.scoring import (Prediction, metrics_file, score, score_by_subset, scored_class_names,
+from pcas_core.runtime.resume import EpochCheckpoint
+from pcas_core.evaluation.scoring import (Prediction, metrics_file, score, score_by_subset, scored_class_names,
                                scored_frames, scored_labels)
-from pcas_core.inference import test_prediction
-from pcas_core.segmentation import (patch_tokens_of, save_segmentation_head,
+from pcas_core.pipeline.inference import test_prediction
+from pcas_core.pipeline.evaluate import (patch_tokens_of, save_segmentation_head,
                                     train_segmentation_head)
-from pcas_core.stores import read_rows
-from pcas_core.visualize import comparison_strip, confusion_rows, pick_overlay_frames
+from pcas_core.storage.stores import read_rows
+from pcas_core.evaluation.visualize import comparison_strip, confusion_rows, pick_overlay_frames
 
 app = typer.Typer(add_completion=False)
 

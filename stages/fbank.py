@@ -8,9 +8,9 @@ import typer
 from tqdm import tqdm
 
 from pcas_core.audio.fbank import ast_fbank, load_wave
-from pcas_core.config import start_stage
+from pcas_core.runtime.stage import start_stage
 from pcas_core.data.dataset import open_dataset
-from pcas_core.stores import store_writer
+from pcas_core.storage.stores import store_writer
 
 app = typer.Typer(add_completion=False)
 

@@ -12,13 +12,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from pcas_core.atomic import atomic_path
-from pcas_core.config import start_stage
+from pcas_core.storage.atomic import atomic_path
+from pcas_core.runtime.stage import start_stage
 from pcas_core.data.avsbench import class_names, read_label2idx
 from pcas_core.data.dataset import open_dataset
 from pcas_core.data.palette import voc_palette
-from pcas_core.inference import load_models
-from pcas_core.predict import predict_video, score_dataset
+from pcas_core.pipeline.inference import load_models
+from pcas_core.pipeline.predict import predict_video, score_dataset
 
 def predict(
     video: Annotated[Optional[Path], typer.Argument(help="Video with sound (mp4, mov, mkv, webm, ...).")] = None,

@@ -7,14 +7,14 @@ from typing import Annotated
 
 import typer
 
-from pcas_core.atomic import atomic_path
-from pcas_core.config import start_stage
+from pcas_core.storage.atomic import atomic_path
+from pcas_core.runtime.stage import start_stage
 from pcas_core.data.dataset import open_dataset
-from pcas_core.distributed import is_main
-from pcas_core.pseudo_mask_pass import write_pseudo_masks
-from pcas_core.pseudo_masks import PseudoMaskPool
-from pcas_core.scoring import Prediction, metrics_file, score_by_subset, scored_frames
-from pcas_core.stores import open_store, read_rows, store_writer
+from pcas_core.runtime.distributed import is_main
+from pcas_core.pipeline.pseudo_masks import write_pseudo_masks
+from pcas_core.method.pseudo_masks import PseudoMaskPool
+from pcas_core.evaluation.scoring import Prediction, metrics_file, score_by_subset, scored_frames
+from pcas_core.storage.stores import open_store, read_rows, store_writer
 
 app = typer.Typer(add_completion=False)
 

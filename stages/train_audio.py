@@ -8,19 +8,19 @@ import numpy as np
 import torch
 import typer
 
-from pcas_core.atomic import atomic_path
-from pcas_core.checkpoint import save_checkpoint
-from pcas_core.config import start_stage
-from pcas_core.curves import epoch_curves
+from pcas_core.storage.atomic import atomic_path
+from pcas_core.storage.weights import save_checkpoint
+from pcas_core.runtime.stage import start_stage
+from pcas_core.runtime.curves import epoch_curves
 from pcas_core.data.dataset import open_dataset
-from pcas_core.distributed import is_main, on_main
-from pcas_core.listening import encode_audio, step_prompts, steps_to_frames, train_tvp
-from pcas_core.metrics import frame_classification_from_logits
+from pcas_core.runtime.distributed import is_main, on_main
+from pcas_core.pipeline.train_audio import encode_audio, step_prompts, steps_to_frames, train_tvp
+from pcas_core.evaluation.metrics import frame_classification_from_logits
 from pcas_core.models.ast_init import init_audio_encoder
 from pcas_core.models.tvp import TVPAudioEncoder, tvp_model_config
-from pcas_core.resume import EpochCheckpoint
-from pcas_core.store_view import StoreRowsView
-from pcas_core.stores import open_store, read_store, store_rows, write_store
+from pcas_core.runtime.resume import EpochCheckpoint
+from pcas_core.storage.views import StoreRowsView
+from pcas_core.storage.stores import open_store, read_store, store_rows, write_store
 
 app = typer.Typer(add_completion=False)
 

@@ -6,17 +6,17 @@ from typing import Annotated
 
 import typer
 
-from pcas_core.atomic import atomic_path
-from pcas_core.checkpoint import save_checkpoint
-from pcas_core.config import start_stage
-from pcas_core.curves import epoch_curves
+from pcas_core.storage.atomic import atomic_path
+from pcas_core.storage.weights import save_checkpoint
+from pcas_core.runtime.stage import start_stage
+from pcas_core.runtime.curves import epoch_curves
 from pcas_core.data.dataset import open_dataset
-from pcas_core.distributed import is_main, on_main
-from pcas_core.looking import iter_encoded, train_visual_classifier
-from pcas_core.metrics import frame_classification_from_logits
+from pcas_core.runtime.distributed import is_main, on_main
+from pcas_core.pipeline.train_visual import iter_encoded, train_visual_classifier
+from pcas_core.evaluation.metrics import frame_classification_from_logits
 from pcas_core.models.visual import build_visual, visual_model_config
-from pcas_core.resume import EpochCheckpoint
-from pcas_core.stores import read_rows, write_store_batches
+from pcas_core.runtime.resume import EpochCheckpoint
+from pcas_core.storage.stores import read_rows, write_store_batches
 
 app = typer.Typer(add_completion=False)
 

@@ -19,15 +19,15 @@ import torch
 from torch.utils.data import Dataset
 
 import pcas_core  # noqa: F401  (import shim before timm)
-from pcas_core import distributed
-from pcas_core.alignment import build_align_model, iter_maps, train_alignment
-from pcas_core.listening import encode_audio, train_tvp
-from pcas_core.looking import iter_encoded, train_visual_classifier
+from pcas_core.runtime import distributed
+from pcas_core.pipeline.align import build_align_model, iter_maps, train_alignment
+from pcas_core.pipeline.train_audio import encode_audio, train_tvp
+from pcas_core.pipeline.train_visual import iter_encoded, train_visual_classifier
 from pcas_core.models.heads import SegmentationHead
 from pcas_core.models.tvp import TVPAudioEncoder
 from pcas_core.models.visual import build_visual
 from pcas_core.params import AlignConfig
-from pcas_core.segmentation import patch_tokens_of, train_segmentation_head
+from pcas_core.pipeline.evaluate import patch_tokens_of, train_segmentation_head
 
 CPU = torch.device("cpu")
 LOG = logging.getLogger("pcas.ddp_check")

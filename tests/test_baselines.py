@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from pcas_core.baselines import listening_masks, looking_masks, sanity_baselines
+from pcas_core.evaluation.baselines import listening_masks, looking_masks, sanity_baselines
 from pcas_core.params import BaselinesConfig, CRFConfig, PseudoMasksConfig
-from pcas_core.pseudo_masks import pseudo_masks
+from pcas_core.method.pseudo_masks import pseudo_masks
 
 
 def test_listening_fills_the_frame_with_the_top_audio_class():

@@ -1,9 +1,9 @@
-"""Tests for pcas_core.cam: CAMs, sounding maps, sounding-class score maps."""
+"""Tests for pcas_core.method.cam: CAMs, sounding maps, sounding-class score maps."""
 
 import pytest
 import torch
 
-from pcas_core.cam import cam_from_patch_tokens, class_score_maps, minmax_normalize, sounding_map
+from pcas_core.method.cam import cam_from_patch_tokens, class_score_maps, minmax_normalize, sounding_map
 
 
 def test_minmax_per_slice_and_constant_slice_is_zero():

@@ -8,10 +8,10 @@ import pytest
 from pcas_core.data.chunks import row_chunks
 from pcas_core.data.dataset import open_dataset
 from pcas_core.data.images import SPLIT_MODES, load_frame
-from pcas_core.pseudo_mask_pass import write_pseudo_masks
+from pcas_core.pipeline.pseudo_masks import write_pseudo_masks
 from pcas_core.params import PseudoMasksConfig
-from pcas_core.pseudo_masks import PseudoMaskPool, pseudo_masks
-from pcas_core.stores import (open_store, read_rows, read_store, store_writer, write_store,
+from pcas_core.method.pseudo_masks import PseudoMaskPool, pseudo_masks
+from pcas_core.storage.stores import (open_store, read_rows, read_store, store_writer, write_store,
                               write_store_batches)
 from layouts import make_avss
 

@@ -7,15 +7,15 @@ import pytest
 import torch
 import yaml
 
-from pcas_core.alignment import alignment_terms, build_align_model
+from pcas_core.pipeline.align import alignment_terms, build_align_model
 from pcas_core.params import AlignConfig
-from pcas_core.typed_config import parse
-from pcas_core.crops import (IGNORE, crop_labels, pair_labels, patch_labels, sample_crop_boxes,
+from pcas_core.params.parsing import parse
+from pcas_core.method.crops import (IGNORE, crop_labels, pair_labels, patch_labels, sample_crop_boxes,
                              take_crops)
-from pcas_core.losses import cmcc_loss, cmpc_loss
+from pcas_core.method.losses import cmcc_loss, cmpc_loss
 from pcas_core.models.align import ema_update
 from pcas_core.models.visual import build_visual
-from pcas_core.training import host_syncs
+from pcas_core.runtime.fit import host_syncs
 
 ROOT = Path(__file__).resolve().parents[1]
 U = torch.tensor([1.0, 0.0, 0.0])

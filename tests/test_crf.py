@@ -1,9 +1,9 @@
-"""Tests for pcas_core.crf.DenseCRF."""
+"""Tests for pcas_core.method.crf.DenseCRF."""
 
 import numpy as np
 import pytest
 
-from pcas_core.crf import DenseCRF
+from pcas_core.method.crf import DenseCRF
 from pcas_core.params.masks import CRFConfig
 
 

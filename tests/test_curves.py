@@ -1,4 +1,4 @@
-"""DVCLive curves written by pcas_core.training.fit through pcas_core.curves.epoch_curves."""
+"""DVCLive curves written by pcas_core.runtime.fit.fit through pcas_core.runtime.curves.epoch_curves."""
 
 import json
 
@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from pcas_core.curves import epoch_curves
-from pcas_core.training import fit
+from pcas_core.runtime.curves import epoch_curves
+from pcas_core.runtime.fit import fit
 
 
 def _fit(on_epoch, epochs=3):

@@ -1,4 +1,4 @@
-"""Tests of pcas_core.data.demo: a tiny demo built from the real demo assets into tmp_path."""
+"""Tests of pcas_core.demo.compose: a tiny demo built from the real demo assets into tmp_path."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from PIL import Image
 import pcas_core  # noqa: F401  (CPU import shim before torch-vision/audio)
 from pcas_core.data import avsbench as A
 from pcas_core.data.problems import Problems
-from pcas_core.data.demo import _compose, build_demo_dataset
+from pcas_core.demo.compose import _compose, build_demo_dataset
 from pcas_core.data.palette import voc_palette
 
 ASSETS = Path(__file__).resolve().parents[1] / "data" / "demo-assets"

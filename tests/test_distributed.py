@@ -1,4 +1,4 @@
-"""Several processes (pcas_core.distributed): two Gloo processes on the CPU train and encode as one
+"""Several processes (pcas_core.runtime.distributed): two Gloo processes on the CPU train and encode as one
 process does with the same global batch, the stages relaunch themselves under torchrun when
 base.nproc_per_node > 1 and write the stores of one process, and a killed rank ends the run with a
 clear error, leaving the previous outputs as they were."""

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from pcas_core.losses import cmc_loss, label_consistency, pool_frames, video_bce
+from pcas_core.method.losses import cmc_loss, label_consistency, pool_frames, video_bce
 
 
 def test_pool_frames_max_and_mean_by_hand():

@@ -1,11 +1,11 @@
-"""Tests for pcas_core.metrics against hand-computed AVSBench values."""
+"""Tests for pcas_core.evaluation.metrics against hand-computed AVSBench values."""
 
 import math
 
 import numpy as np
 import pytest
 
-from pcas_core.metrics import (
+from pcas_core.evaluation.metrics import (
     AVSSAccumulator,
     avss_frame_stats,
     binary_fscore,
@@ -111,7 +111,7 @@ def test_frame_classification_scores_micro():
 
 
 def test_frame_classification_from_logits_thresholds_the_sigmoid():
-    from pcas_core.metrics import frame_classification_from_logits
+    from pcas_core.evaluation.metrics import frame_classification_from_logits
 
     logits = np.array([[2.0, -2.0], [-0.1, 0.1]])  # sigmoid: .88 .12 / .475 .525
     targets = np.array([[1.0, 0.0], [0.0, 1.0]])

@@ -1,10 +1,10 @@
-"""The official-mode quirks of pcas_core.metrics_official, each on a case computed by hand."""
+"""The official-mode quirks of pcas_core.evaluation.official, each on a case computed by hand."""
 
 import numpy as np
 import pytest
 
-from pcas_core.metrics import AVSSAccumulator, binary_fscore, binary_miou
-from pcas_core.metrics_official import (OfficialAVSSAccumulator, batch_fmeasure, batch_mask_iou,
+from pcas_core.evaluation.metrics import AVSSAccumulator, binary_fscore, binary_miou
+from pcas_core.evaluation.official import (OfficialAVSSAccumulator, batch_fmeasure, batch_mask_iou,
                                         official_binary_scores, official_thresholds, padded_frames)
 
 

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from pcas_core.params import SECTIONS, ConfigError, PcasParams, load_config
-from pcas_core.typed_config import parse, to_dict
+from pcas_core.params.parsing import parse, to_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -161,7 +161,7 @@ def test_a_killed_stage_leaves_no_partial_output_and_dvc_restores_the_previous(p
 _CRASH_HOOK = """
 import os, sys
 if os.path.basename(sys.argv[0]) == "pcas" and os.environ.get("PCAS_TEST_KILL_AFTER_EPOCH"):
-    import pcas_core.resume as resume
+    import pcas_core.runtime.resume as resume
     _save = resume.EpochCheckpoint.save
     def save(self, epoch, *args, **kwargs):
         _save(self, epoch, *args, **kwargs)

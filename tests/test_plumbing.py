@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pcas_core.data.table import VideoRows
-from pcas_core.listening import frame_steps, step_prompts, steps_to_frames
+from pcas_core.pipeline.train_audio import frame_steps, step_prompts, steps_to_frames
 
 
 def _frames():

@@ -14,23 +14,23 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from pcas_core.audio.fbank import ast_fbank, load_wave
-from pcas_core.checkpoint import save_checkpoint
+from pcas_core.storage.weights import save_checkpoint
 from pcas_core.data.avsbench import class_names, read_label2idx
 from pcas_core.data.dataset import open_dataset
-from pcas_core.data.demo import build_demo_dataset
-from pcas_core.data.demo_video import DemoVideo
+from pcas_core.demo.compose import build_demo_dataset
+from pcas_core.demo.video import DemoVideo
 from pcas_core.data.palette import voc_palette
 from pcas_core.data.video import (VideoError, VideoWriter, open_video, sample_frames, sample_plan)
-from pcas_core.inference import load_models, segment
-from pcas_core.listening import encode_audio, step_prompts
-from pcas_core.looking import encode_frames
+from pcas_core.pipeline.inference import load_models, segment
+from pcas_core.pipeline.train_audio import encode_audio, step_prompts
+from pcas_core.pipeline.train_visual import encode_frames
 from pcas_core.models.heads import SegmentationHead
 from pcas_core.models.tvp import TVPAudioEncoder
 from pcas_core.models.visual import build_visual
 from pcas_core.params import FbankConfig
-from pcas_core.predict import predict_video, to_model_audio
-from pcas_core.scoring import Prediction, score, scored_frames
-from pcas_core.segmentation import save_segmentation_head
+from pcas_core.pipeline.predict import predict_video, to_model_audio
+from pcas_core.evaluation.scoring import Prediction, score, scored_frames
+from pcas_core.pipeline.evaluate import save_segmentation_head
 from stages.cli import app
 
 ASSETS = Path(__file__).resolve().parents[1] / "data" / "demo-assets"

@@ -1,11 +1,11 @@
-"""Tests for pcas_core.pseudo_masks: sounding-class masks, silent objects, ToCo's two-score trick."""
+"""Tests for pcas_core.method.pseudo_masks: sounding-class masks, silent objects, ToCo's two-score trick."""
 
 import numpy as np
 import pytest
 
-from pcas_core.constants import IGNORE_INDEX, NUM_FG
+from pcas_core.data.constants import IGNORE_INDEX, NUM_FG
 from pcas_core.params import CRFConfig, PseudoMasksConfig
-from pcas_core.pseudo_masks import frame_pseudo_mask, pseudo_masks
+from pcas_core.method.pseudo_masks import frame_pseudo_mask, pseudo_masks
 
 H = W = 32  # frame size; CAMs are 16 x 16, so upsampling is x2
 h = w = 16

@@ -1,4 +1,4 @@
-"""Resume after a crash (pcas_core.resume through pcas_core.training.fit): a run stopped after
+"""Resume after a crash (pcas_core.runtime.resume through pcas_core.runtime.fit.fit): a run stopped after
 epoch k and resumed ends with the same weights, history and DVCLive curves, bit for bit, as an
 uninterrupted run; a checkpoint made with other params is refused."""
 
@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from pcas_core.alignment import build_align_model, train_alignment
-from pcas_core.config import seed_everything
-from pcas_core.curves import epoch_curves
+from pcas_core.pipeline.align import build_align_model, train_alignment
+from pcas_core.runtime.stage import seed_everything
+from pcas_core.runtime.curves import epoch_curves
 from pcas_core.data.dataset import open_dataset
 from pcas_core.models.visual import build_visual
 from pcas_core.params import AlignConfig
-from pcas_core.resume import EpochCheckpoint, ResumeError, file_fingerprints, resume_requested
-from pcas_core.training import fit
+from pcas_core.runtime.resume import EpochCheckpoint, ResumeError, file_fingerprints, resume_requested
+from pcas_core.runtime.fit import fit
 from layouts import make_avss
 
 PARAMS = {"base": {"seed": 0}, "toy": {"lr": 0.05, "epochs": 4}}

@@ -1,10 +1,10 @@
-"""pcas_core.scoring: both modes on the same predictions, subsets, and the metrics-file layout."""
+"""pcas_core.evaluation.scoring: both modes on the same predictions, subsets, and the metrics-file layout."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from pcas_core.scoring import (Prediction, metrics_file, score, score_by_subset, scored_class_names,
+from pcas_core.evaluation.scoring import (Prediction, metrics_file, score, score_by_subset, scored_class_names,
                                scored_frames, scored_labels)
 
 LABEL = np.array([[0, 1], [1, 1]], dtype=np.uint8)

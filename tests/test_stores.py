@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pcas_core.atomic import atomic_path
-from pcas_core.stores import read_store, read_store_attrs, store_rows, write_store
+from pcas_core.storage.atomic import atomic_path
+from pcas_core.storage.stores import read_store, read_store_attrs, store_rows, write_store
 
 
 def _frames():
@@ -83,7 +83,7 @@ def test_a_process_killed_mid_write_leaves_the_previous_store(tmp_path):
     child = f"""
 import os, signal, h5py, numpy as np, pandas as pd
 import pcas_core
-from pcas_core.stores import write_store
+from pcas_core.storage.stores import write_store
 calls = []
 original = h5py.Group.create_dataset
 def dying(self, name, *args, **kwargs):

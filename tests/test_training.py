@@ -1,11 +1,11 @@
-"""pcas_core.training.fit: the logged epoch means and the non-finite-loss check (which reads the
+"""pcas_core.runtime.fit.fit: the logged epoch means and the non-finite-loss check (which reads the
 loss from the device once per FINITE_CHECK_EVERY steps, not once per step)."""
 
 import pytest
 import torch
 
-from pcas_core import training
-from pcas_core.training import fit
+from pcas_core.runtime import fit as training
+from pcas_core.runtime.fit import fit
 
 
 def _run(values, *, epochs=1, lr=0.0, seen=None):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from pcas_core.checkpoint import load_checkpoint, load_weights_file, save_checkpoint
+from pcas_core.storage.weights import load_checkpoint, load_weights_file, save_checkpoint
 from pcas_core.models.visual import build_visual
 
 TINY = {"backbone": "vit_tiny_patch16_224", "num_classes": 5, "img_size": 32,

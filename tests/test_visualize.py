@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from pcas_core.data.palette import voc_palette
-from pcas_core.visualize import MIN_PANEL, comparison_strip, confusion_rows, pick_overlay_frames
+from pcas_core.evaluation.visualize import MIN_PANEL, comparison_strip, confusion_rows, pick_overlay_frames
 
 NAMES = [f"class{i}" for i in range(71)]
 NAMES[0] = "background"

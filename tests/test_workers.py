@@ -5,10 +5,10 @@ import logging
 
 import torch
 
-from pcas_core.config import seed_everything
+from pcas_core.runtime.stage import seed_everything
 from pcas_core.data.dataset import open_dataset
 from pcas_core.data.loader import video_loader
-from pcas_core.looking import train_visual_classifier
+from pcas_core.pipeline.train_visual import train_visual_classifier
 from pcas_core.models.visual import build_visual
 from layouts import make_avss
 

@@ -1,7 +1,7 @@
 """``params.yaml`` as typed configs: one frozen dataclass per section, defaults = the documented values.
 
 Every stage starts with :func:`load_config`, which parses the WHOLE file strictly
-(:mod:`pcas_core.typed_config`): an unknown section or key, or a value of the wrong type, stops the
+(:mod:`pcas_core.params.parsing`): an unknown section or key, or a value of the wrong type, stops the
 stage at once with the dotted key in the message, before any data is read; then the couplings
 between sections are checked (:func:`check_couplings`). The defaults below are the values shipped
 in ``params.yaml`` (``tests/test_params.py`` holds the two together). The section classes live
@@ -24,7 +24,7 @@ from pcas_core.params.masks import (BaselinesConfig, CRFConfig, EvaluateConfig, 
                                     PredictModels, PseudoMasksConfig)
 from pcas_core.params.training import (AlignConfig, TrainAudioConfig, TrainVisualConfig,
                                        TVPModelConfig)
-from pcas_core.typed_config import ConfigError, parse
+from pcas_core.params.parsing import ConfigError, parse
 
 __all__ = ["BaseConfig", "DataConfig", "DemoConfig", "DemoClips", "SplitCounts", "FbankConfig",
            "TrainVisualConfig", "TVPModelConfig", "TrainAudioConfig", "AlignConfig", "CRFConfig",

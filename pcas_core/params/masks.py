@@ -11,7 +11,7 @@ __all__ = ["CRFConfig", "PseudoMasksConfig", "BaselinesConfig", "EvaluateConfig"
 
 @dataclass(frozen=True)
 class CRFConfig:
-    """Dense CRF kernels (Krähenbühl and Koltun 2011; ``pcas_core.crf.DenseCRF``): iterations,
+    """Dense CRF kernels (Krähenbühl and Koltun 2011; ``pcas_core.method.crf.DenseCRF``): iterations,
     Gaussian and bilateral widths in pixels (srgb in intensity levels), compatibilities."""
 
     iterations: int = 10
@@ -25,7 +25,7 @@ class CRFConfig:
 
 @dataclass(frozen=True)
 class PseudoMasksConfig:
-    """``pseudo_masks`` (METHOD §4); the one config of :mod:`pcas_core.pseudo_masks` too.
+    """``pseudo_masks`` (METHOD §4); the one config of :mod:`pcas_core.method.pseudo_masks` too.
 
     Attributes:
         audio_threshold: theta_a; foreground column k sounds when ``sigmoid(logit_k) >= theta_a``.
@@ -78,7 +78,7 @@ class PseudoMasksConfig:
 @dataclass(frozen=True)
 class BaselinesConfig:
     """``evaluate.baselines``: the sanity baselines scored beside the method
-    (``pcas_core.baselines``).
+    (``pcas_core.evaluation.baselines``).
 
     Attributes:
         audio_threshold: listening only: a frame is filled with its top audio class when that

@@ -1,6 +1,6 @@
 """AVSBench scores as the official test scripts print them, quirks included (the ``official`` mode).
 
-:mod:`pcas_core.metrics` holds the ``clean`` definitions; this module reproduces what
+:mod:`pcas_core.evaluation.metrics` holds the ``clean`` definitions; this module reproduces what
 ``avs_scripts/avss/test.py`` and ``avs_scripts/avs_s4/test.py`` (also ``avs_ms3``) of
 OpenNLPLab/AVSBench print. Every quirk, with where it comes from:
 
@@ -44,8 +44,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pcas_core.constants import IGNORE_INDEX, NUM_CLASSES
-from pcas_core.metrics import F_BETA2, _check_binary, _f_measure, _frame_pr_curve, avss_frame_stats
+from pcas_core.data.constants import IGNORE_INDEX, NUM_CLASSES
+from pcas_core.evaluation.metrics import F_BETA2, _check_binary, _f_measure, _frame_pr_curve, avss_frame_stats
 
 __all__ = ["OFFICIAL_AVSS_FRAMES", "AVSS_IOU_EPS", "BINARY_IOU_EPS", "padded_frames",
            "OfficialAVSSAccumulator", "official_thresholds", "batch_mask_iou", "batch_fmeasure",
@@ -105,7 +105,7 @@ class OfficialAVSSAccumulator:
             count: how many identical frames this stands for (>= 0).
 
         Raises:
-            ValueError: bad shapes or labels (:func:`pcas_core.metrics.avss_frame_stats`), or a
+            ValueError: bad shapes or labels (:func:`pcas_core.evaluation.metrics.avss_frame_stats`), or a
                 negative ``count``.
         """
         if count < 0:

@@ -3,7 +3,7 @@
 For each chunk of :data:`pcas_core.data.chunks.CHUNK_FRAMES` frames it reads that chunk's rows of
 the ``maps`` and ``audio`` stores, makes the pseudo-masks in the worker pool (frames are decoded
 there) and writes them to the ``pseudo_masks`` store, so memory stays that of one chunk whatever
-the dataset size. In a distributed run (:mod:`pcas_core.distributed`, processes on one or several
+the dataset size. In a distributed run (:mod:`pcas_core.runtime.distributed`, processes on one or several
 machines) chunk ``i`` is made by rank ``i % world`` and rank 0 writes every chunk in order: each
 frame's mask depends on that frame only, so the store is the one of a single process.
 """
@@ -14,9 +14,9 @@ import numpy as np
 
 from pcas_core.data.chunks import CHUNK_FRAMES, row_chunks
 from pcas_core.data.dataset import AVSData
-from pcas_core.distributed import gather_in_order, rank, world_size
-from pcas_core.pseudo_masks import PseudoMaskPool
-from pcas_core.stores import StoreReader, StoreWriter, store_rows
+from pcas_core.runtime.distributed import gather_in_order, rank, world_size
+from pcas_core.method.pseudo_masks import PseudoMaskPool
+from pcas_core.storage.stores import StoreReader, StoreWriter, store_rows
 
 __all__ = ["write_pseudo_masks"]
 

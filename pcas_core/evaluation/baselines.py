@@ -6,12 +6,12 @@
   where no class reaches ``audio_threshold`` (theta_a of METHOD §4; keep it equal to
   ``pseudo_masks.audio_threshold`` to compare like with like). It knows *what* sounds but not
   *where*.
-- ``looking``: looking only: the pseudo-mask machinery of :mod:`pcas_core.pseudo_masks` with the
+- ``looking``: looking only: the pseudo-mask machinery of :mod:`pcas_core.method.pseudo_masks` with the
   sounding map ignored (S = 1 everywhere, so ``M_k = minmax(relu(CAM_k))``) and the classes taken
   from the visual classifier's own frame logits (``sigmoid >= visual_threshold``) instead of the
   audio. It knows *where* objects are but cannot tell a silent object from a sounding one.
 
-Official-mode padded frames (:mod:`pcas_core.metrics_official`, quirk 1) carry no audio (the
+Official-mode padded frames (:mod:`pcas_core.evaluation.official`, quirk 1) carry no audio (the
 official test zeroes the audio features of padded steps), so ``background`` and ``listening``
 predict background there; ``looking`` gets the CAMs and logits of the padded input from the
 caller (the ViT run on an all-zero normalised frame).
@@ -22,8 +22,8 @@ from __future__ import annotations
 import numpy as np
 
 from pcas_core.params.masks import BaselinesConfig, CRFConfig
-from pcas_core.pseudo_masks import PseudoMasksConfig, pseudo_masks
-from pcas_core.scoring import Prediction
+from pcas_core.method.pseudo_masks import PseudoMasksConfig, pseudo_masks
+from pcas_core.evaluation.scoring import Prediction
 
 __all__ = ["BASELINES", "background_masks", "listening_masks", "looking_masks", "sanity_baselines"]
 
@@ -66,7 +66,7 @@ def looking_masks(images: np.ndarray, cams: np.ndarray, visual_logits: np.ndarra
                   workers: int = 1) -> np.ndarray:
     """CAM pseudo-masks of the classes the visual classifier predicts, with no audio.
 
-    :func:`pcas_core.pseudo_masks.pseudo_masks` with a sounding map of ones and the visual frame
+    :func:`pcas_core.method.pseudo_masks.pseudo_masks` with a sounding map of ones and the visual frame
     logits in place of the audio logits, so classes are ``sigmoid(visual logit) >= threshold``.
 
     Args:
@@ -81,7 +81,7 @@ def looking_masks(images: np.ndarray, cams: np.ndarray, visual_logits: np.ndarra
         ``(M, H, W)`` uint8 masks (0 background, k + 1 foreground).
 
     Raises:
-        ValueError: layouts that disagree (see :func:`pcas_core.pseudo_masks.pseudo_masks`).
+        ValueError: layouts that disagree (see :func:`pcas_core.method.pseudo_masks.pseudo_masks`).
     """
     cfg = PseudoMasksConfig(audio_threshold=threshold, gamma=1.0, bg_score=bg_score,
                             use_crf=use_crf, crf=crf)

@@ -1,6 +1,6 @@
 """Training curves through DVCLive: one value per epoch of every logged term, for ``dvc plots``.
 
-:func:`pcas_core.training.fit` calls an ``on_epoch(epoch, values)`` callback after each epoch;
+:func:`pcas_core.runtime.fit.fit` calls an ``on_epoch(epoch, values)`` callback after each epoch;
 :func:`epoch_curves` turns that callback into DVCLive steps. Inside a DVC pipeline, DVCLive must not
 write its own ``dvc.yaml`` or save an experiment (``dvc repro`` / ``dvc exp run`` own both), so
 ``Live`` is opened with ``dvcyaml=None, save_dvc_exp=False`` (DVCLive docs, "DVCLive in DVC
@@ -21,11 +21,11 @@ import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from pcas_core.distributed import is_main
+from pcas_core.runtime.distributed import is_main
 
 __all__ = ["EpochCallback", "epoch_curves"]
 
-#: ``(epoch (0-based), {term: value}) -> None``, called by :func:`pcas_core.training.fit`.
+#: ``(epoch (0-based), {term: value}) -> None``, called by :func:`pcas_core.runtime.fit.fit`.
 EpochCallback = Callable[[int, dict[str, float]], None]
 
 

@@ -13,19 +13,19 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from pcas_core.cam import sounding_map
-from pcas_core.curves import EpochCallback
+from pcas_core.method.cam import sounding_map
+from pcas_core.runtime.curves import EpochCallback
 from pcas_core.data.table import VideoRows
-from pcas_core.crops import crop_labels, pair_labels, patch_labels, sample_crop_boxes, take_crops
-from pcas_core.distributed import (batch_count, gather_in_order, gather_rows, mean_over_ranks,
+from pcas_core.method.crops import crop_labels, pair_labels, patch_labels, sample_crop_boxes, take_crops
+from pcas_core.runtime.distributed import (batch_count, gather_in_order, gather_rows, mean_over_ranks,
                                    row_offset)
-from pcas_core.looking import classification_loss, video_loader
-from pcas_core.losses import cmc_loss, cmcc_loss, cmpc_loss
+from pcas_core.pipeline.train_visual import classification_loss, video_loader
+from pcas_core.method.losses import cmc_loss, cmcc_loss, cmpc_loss
 from pcas_core.models.align import AlignModel
 from pcas_core.models.visual import VisualClassifier
 from pcas_core.params import AlignConfig
-from pcas_core.resume import EpochCheckpoint
-from pcas_core.training import autocast, fit, to_device
+from pcas_core.runtime.resume import EpochCheckpoint
+from pcas_core.runtime.fit import autocast, fit, to_device
 
 __all__ = ["build_align_model", "alignment_terms", "train_alignment",
            "iter_maps", "compute_maps"]
@@ -55,7 +55,7 @@ def alignment_terms(model: AlignModel, cfg: AlignConfig, frames: Tensor, audio: 
     """Every loss term of one alignment step (METHOD §3), by name, and their total under "loss".
 
     CMPC and CMCC label patches from the sounding map S = minmax_i cos(g_p(P_t[i]), sg(g_a(a_t)))
-    of the global view (:func:`pcas_core.crops.patch_labels`, no gradient). CMPC contrasts the
+    of the global view (:func:`pcas_core.method.crops.patch_labels`, no gradient). CMPC contrasts the
     final-layer patch tokens; CMCC cuts ``n_crops`` crops per frame (positions from
     ``generator``), passes all crops of the batch through the same backbone in one forward at
     crop size, and contrasts h(crop class token) with the EMA head on the detached global token
@@ -63,7 +63,7 @@ def alignment_terms(model: AlignModel, cfg: AlignConfig, frames: Tensor, audio: 
     takes one step before it is used, as in ToCo. Beside the terms, ``crop_positive`` and
     ``patch_ignored`` (fractions) are returned for the logs; no host-device sync happens here.
 
-    In a distributed step (:mod:`pcas_core.distributed`) every term is that of the global batch:
+    In a distributed step (:mod:`pcas_core.runtime.distributed`) every term is that of the global batch:
     CMC contrasts the embeddings of all ranks' frames, means are global, and the crop positions
     are this rank's rows of the global batch's draw (one process's terms and crops, exactly).
 
@@ -133,8 +133,8 @@ def train_alignment(model: AlignModel, clips: Dataset, frames: pd.DataFrame,
         cfg: the ``align`` params; ``lr_backbone`` and ``lr_heads`` are the learning rates of the
             visual backbone and of the heads (classifier and projections), the paper's two
             module groups. The EMA head is not optimised.
-        on_epoch: per-epoch callback of :func:`pcas_core.training.fit` (training curves).
-        checkpoint: resume checkpoint of :func:`pcas_core.training.fit` (None: none written);
+        on_epoch: per-epoch callback of :func:`pcas_core.runtime.fit.fit` (training curves).
+        checkpoint: resume checkpoint of :func:`pcas_core.runtime.fit.fit` (None: none written);
             it also carries the crop-position generator (the EMA head is in the model's state).
         seed: base seed of the per-epoch shuffling and of the crop positions.
 
@@ -173,7 +173,7 @@ def iter_maps(model: AlignModel, clips: Dataset, frames: pd.DataFrame,
     """CAMs and sounding maps of every frame, one batch of videos at a time, in frame-table
     order (so a store can be written batch by batch); arrays as in :func:`compute_maps`.
     ``ranks``: in a distributed run each process maps every world-th batch and every process
-    gets all batches in order (:func:`pcas_core.distributed.gather_in_order`)."""
+    gets all batches in order (:func:`pcas_core.runtime.distributed.gather_in_order`)."""
     rows = VideoRows(frames)
     audio = torch.from_numpy(np.ascontiguousarray(audio_tokens, dtype=np.float32))
     model.to(device).eval()

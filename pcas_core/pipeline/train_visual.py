@@ -10,13 +10,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pcas_core.curves import EpochCallback
+from pcas_core.runtime.curves import EpochCallback
 from pcas_core.data.loader import video_loader
-from pcas_core.distributed import batch_count, gather_in_order
-from pcas_core.losses import pool_frames, video_bce
+from pcas_core.runtime.distributed import batch_count, gather_in_order
+from pcas_core.method.losses import pool_frames, video_bce
 from pcas_core.models.visual import VisualClassifier, VisualOutput
-from pcas_core.resume import EpochCheckpoint
-from pcas_core.training import autocast, fit
+from pcas_core.runtime.resume import EpochCheckpoint
+from pcas_core.runtime.fit import autocast, fit
 
 __all__ = ["video_loader", "classification_loss", "train_visual_classifier", "iter_encoded",
            "encode_frames"]
@@ -53,8 +53,8 @@ def train_visual_classifier(model: VisualClassifier, clips: Dataset, *, epochs: 
         clips: a video dataset yielding ``frames`` (T, 3, H, W), ``labels`` (C,), ``video``.
         frame_pool: ``"max"`` or ``"mean"`` pooling of frame logits into the video logit.
         seed: base seed of the per-epoch shuffling.
-        on_epoch: per-epoch callback of :func:`pcas_core.training.fit` (training curves).
-        checkpoint: resume checkpoint of :func:`pcas_core.training.fit` (None: none written).
+        on_epoch: per-epoch callback of :func:`pcas_core.runtime.fit.fit` (training curves).
+        checkpoint: resume checkpoint of :func:`pcas_core.runtime.fit.fit` (None: none written).
 
     Returns:
         Per-epoch mean losses.
@@ -84,7 +84,7 @@ def iter_encoded(model: VisualClassifier, clips: Dataset, *, batch_videos: int,
     """:func:`encode_frames` one batch of videos at a time (frame-table order), so a store can be
     written batch by batch. ``ranks``: in a distributed run each process encodes every
     world-th batch and every process gets all batches in order
-    (:func:`pcas_core.distributed.gather_in_order`)."""
+    (:func:`pcas_core.runtime.distributed.gather_in_order`)."""
     model.to(device).eval()
 
     def encoded():

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pcas_core.distributed import mean_over_ranks
+from pcas_core.runtime.distributed import mean_over_ranks
 
 __all__ = ["pool_frames", "video_bce", "label_consistency", "cmc_loss", "cmpc_loss", "cmcc_loss"]
 
@@ -46,7 +46,7 @@ def pool_frames(frame_logits: Tensor, frame_video: Tensor, n_videos: int, mode: 
 
 def video_bce(video_logits: Tensor, labels: Tensor) -> Tensor:
     """Multi-label BCE with logits, mean over videos and classes (of the global batch in a
-    distributed step: :func:`pcas_core.distributed.mean_over_ranks`).
+    distributed step: :func:`pcas_core.runtime.distributed.mean_over_ranks`).
 
     Args:
         video_logits: (B, C) float.
@@ -119,7 +119,7 @@ def cmc_loss(audio: Tensor, visual: Tensor, class_token: Tensor, labels: Tensor,
 
 def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
     """sum(values * mask) / max(sum(mask), 1), without a host-device sync (over the global
-    batch in a distributed step: :func:`pcas_core.distributed.mean_over_ranks`)."""
+    batch in a distributed step: :func:`pcas_core.runtime.distributed.mean_over_ranks`)."""
     return mean_over_ranks(values, mask)
 
 
@@ -128,7 +128,7 @@ def cmpc_loss(tokens: Tensor, same: Tensor, different: Tensor) -> Tensor:
 
     L = 0.5 (1 - mean_{A_ij=1} cos(P_i, P_j)) + 0.5 mean_{A_ij=0} cos(P_i, P_j),
     each mean over every labelled pair of every frame in the batch (pairs pooled, as ToCo does).
-    The pair labels come from the sounding map (:func:`pcas_core.crops.pair_labels`) and carry no
+    The pair labels come from the sounding map (:func:`pcas_core.method.crops.pair_labels`) and carry no
     gradient. ToCo takes |cos|; PCAS/METHOD write cos, so negative pairs are pushed towards
     opposite directions: the minimum is -0.5 (same-label tokens equal, different-label tokens
     opposite); with no pair of a kind that term is 0 (constant, no gradient).

@@ -15,7 +15,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from pcas_core.atomic import atomic_path
+from pcas_core.storage.atomic import atomic_path
 
 __all__ = ["save_checkpoint", "load_checkpoint", "load_weights_file"]
 

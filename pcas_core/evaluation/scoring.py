@@ -2,11 +2,11 @@
 
 Modes (every metrics file holds both, side by side):
 
-- ``clean``: the AVSBench definitions (:mod:`pcas_core.metrics`) over the real frames only; the
+- ``clean``: the AVSBench definitions (:mod:`pcas_core.evaluation.metrics`) over the real frames only; the
   binary F-score over the whole set; beside the official mean over all 71 classes, the mean over
   the classes that occur (``miou_present``).
 - ``official``: what the official test scripts print, quirks included
-  (:mod:`pcas_core.metrics_official`): AVSS videos padded to 10 frames and the padded frames
+  (:mod:`pcas_core.evaluation.official`): AVSS videos padded to 10 frames and the padded frames
   scored with each predictor's own prediction on the padded input, ``miou_noBg`` dropping the
   last class, S4/MS3 scores averaged over test batches of ``batch_videos`` videos.
 
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pcas_core.constants import IGNORE_INDEX
-from pcas_core.metrics import AVSSAccumulator, binary_fscore, binary_miou, foreground_binary
-from pcas_core.metrics_official import (OfficialAVSSAccumulator, official_binary_scores,
+from pcas_core.data.constants import IGNORE_INDEX
+from pcas_core.evaluation.metrics import AVSSAccumulator, binary_fscore, binary_miou, foreground_binary
+from pcas_core.evaluation.official import (OfficialAVSSAccumulator, official_binary_scores,
                                         padded_frames)
 
 __all__ = ["KINDS", "MODES", "Prediction", "scored_frames", "score", "score_by_subset",
@@ -157,7 +157,7 @@ def scored_class_names(kind: str, names: list[str]) -> list[str]:
 def scored_labels(kind: str, masks: np.ndarray) -> np.ndarray:
     """Predicted (M, H, W) uint8 class-index masks in the ground truth's label space, for
     pictures and confusion rows: unchanged for semantic kinds; binary kinds: 1 wherever any
-    foreground class is predicted (:func:`pcas_core.metrics.foreground_binary`), as they are scored.
+    foreground class is predicted (:func:`pcas_core.evaluation.metrics.foreground_binary`), as they are scored.
 
     Raises:
         ValueError: unknown kind, or masks not (M, H, W).

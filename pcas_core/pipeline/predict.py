@@ -2,7 +2,7 @@
 
 On a video (:func:`predict_video`): frames are sampled at ``fps`` (:func:`sample_plan`), the
 clip is cut into windows of the audio encoder's ``max_steps`` seconds, and each window goes through
-:func:`pcas_core.inference.predict_clip`, the same test-time path the `evaluate` stage uses. Written
+:func:`pcas_core.pipeline.inference.predict_clip`, the same test-time path the `evaluate` stage uses. Written
 to the output folder:
 
 - ``masks/<frame>.png``: class-index mask per sampled frame at the models' frame size (palette PNG,
@@ -29,16 +29,16 @@ from tqdm import tqdm
 import pcas_core  # noqa: F401  (import shim before torchaudio)
 import torchaudio.functional as AF  # noqa: E402
 
-from pcas_core.atomic import atomic_path
+from pcas_core.storage.atomic import atomic_path
 from pcas_core.audio.fbank import ast_fbank, frames_per_second
 from pcas_core.data.images import resize_frame
 from pcas_core.data.dataset import AVSData
 from pcas_core.data.video import VideoWriter, open_video, sample_frames, sample_plan, wave_segment
-from pcas_core.baselines import background_masks
-from pcas_core.inference import TrainedModels, predict_clip, test_prediction
+from pcas_core.evaluation.baselines import background_masks
+from pcas_core.pipeline.inference import TrainedModels, predict_clip, test_prediction
 from pcas_core.params.inputs import FbankConfig
-from pcas_core.scoring import Prediction, metrics_file, score, score_by_subset, scored_frames
-from pcas_core.visualize import labelled_overlay, save_index_png
+from pcas_core.evaluation.scoring import Prediction, metrics_file, score, score_by_subset, scored_frames
+from pcas_core.evaluation.visualize import labelled_overlay, save_index_png
 
 __all__ = ["check_fbank_params", "to_model_audio", "predict_video", "score_dataset"]
 
@@ -157,8 +157,8 @@ def predict_video(models: TrainedModels, video: Path, out: Path, *, fps: int,
 def score_dataset(models: TrainedModels, data: AVSData, *, batch_videos: int, batch_frames: int,
                   official_batch_videos: int, device: torch.device, amp: bool = False) -> dict:
     """The models on the test split of another dataset, scored as `evaluate` scores its own:
-    the same prediction (:func:`pcas_core.inference.test_prediction`) and the same metrics file
-    (:func:`pcas_core.scoring.metrics_file`, clean and official modes), beside predicting
+    the same prediction (:func:`pcas_core.pipeline.inference.test_prediction`) and the same metrics file
+    (:func:`pcas_core.evaluation.scoring.metrics_file`, clean and official modes), beside predicting
     background everywhere.
 
     Args:

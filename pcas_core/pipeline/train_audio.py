@@ -10,12 +10,12 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from pcas_core.curves import EpochCallback
-from pcas_core.distributed import batch_count, gather_in_order, rank_batches
-from pcas_core.losses import video_bce
+from pcas_core.runtime.curves import EpochCallback
+from pcas_core.runtime.distributed import batch_count, gather_in_order, rank_batches
+from pcas_core.method.losses import video_bce
 from pcas_core.models.tvp import TVPAudioEncoder
-from pcas_core.resume import EpochCheckpoint
-from pcas_core.training import autocast, fit
+from pcas_core.runtime.resume import EpochCheckpoint
+from pcas_core.runtime.fit import autocast, fit
 
 __all__ = ["frame_steps", "step_prompts", "train_tvp", "encode_audio", "steps_to_frames"]
 
@@ -68,8 +68,8 @@ def train_tvp(model: TVPAudioEncoder, fbank: torch.Tensor, prompts: torch.Tensor
         prompts: (V, T, Dv) float32 frozen v_t, or None for the plain-AST baseline (``tvp: false``).
         n_steps: (V,) long, frames (seconds) of each video.
         labels: (V, C) float32 video-level labels.
-        on_epoch: per-epoch callback of :func:`pcas_core.training.fit` (training curves).
-        checkpoint: resume checkpoint of :func:`pcas_core.training.fit` (None: none written).
+        on_epoch: per-epoch callback of :func:`pcas_core.runtime.fit.fit` (training curves).
+        checkpoint: resume checkpoint of :func:`pcas_core.runtime.fit.fit` (None: none written).
     """
     prompt_t = prompts if prompts is not None else torch.zeros(len(fbank), 1, 1)
     tensors = [fbank, prompt_t, n_steps, labels]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pcas_core.stores import StoreReader
+from pcas_core.storage.stores import StoreReader
 
 __all__ = ["StoreRowsView"]
 
@@ -25,9 +25,9 @@ class StoreRowsView:
     ``view[a:b]`` give a sub-view without reading anything.
 
     Args:
-        store: an open :class:`pcas_core.stores.StoreReader` (must stay open while used).
+        store: an open :class:`pcas_core.storage.stores.StoreReader` (must stay open while used).
         name: a dataset of its schema.
-        rows: (R,) int64 store row of each view row (e.g. from :func:`pcas_core.stores.store_rows`).
+        rows: (R,) int64 store row of each view row (e.g. from :func:`pcas_core.storage.stores.store_rows`).
     """
 
     def __init__(self, store: StoreReader, name: str, rows: np.ndarray) -> None:

@@ -13,14 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from pcas_core.curves import EpochCallback
-from pcas_core.distributed import batch_count, gather_in_order, mean_over_ranks, rank_batches
-from pcas_core.checkpoint import load_checkpoint, save_checkpoint
-from pcas_core.looking import video_loader
+from pcas_core.runtime.curves import EpochCallback
+from pcas_core.runtime.distributed import batch_count, gather_in_order, mean_over_ranks, rank_batches
+from pcas_core.storage.weights import load_checkpoint, save_checkpoint
+from pcas_core.pipeline.train_visual import video_loader
 from pcas_core.models.heads import SegmentationHead
 from pcas_core.models.visual import VisualClassifier
-from pcas_core.resume import EpochCheckpoint
-from pcas_core.training import autocast, fit
+from pcas_core.runtime.resume import EpochCheckpoint
+from pcas_core.runtime.fit import autocast, fit
 
 __all__ = ["FEATURES", "PaddedFrame", "patch_tokens_of", "padded_frame", "train_segmentation_head",
            "predict_masks", "head_config", "save_segmentation_head", "load_segmentation_head"]
@@ -67,7 +67,7 @@ def patch_tokens_of(model: VisualClassifier, clips: Dataset, *, features: str, b
 
 
 class PaddedFrame(NamedTuple):
-    """The official AVSS padded frame (:mod:`pcas_core.metrics_official`, quirk 1) through the ViT.
+    """The official AVSS padded frame (:mod:`pcas_core.evaluation.official`, quirk 1) through the ViT.
 
     Attributes:
         tokens: (1, N, D') float32 head input (as :func:`patch_tokens_of` with the same features).
@@ -120,8 +120,8 @@ def train_segmentation_head(head: SegmentationHead, tokens: torch.Tensor, masks:
             over the full frame; the head only sees a patch grid anyway).
         background_weight: cross-entropy weight of class 0 (others weigh 1); below 1 it counters
             the background's share of the pixels.
-        on_epoch: per-epoch callback of :func:`pcas_core.training.fit` (training curves).
-        checkpoint: resume checkpoint of :func:`pcas_core.training.fit` (None: none written).
+        on_epoch: per-epoch callback of :func:`pcas_core.runtime.fit.fit` (training curves).
+        checkpoint: resume checkpoint of :func:`pcas_core.runtime.fit.fit` (None: none written).
     """
     if len(tokens) != len(masks):
         raise ValueError(f"{len(tokens)} frames of tokens but {len(masks)} pseudo-masks")
@@ -162,7 +162,7 @@ def predict_masks(head: SegmentationHead, tokens: torch.Tensor, out_size: tuple[
         out_size: (H, W) pixels.
         images: (M, H, W, 3) uint8 frames, needed with ``crf``.
         crf: ``(image (H, W, 3) uint8, probs (K, H, W) float32) -> refined probs (K, H, W)``,
-            e.g. :class:`pcas_core.crf.DenseCRF`.
+            e.g. :class:`pcas_core.method.crf.DenseCRF`.
 
     Returns:
         ``(masks (M, H, W) uint8 class index, foreground (M, H, W) float32 = 1 - p(background))``.
@@ -208,7 +208,7 @@ def load_segmentation_head(path: Path) -> tuple[SegmentationHead, str]:
         ``(head on the CPU in eval mode, features)``.
 
     Raises:
-        FileNotFoundError / ValueError: as :func:`pcas_core.checkpoint.load_checkpoint`, or the
+        FileNotFoundError / ValueError: as :func:`pcas_core.storage.weights.load_checkpoint`, or the
             config lacks a key (names the file).
     """
     state, config = load_checkpoint(path)

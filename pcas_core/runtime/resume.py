@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pcas_core.atomic import atomic_path
+from pcas_core.storage.atomic import atomic_path
 
 __all__ = ["RESUME_ENV", "DIR_ENV", "ResumeError", "Restored", "EpochCheckpoint",
            "resume_requested", "file_fingerprints"]
@@ -128,7 +128,7 @@ class Restored:
 
 @dataclass
 class EpochCheckpoint:
-    """The resume checkpoint of one training run, passed to :func:`pcas_core.training.fit`.
+    """The resume checkpoint of one training run, passed to :func:`pcas_core.runtime.fit.fit`.
 
     Args:
         path: the checkpoint file (``.pt``).

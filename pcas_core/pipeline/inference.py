@@ -25,15 +25,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pcas_core.checkpoint import load_checkpoint
+from pcas_core.storage.weights import load_checkpoint
 from pcas_core.data.clips import ArrayClips
-from pcas_core.listening import encode_audio
-from pcas_core.looking import encode_frames
+from pcas_core.pipeline.train_audio import encode_audio
+from pcas_core.pipeline.train_visual import encode_frames
 from pcas_core.models.heads import SegmentationHead
 from pcas_core.models.tvp import TVPAudioEncoder
 from pcas_core.models.visual import VisualClassifier, load_visual
-from pcas_core.scoring import Prediction
-from pcas_core.segmentation import (PaddedFrame, head_config, load_segmentation_head, padded_frame,
+from pcas_core.evaluation.scoring import Prediction
+from pcas_core.pipeline.evaluate import (PaddedFrame, head_config, load_segmentation_head, padded_frame,
                                     patch_tokens_of,
                                      predict_masks)
 
@@ -49,7 +49,7 @@ def load_audio_encoder(path: Path) -> tuple[TVPAudioEncoder, dict[str, Any]]:
         ``(model on the CPU in eval mode, config)``.
 
     Raises:
-        FileNotFoundError / ValueError: as :func:`pcas_core.checkpoint.load_checkpoint`, or the
+        FileNotFoundError / ValueError: as :func:`pcas_core.storage.weights.load_checkpoint`, or the
             config does not fit the encoder (names the file).
     """
     state, config = load_checkpoint(path)
@@ -120,8 +120,8 @@ def segment(aligned: VisualClassifier, head: SegmentationHead, clips: Dataset, *
     Args:
         clips: videos as items (``VideoClips`` or ``ArrayClips``, normalised with the aligned
             model's mean/std).
-        features, batch_videos: as in :func:`pcas_core.segmentation.patch_tokens_of`.
-        out_size, batch_frames, images, crf: as in :func:`pcas_core.segmentation.predict_masks`.
+        features, batch_videos: as in :func:`pcas_core.pipeline.evaluate.patch_tokens_of`.
+        out_size, batch_frames, images, crf: as in :func:`pcas_core.pipeline.evaluate.predict_masks`.
 
     Returns:
         ``(masks (M, H, W) uint8 class index, foreground (M, H, W) float32 = 1 - p(background))``
@@ -140,7 +140,7 @@ def test_prediction(aligned: VisualClassifier, head: SegmentationHead, test: Any
                     ) -> tuple[Prediction, np.ndarray, PaddedFrame]:
     """The method's prediction on a test split as the metrics need it: masks and foreground
     probabilities of the annotated frames (:func:`segment`), plus the head's prediction on the
-    official AVSS padded frame (:func:`pcas_core.segmentation.padded_frame`). `evaluate` and
+    official AVSS padded frame (:func:`pcas_core.pipeline.evaluate.padded_frame`). `evaluate` and
     `pcas predict --root` both score this.
 
     Args:

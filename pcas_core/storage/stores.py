@@ -26,7 +26,7 @@ pseudo_masks   frame  mask              (M, H, W) uint8, class index, 255 = igno
 File attributes: ``kind`` (the store name above), ``schema_version`` (:data:`SCHEMA_VERSION`; a
 store of another version is refused with a message that says which stage to rerun), ``params``
 (JSON of the parameters that made it) and ``pcas_version``. Writes go through
-:func:`pcas_core.atomic.atomic_path`, so a stage killed mid-write leaves the previous store.
+:func:`pcas_core.storage.atomic.atomic_path`, so a stage killed mid-write leaves the previous store.
 
 Large stores are written and read in row ranges (:func:`store_writer`, :func:`open_store`), so
 memory does not grow with the dataset; every dataset is chunked by row (gzip level 1).
@@ -45,7 +45,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from pcas_core.atomic import atomic_path
+from pcas_core.storage.atomic import atomic_path
 
 __all__ = ["SCHEMAS", "SCHEMA_VERSION", "StoreWriter", "store_writer", "write_store_batches",
            "write_store", "StoreReader", "open_store", "read_store", "store_rows", "read_rows",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pcas_core.constants import IGNORE_INDEX, NUM_CLASSES
+from pcas_core.data.constants import IGNORE_INDEX, NUM_CLASSES
 
 F_BETA2 = 0.3  # AVSBench's beta^2 for every F-score
 

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from pcas_core import distributed
+from pcas_core.runtime import distributed
 from pcas_core.params import PcasParams, parse_params, read_params_file
 
 __all__ = ["load_params", "params_sections", "seed_everything", "resolve_device", "log_run_header", "get_logger",
@@ -144,9 +144,9 @@ def start_stage(stage: str, params_file: Path, *sections: str, ranks: bool = Fal
 
     ``ranks`` (stages that run on several processes): with ``base.nproc_per_node`` *
     ``base.nnodes`` > 1 and not already under torchrun, the stage command is run again under
-    torchrun and this process exits with its status (:func:`pcas_core.distributed.relaunch`);
+    torchrun and this process exits with its status (:func:`pcas_core.runtime.distributed.relaunch`);
     under torchrun the process joins the group and gets its own GPU
-    (:func:`pcas_core.distributed.init`).
+    (:func:`pcas_core.runtime.distributed.init`).
 
     Raises:
         FileNotFoundError: no such file.

@@ -15,8 +15,8 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from pcas_core import distributed
-from pcas_core.resume import EpochCheckpoint, Restored
+from pcas_core.runtime import distributed
+from pcas_core.runtime.resume import EpochCheckpoint, Restored
 
 __all__ = ["make_optimizer", "warmup_cosine", "fit", "autocast", "to_device", "host_syncs",
            "FINITE_CHECK_EVERY"]
@@ -111,24 +111,24 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
         amp: bfloat16 autocast on CUDA.
         on_epoch: called after each epoch with ``(epoch (0-based), values)``: the epoch mean of
             every logged term plus ``lr``, the first parameter group's learning rate at the end
-            of the epoch (e.g. :func:`pcas_core.curves.epoch_curves` for DVCLive curves);
+            of the epoch (e.g. :func:`pcas_core.runtime.curves.epoch_curves` for DVCLive curves);
             rank 0 only in a distributed run.
         checkpoint: written after each epoch; when it resumes, training continues after its
             epoch and ``on_epoch`` is first replayed for the finished epochs
-            (:class:`pcas_core.resume.EpochCheckpoint`), so weights, history and curves equal an
+            (:class:`pcas_core.runtime.resume.EpochCheckpoint`), so weights, history and curves equal an
             uninterrupted run's. Rank 0 alone writes it; every rank restores it.
 
-    Several processes (:mod:`pcas_core.distributed`): ``batches`` yields this rank's share of
+    Several processes (:mod:`pcas_core.runtime.distributed`): ``batches`` yields this rank's share of
     each global batch, ``compute_loss`` runs inside ``DistributedDataParallel`` (gradients
     averaged over ranks) and the logged epoch means are averaged over ranks, i.e. the global
-    values when each term is a :func:`pcas_core.distributed.mean_over_ranks`.
+    values when each term is a :func:`pcas_core.runtime.distributed.mean_over_ranks`.
 
     Returns:
         One dict per epoch with the mean of each logged term.
 
     Raises:
         FloatingPointError: the loss became NaN or infinite.
-        pcas_core.resume.ResumeError: a resume checkpoint made with other params.
+        pcas_core.runtime.resume.ResumeError: a resume checkpoint made with other params.
     """
     logger = logger or logging.getLogger(__name__)
     optimizer = make_optimizer(groups, weight_decay)

@@ -1,7 +1,7 @@
 """Per-frame pseudo-masks from CAMs, sounding maps and audio logits (METHOD.md section 4).
 
 For one frame: sounding classes ``K_t = {k : sigmoid(s_t,k) >= theta_a}``; class maps
-``M_k = minmax(relu(CAM_k)) * S_t^gamma`` (:func:`pcas_core.cam.class_score_maps`), upsampled
+``M_k = minmax(relu(CAM_k)) * S_t^gamma`` (:func:`pcas_core.method.cam.class_score_maps`), upsampled
 bilinearly to the frame; a constant background score b; argmax over ``[b, M_k ...]``, optionally
 after a dense CRF (Krähenbühl & Koltun 2011). Optional ToCo trick (Ru et al. 2023, ``utils/camutils.py``):
 make the mask at two background scores and mark pixels where they disagree ``IGNORE_INDEX``.
@@ -21,9 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pcas_core.cam import class_score_maps
-from pcas_core.constants import IGNORE_INDEX
-from pcas_core.crf import DenseCRF
+from pcas_core.method.cam import class_score_maps
+from pcas_core.data.constants import IGNORE_INDEX
+from pcas_core.method.crf import DenseCRF
 from pcas_core.params.masks import PseudoMasksConfig
 
 __all__ = ["PseudoMasksConfig", "sounding_classes", "upsampled_class_scores", "scores_to_probs",

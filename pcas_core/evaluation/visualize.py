@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
-from pcas_core.constants import IGNORE_INDEX
+from pcas_core.data.constants import IGNORE_INDEX
 from pcas_core.data.palette import index_to_rgb
 
 __all__ = ["MIN_PANEL", "overlay", "comparison_strip", "pick_overlay_frames", "confusion_rows",
