@@ -3,14 +3,12 @@
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
-from tqdm import tqdm
 
-from pcas_core.audio.fbank import ast_fbank, load_wave
-from pcas_core.runtime.stage import start_stage
 from pcas_core.data.dataset import open_dataset
-from pcas_core.storage.stores import store_writer
+from pcas_core.pipeline.fbank import fbank_pass
+from pcas_core.runtime.stage import start_stage
+from pcas_core.storage.stores import write_store_batches
 
 app = typer.Typer(add_completion=False)
 
@@ -21,18 +19,9 @@ def fbank(
     params: Annotated[Path, typer.Option(exists=True, help="params.yaml")] = Path("params.yaml"),
 ) -> None:
     """Compute (target_length x num_mel_bins) fbank per video (params sections `data`, `fbank`)."""
-    p, typed, log, _ = start_stage("fbank", params, "data", "fbank")
-    cfg = typed.fbank
-    data = open_dataset(typed.data)
-    audio_paths, n_steps = data.audio_tracks()
-    shape = (cfg.target_length, cfg.num_mel_bins)
-    with store_writer(out, "fbank", data.metadata, {"fbank": shape, "n_steps": ()},
-                      params=p) as store, torch.inference_mode():
-        store.write(0, {"n_steps": n_steps})
-        for row, path in enumerate(tqdm(audio_paths, desc="fbank", disable=None)):
-            wave = load_wave(path, sample_rate=cfg.sample_rate)
-            feats = ast_fbank(wave, sample_rate=cfg.sample_rate, num_mel_bins=cfg.num_mel_bins,
-                              target_length=cfg.target_length, frame_shift_ms=cfg.frame_shift_ms,
-                              norm_mean=cfg.norm_mean, norm_std=cfg.norm_std)
-            store.write(row, {"fbank": feats.numpy()[None]})
-    log.info("wrote %s: %d videos, fbank %s", out, len(audio_paths), shape)
+    run = start_stage("fbank", params, "data", "fbank")
+    cfg = run.config.fbank
+    data = open_dataset(run.config.data)
+    write_store_batches(out, "fbank", data.metadata, fbank_pass(data, cfg), params=run.params)
+    run.log.info("wrote %s: %d videos, fbank %s", out, len(data.metadata),
+                 (cfg.target_length, cfg.num_mel_bins))

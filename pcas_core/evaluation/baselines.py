@@ -3,13 +3,13 @@
 - ``background``: every pixel background; the floor (its mIoU is the background IoU / 71).
 - ``listening``: listening only: each frame filled entirely with its most confident
   audio-predicted class (foreground column k with the largest ``sigmoid(s_t,k)``), background
-  where no class reaches ``audio_threshold`` (theta_a of METHOD §4; keep it equal to
-  ``pseudo_masks.audio_threshold`` to compare like with like). It knows *what* sounds but not
-  *where*.
-- ``looking``: looking only: the pseudo-mask machinery of :mod:`pcas_core.method.pseudo_masks` with the
-  sounding map ignored (S = 1 everywhere, so ``M_k = minmax(relu(CAM_k))``) and the classes taken
-  from the visual classifier's own frame logits (``sigmoid >= visual_threshold``) instead of the
-  audio. It knows *where* objects are but cannot tell a silent object from a sounding one.
+  where no class reaches theta_a (``pseudo_masks.audio_threshold``, METHOD §4, so like is
+  compared with like). It knows *what* sounds but not *where*.
+- ``looking``: looking only: the pseudo-mask machinery of ``pseudo_masks`` (its background score,
+  CRF and workers) with the sounding map ignored (S = 1 everywhere, so ``M_k =
+  minmax(relu(CAM_k))``) and the classes taken from the visual classifier's own frame logits
+  (``sigmoid >= visual_threshold``) instead of the audio. It knows *where* objects are but cannot
+  tell a silent object from a sounding one.
 
 Official-mode padded frames (:mod:`pcas_core.evaluation.official`, quirk 1) carry no audio (the
 official test zeroes the audio features of padded steps), so ``background`` and ``listening``
@@ -19,11 +19,13 @@ caller (the ViT run on an all-zero normalised frame).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from pcas_core.params.masks import BaselinesConfig, CRFConfig
-from pcas_core.method.pseudo_masks import PseudoMasksConfig, pseudo_masks
 from pcas_core.evaluation.scoring import Prediction
+from pcas_core.params import BaselinesConfig, PseudoMasksConfig
+from pcas_core.pipeline.pseudo_masks import pseudo_masks
 
 __all__ = ["BASELINES", "background_masks", "listening_masks", "looking_masks", "sanity_baselines"]
 
@@ -62,38 +64,38 @@ def listening_masks(audio_logits: np.ndarray, size: tuple[int, int], threshold: 
 
 
 def looking_masks(images: np.ndarray, cams: np.ndarray, visual_logits: np.ndarray, *,
-                  threshold: float, bg_score: float, use_crf: bool, crf: CRFConfig,
-                  workers: int = 1) -> np.ndarray:
+                  threshold: float, masks: PseudoMasksConfig) -> np.ndarray:
     """CAM pseudo-masks of the classes the visual classifier predicts, with no audio.
 
-    :func:`pcas_core.method.pseudo_masks.pseudo_masks` with a sounding map of ones and the visual frame
-    logits in place of the audio logits, so classes are ``sigmoid(visual logit) >= threshold``.
+    :func:`pcas_core.pipeline.pseudo_masks.pseudo_masks` with a sounding map of ones and the
+    visual frame logits in place of the audio logits, so classes are ``sigmoid(visual logit) >=
+    threshold``; background score, CRF and workers as ``masks`` says (one background score:
+    ToCo's two-score trick is not applied to a baseline).
 
     Args:
         images: ``(M, H, W, 3)`` uint8 frames.
         cams: ``(M, K, h, w)`` float raw CAMs.
         visual_logits: ``(M, K)`` float frame logits of the visual classifier.
-        threshold: class threshold in [0, 1]. bg_score: background score b.
-        use_crf: dense CRF before the argmax. crf: its kernels.
-        workers: processes.
+        threshold: class threshold in [0, 1].
+        masks: the ``pseudo_masks`` section.
 
     Returns:
         ``(M, H, W)`` uint8 masks (0 background, k + 1 foreground).
 
     Raises:
-        ValueError: layouts that disagree (see :func:`pcas_core.method.pseudo_masks.pseudo_masks`).
+        ValueError: layouts that disagree (see :func:`pcas_core.pipeline.pseudo_masks.pseudo_masks`).
     """
-    cfg = PseudoMasksConfig(audio_threshold=threshold, gamma=1.0, bg_score=bg_score,
-                            use_crf=use_crf, crf=crf)
+    cfg = replace(masks, audio_threshold=threshold, gamma=1.0, bg_score_low=None,
+                  bg_score_high=None)
     sounding = np.ones((cams.shape[0], *cams.shape[2:]), dtype=np.float32)
     return pseudo_masks(images, cams.astype(np.float32), sounding,
-                        visual_logits.astype(np.float32), cfg, workers=workers)
+                        visual_logits.astype(np.float32), cfg, workers=masks.workers)
 
 
 def sanity_baselines(images: np.ndarray, audio_logits: np.ndarray, cams: np.ndarray,
                      visual_logits: np.ndarray, *, padded_image: np.ndarray,
                      padded_cam: np.ndarray, padded_logits: np.ndarray, cfg: BaselinesConfig,
-                     crf: CRFConfig) -> dict[str, Prediction]:
+                     masks: PseudoMasksConfig) -> dict[str, Prediction]:
     """The three baselines on M scored frames, each with its prediction on the padded frame.
 
     Args:
@@ -101,20 +103,20 @@ def sanity_baselines(images: np.ndarray, audio_logits: np.ndarray, cams: np.ndar
             :func:`listening_masks` (all for the same M frames).
         padded_image: ``(H, W, 3)`` uint8, padded_cam: ``(K, h, w)``, padded_logits: ``(K,)``:
             the official padded input and the visual classifier's CAMs and logits on it.
-        cfg: the ``evaluate.baselines`` section: ``audio_threshold`` of :func:`listening_masks`;
-            ``visual_threshold``, ``bg_score``, ``use_crf``, ``workers`` of :func:`looking_masks`.
-        crf: the dense CRF of :func:`looking_masks` (``evaluate.crf_params``).
+        cfg: the ``evaluate.baselines`` section (``visual_threshold`` of :func:`looking_masks`).
+        masks: the ``pseudo_masks`` section: theta_a of :func:`listening_masks`, the machinery
+            of :func:`looking_masks`.
 
     Returns:
         ``{"background": ..., "listening": ..., "looking": ...}`` :class:`Prediction` objects.
     """
     size = images.shape[1:3]
-    look = dict(threshold=cfg.visual_threshold, bg_score=cfg.bg_score, use_crf=cfg.use_crf, crf=crf)
-    padded_look = looking_masks(padded_image[None], padded_cam[None], padded_logits[None], **look)
+    padded_look = looking_masks(padded_image[None], padded_cam[None], padded_logits[None],
+                                threshold=cfg.visual_threshold, masks=replace(masks, workers=1))
     return {
         "background": Prediction(background_masks(len(images), size)),
-        "listening": Prediction(listening_masks(audio_logits, size, cfg.audio_threshold)),
-        "looking": Prediction(looking_masks(images, cams, visual_logits, workers=cfg.workers,
-                                            **look),
+        "listening": Prediction(listening_masks(audio_logits, size, masks.audio_threshold)),
+        "looking": Prediction(looking_masks(images, cams, visual_logits,
+                                            threshold=cfg.visual_threshold, masks=masks),
                               padded_mask=padded_look[0]),
     }

@@ -4,6 +4,7 @@ legend of class names, the choice of frames to show, and confusion-matrix rows f
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,8 @@ from PIL import Image, ImageDraw, ImageFont
 from pcas_core.data.constants import IGNORE_INDEX
 from pcas_core.data.palette import index_to_rgb
 
-__all__ = ["MIN_PANEL", "overlay", "comparison_strip", "pick_overlay_frames", "confusion_rows",
+__all__ = ["MIN_PANEL", "overlay", "Overlay", "comparison_strip", "write_overlays",
+           "pick_overlay_frames", "confusion_rows",
            "save_index_png", "labelled_overlay"]
 
 MIN_PANEL = 224
@@ -43,6 +45,21 @@ def overlay(image: np.ndarray, mask: np.ndarray, palette: np.ndarray, alpha: flo
     on = mask > 0
     out[on] = (1 - alpha) * out[on] + alpha * colours[on]
     return out.round().clip(0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """One test frame to draw as ``frame | ground truth | prediction``.
+
+    Attributes:
+        name: ``<uid>_<frame>``. image: (H, W, 3) uint8. gt, pred: (H, W) uint8 class indices
+            in the scored label space (binary datasets: foreground 1).
+    """
+
+    name: str
+    image: np.ndarray
+    gt: np.ndarray
+    pred: np.ndarray
 
 
 def comparison_strip(path: Path, image: np.ndarray, gt: np.ndarray, pred: np.ndarray,
@@ -93,6 +110,15 @@ def comparison_strip(path: Path, image: np.ndarray, gt: np.ndarray, pred: np.nda
             draw.text((x + _FONT_SIZE + _PAD, y), class_names[c], fill=(0, 0, 0), font=font)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path)
+
+
+def write_overlays(folder: Path, overlays: list[Overlay], palette: np.ndarray,
+                   class_names: list[str]) -> None:
+    """One :func:`comparison_strip` PNG per overlay, ``<folder>/<name>.png``, titled with its
+    name."""
+    for o in overlays:
+        comparison_strip(Path(folder) / f"{o.name}.png", o.image, o.gt, o.pred, palette,
+                         class_names, title=o.name)
 
 
 def _legend_layout(classes: list[int], names: list[str], font: ImageFont.FreeTypeFont,

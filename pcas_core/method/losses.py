@@ -8,7 +8,8 @@ from torch import Tensor
 
 from pcas_core.runtime.distributed import mean_over_ranks
 
-__all__ = ["pool_frames", "video_bce", "label_consistency", "cmc_loss", "cmpc_loss", "cmcc_loss"]
+__all__ = ["pool_frames", "video_bce", "classification_loss", "label_consistency", "cmc_loss", "cmpc_loss",
+           "cmcc_loss", "segmentation_ce"]
 
 
 def pool_frames(frame_logits: Tensor, frame_video: Tensor, n_videos: int, mode: str = "max") -> Tensor:
@@ -56,6 +57,29 @@ def video_bce(video_logits: Tensor, labels: Tensor) -> Tensor:
         raise ValueError(f"logits {tuple(video_logits.shape)} and labels {tuple(labels.shape)} differ")
     return mean_over_ranks(F.binary_cross_entropy_with_logits(
         video_logits, labels.to(video_logits.dtype), reduction="none"))
+
+
+def classification_loss(frame_logits: Tensor, class_logits: Tensor, frame_video: Tensor,
+                        labels: Tensor, *, frame_pool: str, w_class_token: float) -> Tensor:
+    """L_cls (METHOD §1): BCE of the patch-token frame logits pooled over each video, plus
+    ``w_class_token`` times the same BCE on the class-token logits (0 turns that term off).
+
+    Args:
+        frame_logits: (F, C) float logits of the CAM head on the pooled patch tokens v_t.
+        class_logits: (F, C) float logits of the class-token head.
+        frame_video: (F,) long, batch position of each frame's video.
+        labels: (B, C) float video labels.
+        frame_pool: ``"max"`` or ``"mean"`` (:func:`pool_frames`).
+
+    Returns:
+        Scalar loss (mean over videos and classes).
+    """
+    n = len(labels)
+    loss = video_bce(pool_frames(frame_logits.float(), frame_video, n, frame_pool), labels)
+    if w_class_token > 0:
+        loss = loss + w_class_token * video_bce(
+            pool_frames(class_logits.float(), frame_video, n, frame_pool), labels)
+    return loss
 
 
 def label_consistency(labels: Tensor) -> Tensor:
@@ -184,3 +208,27 @@ def cmcc_loss(global_head: Tensor, crop_heads: Tensor, positive: Tensor, tempera
     negatives = (torch.exp(s) * (1.0 - positive)).sum(dim=1, keepdim=True)
     log_ratio = s - torch.log(torch.exp(s) + negatives + eps)
     return -_masked_mean(log_ratio, positive)
+
+
+def segmentation_ce(logits: Tensor, target: Tensor, *, background_weight: float,
+                    ignore_index: int) -> Tensor:
+    """Pixel cross-entropy of the segmentation head against pseudo-masks (METHOD §5), class 0
+    (background) weighted ``background_weight`` and every other class 1, pixels labelled
+    ``ignore_index`` left out: sum_p w(y_p) CE_p / sum_p w(y_p) over labelled pixels (of the
+    global batch in a distributed step).
+
+    Args:
+        logits: (B, K, H, W) float class logits at the target's size.
+        target: (B, H, W) long class index per pixel.
+
+    Returns:
+        Scalar loss; 0 when the head puts all mass on the labelled class everywhere.
+    """
+    if logits.ndim != 4 or target.shape != (logits.shape[0], *logits.shape[2:]):
+        raise ValueError(f"expected logits (B, K, H, W) and target (B, H, W), got "
+                         f"{tuple(logits.shape)} and {tuple(target.shape)}")
+    weight = torch.ones(logits.shape[1], device=logits.device)
+    weight[0] = background_weight
+    pixel = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="none")
+    pixel_weight = weight[target.clamp_max(len(weight) - 1)] * (target != ignore_index)
+    return mean_over_ranks(pixel, pixel_weight)

@@ -7,15 +7,12 @@ after a dense CRF (Krähenbühl & Koltun 2011). Optional ToCo trick (Ru et al. 2
 make the mask at two background scores and mark pixels where they disagree ``IGNORE_INDEX``.
 
 Masks hold class indices: 0 background, ``k + 1`` for foreground logit column k, 255 ignore.
+Frames are independent: :mod:`pcas_core.pipeline.pseudo_masks` spreads them over processes.
 The parameters are the ``pseudo_masks`` section's typed config,
 :class:`pcas_core.params.PseudoMasksConfig` (one set of defaults, those of ``params.yaml``).
 """
 
 from __future__ import annotations
-
-import multiprocessing
-from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -27,7 +24,7 @@ from pcas_core.method.crf import DenseCRF
 from pcas_core.params.masks import PseudoMasksConfig
 
 __all__ = ["PseudoMasksConfig", "sounding_classes", "upsampled_class_scores", "scores_to_probs",
-           "mask_at_bg_score", "frame_pseudo_mask", "PseudoMaskPool", "pseudo_masks"]
+           "mask_at_bg_score", "frame_pseudo_mask"]
 
 
 def sounding_classes(audio_logits: np.ndarray, threshold: float) -> np.ndarray:
@@ -149,116 +146,3 @@ def frame_pseudo_mask(
     low = mask_at_bg_score(image, fg, classes, cfg.bg_score_low, cfg)
     high = mask_at_bg_score(image, fg, classes, cfg.bg_score_high, cfg)
     return np.where(low == high, low, np.uint8(IGNORE_INDEX)).astype(np.uint8)
-
-
-def _frame_job(args: tuple[Any, ...]) -> np.ndarray:
-    """Top-level (picklable, spawn-safe) wrapper: ``frame_pseudo_mask(*args)``; an image given as
-    a callable (e.g. ``functools.partial(load_frame, path, size, mode)``) is decoded here, in the
-    worker, so frames never travel between processes and decoding runs in parallel too."""
-    image, *rest = args
-    return frame_pseudo_mask(image() if callable(image) else image, *rest)
-
-
-def _limit_threads() -> None:
-    """Pool initializer: one torch thread per worker process, so workers do not oversubscribe."""
-    torch.set_num_threads(1)
-
-
-class PseudoMaskPool:
-    """Worker processes that make pseudo-masks, kept for many calls of :meth:`run` (one per chunk
-    of frames), or this process when ``workers == 1``. Use as a context manager.
-
-    Results do not depend on ``workers``: frames are independent, computed by the same function,
-    and ``Pool.imap`` keeps their order.
-
-    Args:
-        cfg: :class:`PseudoMasksConfig`.
-        workers: processes to use; 1 runs in this process.
-        mp_context: multiprocessing start method ("spawn" is safe with torch's thread pools).
-
-    Raises:
-        ValueError: ``workers < 1``.
-    """
-
-    def __init__(self, cfg: PseudoMasksConfig, workers: int = 1, mp_context: str = "spawn") -> None:
-        if workers < 1:
-            raise ValueError(f"workers must be >= 1, got {workers}")
-        self.cfg, self.workers = cfg, workers
-        self._pool = (multiprocessing.get_context(mp_context).Pool(workers, initializer=_limit_threads)
-                      if workers > 1 else None)
-
-    def __enter__(self) -> PseudoMaskPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._pool is not None:
-            self._pool.terminate() if exc[0] is not None else self._pool.close()
-            self._pool.join()
-
-    def run(self, images: Sequence[Any], cams: np.ndarray, sounding: np.ndarray,
-            audio_logits: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-        """Pseudo-masks of m frames (:func:`frame_pseudo_mask`).
-
-        Args:
-            images: m frames, each ``(H, W, 3)`` uint8 or a callable returning one (decoded in
-                the worker); every frame is ``shape`` = (H, W).
-            cams: ``(m, K, h, w)`` float32 raw CAMs.
-            sounding: ``(m, h, w)`` float32 sounding maps.
-            audio_logits: ``(m, K)`` float32 audio logits.
-            shape: (H, W) of every frame, in pixels.
-
-        Returns:
-            ``(m, H, W)`` uint8 masks.
-
-        Raises:
-            ValueError: if the leading dims disagree or a layout is wrong.
-        """
-        if cams.ndim != 4 or sounding.ndim != 3 or audio_logits.ndim != 2:
-            raise ValueError("expected cams M x K x h x w, sounding M x h x w, audio_logits M x K")
-        m = len(images)
-        if not cams.shape[0] == sounding.shape[0] == audio_logits.shape[0] == m:
-            counts = (m, cams.shape[0], sounding.shape[0], audio_logits.shape[0])
-            raise ValueError(f"frame counts (images, cams, sounding, audio_logits) differ: {counts}")
-        jobs = ((images[i], cams[i], sounding[i], audio_logits[i], self.cfg) for i in range(m))
-        out = np.empty((m, *shape), dtype=np.uint8)
-        if self._pool is None or m <= 1:
-            results = map(_frame_job, jobs)
-        else:
-            results = self._pool.imap(_frame_job, jobs, chunksize=max(1, m // (self.workers * 4)))
-        for i, mask in enumerate(results):
-            out[i] = mask
-        return out
-
-
-def pseudo_masks(
-    images: np.ndarray,
-    cams: np.ndarray,
-    sounding: np.ndarray,
-    audio_logits: np.ndarray,
-    cfg: PseudoMasksConfig,
-    *,
-    workers: int = 1,
-    mp_context: str = "spawn",
-) -> np.ndarray:
-    """Pseudo-masks of M independent frames, optionally over a ``multiprocessing`` pool
-    (:class:`PseudoMaskPool` for one call; keep a pool for many chunks).
-
-    Args:
-        images: ``(M, H, W, 3)`` uint8 frames.
-        cams: ``(M, K, h, w)`` float32 raw CAMs.
-        sounding: ``(M, h, w)`` float32 sounding maps.
-        audio_logits: ``(M, K)`` float32 audio logits.
-        cfg: :class:`PseudoMasksConfig`.
-        workers: processes to use; 1 runs in this process.
-        mp_context: multiprocessing start method ("spawn" is safe with torch's thread pools).
-
-    Returns:
-        ``(M, H, W)`` uint8 masks (see :func:`frame_pseudo_mask`).
-
-    Raises:
-        ValueError: if the leading dims disagree, a layout is wrong, or ``workers < 1``.
-    """
-    if images.ndim != 4:
-        raise ValueError("expected images M x H x W x 3")
-    with PseudoMaskPool(cfg, workers, mp_context) as pool:
-        return pool.run(images, cams, sounding, audio_logits, images.shape[1:3])

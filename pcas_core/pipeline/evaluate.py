@@ -1,224 +1,160 @@
-"""Segmentation (METHOD §5): a light head on the aligned ViT's patch tokens, trained with the
-training pseudo-masks (cross-entropy, ignore 255), then used to predict masks."""
+"""Stage ``evaluate`` (METHOD §5): a light segmentation head on the aligned model's tokens, trained
+with the training pseudo-masks (:func:`pcas_core.method.losses.segmentation_ce`), then the test
+split predicted (:mod:`pcas_core.pipeline.inference`) and scored in both metric modes beside the
+test pseudo-masks and the sanity baselines, with the pictures people look at."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
-from pcas_core.runtime.curves import EpochCallback
-from pcas_core.runtime.distributed import batch_count, gather_in_order, mean_over_ranks, rank_batches
-from pcas_core.storage.weights import load_checkpoint, save_checkpoint
-from pcas_core.pipeline.train_visual import video_loader
+from pcas_core.data.constants import IGNORE_INDEX
+from pcas_core.data.dataset import AVSData
+from pcas_core.evaluation.baselines import sanity_baselines
+from pcas_core.evaluation.scoring import (Prediction, metrics_file, score, score_by_subset,
+                                          scored_class_names, scored_frames, scored_labels)
+from pcas_core.evaluation.visualize import Overlay, confusion_rows, pick_overlay_frames
+from pcas_core.method.crf import DenseCRF
+from pcas_core.method.losses import segmentation_ce
 from pcas_core.models.heads import SegmentationHead
 from pcas_core.models.visual import VisualClassifier
+from pcas_core.params import EvaluateConfig, PseudoMasksConfig, ScoringConfig
+from pcas_core.pipeline.inference import head_inputs, predict_test_split
+from pcas_core.runtime.curves import EpochCallback
+from pcas_core.runtime.distributed import rank_batches
+from pcas_core.runtime.fit import fit
 from pcas_core.runtime.resume import EpochCheckpoint
-from pcas_core.runtime.fit import autocast, fit
+from pcas_core.runtime.stage import RunEnv
+from pcas_core.storage.stores import read_rows
 
-__all__ = ["FEATURES", "PaddedFrame", "patch_tokens_of", "padded_frame", "train_segmentation_head",
-           "predict_masks", "head_config", "save_segmentation_head", "load_segmentation_head"]
-
-
-FEATURES = ("patch", "final", "patch+final")
+__all__ = ["training_tokens", "build_head", "train_head", "Evaluation",
+           "evaluate_test_split"]
 
 
-def _head_input(patch: torch.Tensor, final: torch.Tensor, features: str) -> torch.Tensor:
-    """(B, N, D) tokens of layer ``token_layer`` and final layer -> the head input on the CPU."""
-    parts = {"patch": [patch], "final": [final], "patch+final": [patch, final]}[features]
-    return torch.cat(parts, dim=-1).float().cpu()
+def training_tokens(visual: VisualClassifier, data: AVSData, cfg: EvaluateConfig,
+                    env: RunEnv) -> torch.Tensor:
+    """The head's input tokens (``cfg.features``) of every training frame, once (the backbone
+    is frozen here): (M_train, N, D') float32 on the CPU, in frame-table order. Every process of
+    a distributed run gets all of them."""
+    train = data.split("train")
+    return head_inputs(visual, train.clips(visual.mean, visual.std, num_workers=env.num_workers),
+                       features=cfg.features, batch_videos=cfg.batch_videos, env=env, ranks=True)
 
 
-@torch.no_grad()
-def patch_tokens_of(model: VisualClassifier, clips: Dataset, *, features: str, batch_videos: int,
-                    device: torch.device, amp: bool = False, ranks: bool = False) -> torch.Tensor:
-    """Dense tokens of every frame of ``clips`` in order, on the CPU.
-
-    The backbone is frozen during segmentation training, so tokens are computed once.
-
-    Args:
-        features: ``"patch"`` (P_t, the tokens of ``token_layer``: (M, N, D)), ``"final"`` (the
-            final layer's patch tokens: (M, N, D)) or ``"patch+final"`` (both, concatenated on
-            the channel axis: (M, N, 2D); local detail plus context when P_t is an early layer).
-        ranks: in a distributed run each process encodes every world-th batch and every
-            process gets all tokens, in order.
-
-    Raises:
-        ValueError: unknown ``features``.
-    """
-    if features not in FEATURES:
-        raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
-    model.to(device).eval()
-
-    def encoded():
-        for batch in video_loader(clips, batch_videos=batch_videos, shuffle=False, ranks=ranks):
-            with autocast(device, amp):
-                patch, _, final = model.forward_features(batch["frames"].to(device))
-            yield _head_input(patch, final, features)
-
-    return torch.cat(list(gather_in_order(encoded(), batch_count(len(clips), batch_videos))
-                          if ranks else encoded()))
+def build_head(tokens: torch.Tensor, data: AVSData, visual: VisualClassifier,
+               cfg: EvaluateConfig) -> SegmentationHead:
+    """The head of ``cfg`` for tokens of this width on ``visual``'s grid, predicting the
+    dataset's classes (background included)."""
+    return SegmentationHead(in_dim=tokens.shape[-1], num_classes=data.labels.shape[1] + 1,
+                            grid=visual.grid, hidden_dim=cfg.hidden_dim)
 
 
-class PaddedFrame(NamedTuple):
-    """The official AVSS padded frame (:mod:`pcas_core.evaluation.official`, quirk 1) through the ViT.
+def train_head(head: SegmentationHead, tokens: torch.Tensor, masks: np.ndarray,
+               cfg: EvaluateConfig, env: RunEnv, *, on_epoch: EpochCallback | None = None,
+               checkpoint: EpochCheckpoint | None = None) -> list[dict[str, float]]:
+    """Train ``head`` in place: cross-entropy of its upsampled logits against the pseudo-masks.
 
-    Attributes:
-        tokens: (1, N, D') float32 head input (as :func:`patch_tokens_of` with the same features).
-        cam: (K, h, w) float32 raw CAMs. logits: (K,) float32 frame logits.
-        image: (H, W, 3) uint8 what the input looks like: the normalisation mean colour (for a
-            CRF and for pictures).
-    """
-
-    tokens: torch.Tensor
-    cam: np.ndarray
-    logits: np.ndarray
-    image: np.ndarray
-
-
-@torch.no_grad()
-def padded_frame(model: VisualClassifier, size: int, *, features: str, device: torch.device,
-                 amp: bool = False) -> PaddedFrame:
-    """Run ``model`` on the input the official AVSS loader pads 5-frame videos with: a
-    (3, size, size) tensor of zeros after normalisation (``avss/color_dataloader.py``,
-    ``torch.zeros_like(img)``).
-
-    Raises:
-        ValueError: unknown ``features``.
-    """
-    if features not in FEATURES:
-        raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
-    model.to(device).eval()
-    with autocast(device, amp):
-        out = model(torch.zeros(1, 3, size, size, device=device))
-    colour = np.round(np.asarray(model.mean, dtype=np.float64) * 255.0).astype(np.uint8)
-    return PaddedFrame(_head_input(out.patch_tokens, out.final_tokens, features),
-                       model.cam(out.patch_tokens.float())[0].cpu().numpy().astype(np.float32),
-                       out.logits[0].float().cpu().numpy(),
-                       np.broadcast_to(colour, (size, size, 3)).copy())
-
-
-def train_segmentation_head(head: SegmentationHead, tokens: torch.Tensor, masks: np.ndarray, *,
-                            epochs: int, batch_frames: int, lr: float, weight_decay: float,
-                            ignore_index: int, train_size: int, background_weight: float = 1.0,
-                            seed: int, device: torch.device, logger: logging.Logger,
-                            on_epoch: EpochCallback | None = None,
-                            checkpoint: EpochCheckpoint | None = None) -> list[dict[str, float]]:
-    """Cross-entropy of the head's upsampled logits against pseudo-masks.
+    The loss is computed at ``cfg.train_size`` pixels: masks are brought there with
+    nearest-neighbour sampling and the logits upsampled to it (saves memory and time over the
+    full frame; the head only sees a patch grid anyway); class 0 weighs
+    ``cfg.background_weight``, 255 is ignored.
 
     Args:
-        tokens: (M, N, D) float32 patch tokens of the training frames.
-        masks: (M, H, W) uint8 pseudo-masks (class index, ``ignore_index`` ignored).
-        train_size: side in pixels at which the loss is computed: masks are brought there with
-            nearest-neighbour sampling and the logits upsampled to it (saves memory and time
-            over the full frame; the head only sees a patch grid anyway).
-        background_weight: cross-entropy weight of class 0 (others weigh 1); below 1 it counters
-            the background's share of the pixels.
+        tokens: (M, N, D) float32 head input tokens of the training frames.
+        masks: (M, H, W) uint8 pseudo-masks (class index, 255 ignored).
+        env: seed (per-epoch shuffling ``seed + epoch``), device, log.
         on_epoch: per-epoch callback of :func:`pcas_core.runtime.fit.fit` (training curves).
         checkpoint: resume checkpoint of :func:`pcas_core.runtime.fit.fit` (None: none written).
+
+    Raises:
+        ValueError: as many tokens as masks are needed.
     """
     if len(tokens) != len(masks):
         raise ValueError(f"{len(tokens)} frames of tokens but {len(masks)} pseudo-masks")
-    target = F.interpolate(torch.from_numpy(masks)[:, None].float(), size=(train_size, train_size),
+    size = (cfg.train_size, cfg.train_size)
+    target = F.interpolate(torch.from_numpy(masks)[:, None].float(), size=size,
                            mode="nearest")[:, 0].long()
-    size = (train_size, train_size)
+    device = env.device
 
     def batches(epoch: int) -> DataLoader:
-        gen = torch.Generator().manual_seed(seed + epoch)
+        gen = torch.Generator().manual_seed(env.seed + epoch)
         return DataLoader(TensorDataset(tokens, target), generator=gen, batch_sampler=rank_batches(
-            len(tokens), batch_frames, shuffle=True, generator=gen))
-
-    weight = torch.ones(head.num_classes, device=device)
-    weight[0] = background_weight
+            len(tokens), cfg.batch_frames, shuffle=True, generator=gen))
 
     def compute_loss(batch):
         x, y = (t.to(device) for t in batch)
-        # weighted mean over the labelled pixels (of the global batch when distributed)
-        pixel = F.cross_entropy(head(x, size), y, ignore_index=ignore_index, reduction="none")
-        pixel_weight = weight[y.clamp_max(len(weight) - 1)] * (y != ignore_index)
-        return {"loss": mean_over_ranks(pixel, pixel_weight)}
+        return {"loss": segmentation_ce(head(x, size), y, background_weight=cfg.background_weight,
+                                        ignore_index=IGNORE_INDEX)}
 
-    return fit(head, batches, compute_loss, epochs=epochs,
-               steps_per_epoch=-(-len(tokens) // batch_frames), groups=[(head.parameters(), lr)],
-               weight_decay=weight_decay, device=device, logger=logger, on_epoch=on_epoch,
-               checkpoint=checkpoint)
+    return fit(head, batches, compute_loss, epochs=cfg.epochs,
+               steps_per_epoch=-(-len(tokens) // cfg.batch_frames),
+               groups=[(head.parameters(), cfg.lr)], weight_decay=cfg.weight_decay,
+               device=device, logger=env.log, on_epoch=on_epoch, checkpoint=checkpoint)
 
 
-@torch.no_grad()
-def predict_masks(head: SegmentationHead, tokens: torch.Tensor, out_size: tuple[int, int], *,
-                  batch_frames: int, device: torch.device, images: np.ndarray | None = None,
-                  crf: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted class masks, optionally refined by a dense CRF.
+@dataclass(frozen=True)
+class Evaluation:
+    """What ``evaluate`` writes.
+
+    Attributes:
+        metrics: the metrics file (:func:`pcas_core.evaluation.scoring.metrics_file`): the head in
+            both modes (and per subset), beside ``pseudo_masks`` and ``baseline.*``.
+        per_class: columns ``class``, ``iou`` (clean mode, classes that occur).
+        confusion: columns ``actual``, ``predicted``: one sampled foreground pixel per row.
+        overlays: the frames to draw. class_names: names of the scored label space.
+    """
+
+    metrics: dict
+    per_class: pd.DataFrame
+    confusion: pd.DataFrame
+    overlays: list[Overlay]
+    class_names: list[str]
+
+
+def evaluate_test_split(visual: VisualClassifier, head: SegmentationHead, data: AVSData,
+                        cfg: EvaluateConfig, masks: PseudoMasksConfig, scoring: ScoringConfig,
+                        env: RunEnv, *, pseudo_store: Path, audio_store: Path,
+                        visual_store: Path, maps_store: Path) -> Evaluation:
+    """Predict the test split with the head (CRF with ``masks.crf`` when ``cfg.crf``) and score it
+    in the clean and official modes beside the test pseudo-masks and the sanity baselines
+    (:func:`pcas_core.evaluation.baselines.sanity_baselines`), which read the ``audio``,
+    ``visual`` and ``maps`` stores.
 
     Args:
-        tokens: (M, N, D) float32 patch tokens.
-        out_size: (H, W) pixels.
-        images: (M, H, W, 3) uint8 frames, needed with ``crf``.
-        crf: ``(image (H, W, 3) uint8, probs (K, H, W) float32) -> refined probs (K, H, W)``,
-            e.g. :class:`pcas_core.method.crf.DenseCRF`.
-
-    Returns:
-        ``(masks (M, H, W) uint8 class index, foreground (M, H, W) float32 = 1 - p(background))``.
-    """
-    if crf is not None and (images is None or len(images) != len(tokens)):
-        raise ValueError("CRF post-processing needs one image per frame")
-    head.to(device).eval()
-    masks, foreground = [], []
-    for start in range(0, len(tokens), batch_frames):
-        probs = head(tokens[start:start + batch_frames].to(device), out_size).softmax(dim=1).cpu()
-        if crf is not None:
-            probs = torch.from_numpy(np.stack([
-                crf(images[start + i], p.numpy().astype(np.float32)) for i, p in enumerate(probs)]))
-        masks.append(probs.argmax(dim=1).numpy().astype(np.uint8))
-        foreground.append((1.0 - probs[:, 0]).numpy().astype(np.float32))
-    return np.concatenate(masks), np.concatenate(foreground)
-
-
-def save_segmentation_head(path: Path, head: SegmentationHead, *, features: str) -> None:
-    """Save a trained head with its constructor config and its input ``features`` (see
-    :func:`patch_tokens_of`), so that :func:`load_segmentation_head` rebuilds it alone.
+        visual: the aligned visual model. head: the trained head.
+        masks: the ``pseudo_masks`` section (theta_a, CRF kernels, workers of the baselines).
+        scoring: the ``scoring`` section.
 
     Raises:
-        ValueError: unknown ``features``.
+        ValueError: a test frame without mask, or a frame missing from a store (names it).
     """
-    if features not in FEATURES:
-        raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
-    save_checkpoint(path, head, {**head_config(head), "features": features})
-
-
-def head_config(head: SegmentationHead) -> dict:
-    """Constructor arguments of ``head``: ``in_dim``, ``num_classes``, ``grid``, ``hidden_dim``."""
-    deep = isinstance(head.net, torch.nn.Sequential)
-    first = head.net[0] if deep else head.net
-    return {"in_dim": first.in_channels, "num_classes": head.num_classes, "grid": list(head.grid),
-            "hidden_dim": first.out_channels if deep else 0}
-
-
-def load_segmentation_head(path: Path) -> tuple[SegmentationHead, str]:
-    """Rebuild a head saved by :func:`save_segmentation_head`.
-
-    Returns:
-        ``(head on the CPU in eval mode, features)``.
-
-    Raises:
-        FileNotFoundError / ValueError: as :func:`pcas_core.storage.weights.load_checkpoint`, or the
-            config lacks a key (names the file).
-    """
-    state, config = load_checkpoint(path)
-    try:
-        head = SegmentationHead(in_dim=int(config["in_dim"]),
-                                num_classes=int(config["num_classes"]),
-                                grid=tuple(config["grid"]), hidden_dim=int(config["hidden_dim"]))
-        features = str(config["features"])
-    except KeyError as err:
-        raise ValueError(f"{path}: not a segmentation-head checkpoint (no {err} in its config)") \
-            from err
-    head.load_state_dict(state)
-    return head.eval(), features
+    kind, test = data.dataset, data.split("test")
+    scored = scored_frames(test.frames, require_all=True)
+    method, images, pad = predict_test_split(
+        visual, head, test, features=cfg.features, batch_videos=cfg.batch_videos,
+        batch_frames=cfg.batch_frames, env=env, crf=DenseCRF(masks.crf) if cfg.crf else None)
+    baselines = sanity_baselines(images, read_rows(audio_store, "audio", scored, ["logits"])["logits"],
+                                 read_rows(maps_store, "maps", scored, ["cam"])["cam"],
+                                 read_rows(visual_store, "visual", scored, ["logits"])["logits"],
+                                 padded_image=pad.image, padded_cam=pad.cam,
+                                 padded_logits=pad.logits, cfg=cfg.baselines, masks=masks)
+    pseudo = Prediction(read_rows(pseudo_store, "pseudo_masks", scored, ["mask"])["mask"])
+    gts, batch = test.masks(), scoring.official_batch_videos
+    scores = score_by_subset(kind, method, gts, scored, batch_videos=batch)
+    refs = {"pseudo_masks": pseudo, **{f"baseline.{k}": v for k, v in baselines.items()}}
+    metrics = metrics_file(kind, "test", scores, {
+        name: score(kind, pred, gts, scored, batch_videos=batch) for name, pred in refs.items()})
+    names = scored_class_names(kind, data.class_names)
+    shown = scored_labels(kind, method.masks)  # binary kinds: foreground, as scored
+    per_class = pd.DataFrame({"class": names, "iou": scores["clean"]["per_class_iou"]}).dropna()
+    confusion = pd.DataFrame(confusion_rows(shown, gts, names, cfg.confusion_stride),
+                             columns=["actual", "predicted"])
+    overlays = [Overlay(f"{scored.uid[i]}_{scored.frame[i]}", images[i], gts[i], shown[i])
+                for i in pick_overlay_frames(scored, cfg.n_overlays, cfg.overlay_uid_contains)]
+    return Evaluation(metrics, per_class, confusion, overlays, names)

@@ -1,4 +1,4 @@
-"""The test-time path of PCAS, once, for the `evaluate` stage and for `pcas predict`.
+"""The test-time path of PCAS, once, for the ``evaluate`` stage and for ``pcas predict``.
 
 Per clip of T frames (at most the audio encoder's ``max_steps`` seconds), with no labels:
 
@@ -9,144 +9,177 @@ Per clip of T frames (at most the audio encoder's ``max_steps`` seconds), with n
    ``sigmoid(W_v v_t)`` (METHOD §3);
 4. the segmentation head turns the patch tokens into a class-index mask (METHOD §5).
 
-The masks come from :func:`segment` alone (steps 3-4). `evaluate` calls :func:`segment` on the
-test split and `pcas predict` calls it through :func:`predict_clip`, so both give the same masks
-for the same frames and models. Audio and visual scores annotate the masks (``predictions.json``).
+The masks come from :func:`segment` alone (steps 3-4). ``evaluate`` calls it on the test split
+(:func:`predict_test_split`) and ``pcas predict`` through
+:func:`pcas_core.pipeline.predict.predict_clip`, which runs the whole path on a clip, so both give
+the same masks for the same frames and models.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pcas_core.storage.weights import load_checkpoint
-from pcas_core.data.clips import ArrayClips
-from pcas_core.pipeline.train_audio import encode_audio
-from pcas_core.pipeline.train_visual import encode_frames
-from pcas_core.models.heads import SegmentationHead
-from pcas_core.models.tvp import TVPAudioEncoder
-from pcas_core.models.visual import VisualClassifier, load_visual
+from pcas_core.data.dataset import AVSData
+from pcas_core.data.loader import video_loader
 from pcas_core.evaluation.scoring import Prediction
-from pcas_core.pipeline.evaluate import (PaddedFrame, head_config, load_segmentation_head, padded_frame,
-                                    patch_tokens_of,
-                                     predict_masks)
+from pcas_core.models.heads import SegmentationHead, check_features
+from pcas_core.models.visual import VisualClassifier
+from pcas_core.runtime.distributed import batch_count, gather_in_order
+from pcas_core.runtime.fit import autocast
+from pcas_core.runtime.stage import RunEnv
 
-__all__ = ["TrainedModels", "load_models", "load_audio_encoder", "segment", "test_prediction",
-           "ClipPrediction",
-           "predict_clip"]
+__all__ = ["CRF", "head_inputs", "PaddedFrame", "padded_frame", "predict_masks", "segment",
+           "predict_test_split"]
+
+#: a dense CRF: ``(image (H, W, 3) uint8, probs (K, H, W) float32) -> refined probs (K, H, W)``
+CRF = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-def load_audio_encoder(path: Path) -> tuple[TVPAudioEncoder, dict[str, Any]]:
-    """Rebuild a TVP encoder from its checkpoint, whose config holds its constructor arguments.
+def _head_input(patch: torch.Tensor, final: torch.Tensor, features: str) -> torch.Tensor:
+    """(B, N, D) tokens of layer ``token_layer`` and final layer -> the head input on the CPU."""
+    parts = {"patch": [patch], "final": [final], "patch+final": [patch, final]}[features]
+    return torch.cat(parts, dim=-1).float().cpu()
 
-    Returns:
-        ``(model on the CPU in eval mode, config)``.
+
+@torch.no_grad()
+def head_inputs(model: VisualClassifier, clips: Dataset, *, features: str, batch_videos: int,
+                env: RunEnv, ranks: bool = False) -> torch.Tensor:
+    """The segmentation head's input tokens of every frame of ``clips`` in order, on the CPU.
+
+    The backbone is frozen during segmentation training, so tokens are computed once.
+
+    Args:
+        features: ``"patch"`` (P_t, the tokens of ``token_layer``: (M, N, D)), ``"final"`` (the
+            final layer's patch tokens: (M, N, D)) or ``"patch+final"`` (both, concatenated on
+            the channel axis: (M, N, 2D); local detail plus context when P_t is an early layer).
+        ranks: in a distributed run each process encodes every world-th batch and every
+            process gets all tokens, in order.
 
     Raises:
-        FileNotFoundError / ValueError: as :func:`pcas_core.storage.weights.load_checkpoint`, or the
-            config does not fit the encoder (names the file).
+        ValueError: unknown ``features``.
     """
-    state, config = load_checkpoint(path)
-    try:
-        model = TVPAudioEncoder(**config)
-    except TypeError as err:
-        raise ValueError(f"{path}: config does not fit TVPAudioEncoder ({err})") from err
-    model.load_state_dict(state)
-    return model.eval(), config
+    check_features(features)
+    device = env.device
+    model.to(device).eval()
+
+    def encoded():
+        for batch in video_loader(clips, batch_videos=batch_videos, shuffle=False, ranks=ranks):
+            with autocast(device, env.amp):
+                patch, _, final = model.forward_features(batch["frames"].to(device))
+            yield _head_input(patch, final, features)
+
+    return torch.cat(list(gather_in_order(encoded(), batch_count(len(clips), batch_videos))
+                          if ranks else encoded()))
 
 
-@dataclass
-class TrainedModels:
-    """The four trained models of the test-time path.
+class PaddedFrame(NamedTuple):
+    """The official AVSS padded frame (:mod:`pcas_core.evaluation.official`, quirk 1) through the ViT.
 
     Attributes:
-        visual: stage-1 classifier (its v_t are the TVP prompts it was trained with).
-        audio: TVP audio encoder.
-        aligned: the visual model after contrastive alignment (patch tokens, visual scores).
-        head: segmentation head on the aligned model's ``features`` tokens.
-        features: ``patch`` | ``final`` | ``patch+final`` (see ``patch_tokens_of``).
-        img_size: frame side in pixels the visual models take.
-        audio_config: the encoder's config (``target_length``, ``n_mels``, ``max_steps``, ...).
+        tokens: (1, N, D') float32 head input (as :func:`head_inputs` with the same features).
+        cam: (K, h, w) float32 raw CAMs. logits: (K,) float32 frame logits.
+        image: (H, W, 3) uint8 what the input looks like: the normalisation mean colour (for a
+            CRF and for pictures).
     """
 
-    visual: VisualClassifier
-    audio: TVPAudioEncoder
-    aligned: VisualClassifier
-    head: SegmentationHead
-    features: str
-    img_size: int
-    audio_config: dict[str, Any]
+    tokens: torch.Tensor
+    cam: np.ndarray
+    logits: np.ndarray
+    image: np.ndarray
 
 
-def load_models(*, visual: Path, audio: Path, aligned: Path, head: Path) -> TrainedModels:
-    """Load the checkpoints of the last ``dvc repro`` (or any compatible set) and check that they
-    fit together.
+@torch.no_grad()
+def padded_frame(model: VisualClassifier, size: int, *, features: str,
+                 env: RunEnv) -> PaddedFrame:
+    """Run ``model`` on the input the official AVSS loader pads 5-frame videos with: a
+    (3, size, size) tensor of zeros after normalisation (``avss/color_dataloader.py``,
+    ``torch.zeros_like(img)``).
 
     Raises:
-        FileNotFoundError / ValueError: a checkpoint is missing or unreadable, or the models do not
-            fit (prompt width, frame size, patch grid, head width); the message names the files.
+        ValueError: unknown ``features``.
     """
-    vis, vis_cfg = load_visual(visual)
-    enc, enc_cfg = load_audio_encoder(audio)
-    ali, ali_cfg = load_visual(aligned)
-    seg, features = load_segmentation_head(head)
-    if enc.use_prompts and enc.prompt_dim != vis.embed_dim:
-        raise ValueError(f"{audio} takes prompts of width {enc.prompt_dim} but {visual} gives "
-                         f"v_t of width {vis.embed_dim}: not models of the same run")
-    if int(vis_cfg["img_size"]) != int(ali_cfg["img_size"]):
-        raise ValueError(f"{visual} takes {vis_cfg['img_size']} px frames, {aligned} "
-                         f"{ali_cfg['img_size']} px: not models of the same run")
-    width = ali.embed_dim * (2 if features == "patch+final" else 1)
-    if tuple(seg.grid) != tuple(ali.grid) or head_config(seg)["in_dim"] != width:
-        raise ValueError(f"{head} (grid {seg.grid}, {head_config(seg)['in_dim']} channels) does "
-                         f"not fit {aligned} (grid {ali.grid}, {features} tokens of width {width})")
-    return TrainedModels(vis.eval(), enc, ali.eval(), seg, features, int(ali_cfg["img_size"]),
-                         enc_cfg)
+    check_features(features)
+    device = env.device
+    model.to(device).eval()
+    with autocast(device, env.amp):
+        out = model(torch.zeros(1, 3, size, size, device=device))
+    colour = np.round(np.asarray(model.mean, dtype=np.float64) * 255.0).astype(np.uint8)
+    return PaddedFrame(_head_input(out.patch_tokens, out.final_tokens, features),
+                       model.cam(out.patch_tokens.float())[0].cpu().numpy().astype(np.float32),
+                       out.logits[0].float().cpu().numpy(),
+                       np.broadcast_to(colour, (size, size, 3)).copy())
+
+
+@torch.no_grad()
+def predict_masks(head: SegmentationHead, tokens: torch.Tensor, out_size: tuple[int, int], *,
+                  batch_frames: int, device: torch.device, images: np.ndarray | None = None,
+                  crf: CRF | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted class masks, optionally refined by a dense CRF.
+
+    Args:
+        tokens: (M, N, D) float32 head input tokens.
+        out_size: (H, W) pixels.
+        images: (M, H, W, 3) uint8 frames, needed with ``crf``.
+        crf: e.g. :class:`pcas_core.method.crf.DenseCRF`.
+
+    Returns:
+        ``(masks (M, H, W) uint8 class index, foreground (M, H, W) float32 = 1 - p(background))``.
+
+    Raises:
+        ValueError: ``crf`` without one image per frame.
+    """
+    if crf is not None and (images is None or len(images) != len(tokens)):
+        raise ValueError("CRF post-processing needs one image per frame")
+    head.to(device).eval()
+    masks, foreground = [], []
+    for start in range(0, len(tokens), batch_frames):
+        probs = head(tokens[start:start + batch_frames].to(device), out_size).softmax(dim=1).cpu()
+        if crf is not None:
+            probs = torch.from_numpy(np.stack([
+                crf(images[start + i], p.numpy().astype(np.float32)) for i, p in enumerate(probs)]))
+        masks.append(probs.argmax(dim=1).numpy().astype(np.uint8))
+        foreground.append((1.0 - probs[:, 0]).numpy().astype(np.float32))
+    return np.concatenate(masks), np.concatenate(foreground)
 
 
 def segment(aligned: VisualClassifier, head: SegmentationHead, clips: Dataset, *, features: str,
-            out_size: tuple[int, int], batch_videos: int, batch_frames: int,
-            device: torch.device, amp: bool = False, images: np.ndarray | None = None,
-            crf: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
-            ) -> tuple[np.ndarray, np.ndarray]:
+            out_size: tuple[int, int], batch_videos: int, batch_frames: int, env: RunEnv,
+            images: np.ndarray | None = None,
+            crf: CRF | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Masks of every frame of ``clips``: the aligned model's tokens through the head (METHOD §5).
 
     Args:
         clips: videos as items (``VideoClips`` or ``ArrayClips``, normalised with the aligned
             model's mean/std).
-        features, batch_videos: as in :func:`pcas_core.pipeline.evaluate.patch_tokens_of`.
-        out_size, batch_frames, images, crf: as in :func:`pcas_core.pipeline.evaluate.predict_masks`.
+        features, batch_videos: as in :func:`head_inputs`.
+        out_size, batch_frames, images, crf: as in :func:`predict_masks`.
 
     Returns:
         ``(masks (M, H, W) uint8 class index, foreground (M, H, W) float32 = 1 - p(background))``
         in frame order.
     """
-    tokens = patch_tokens_of(aligned, clips, features=features, batch_videos=batch_videos,
-                             device=device, amp=amp)
-    return predict_masks(head, tokens, out_size, batch_frames=batch_frames, device=device,
+    tokens = head_inputs(aligned, clips, features=features, batch_videos=batch_videos, env=env)
+    return predict_masks(head, tokens, out_size, batch_frames=batch_frames, device=env.device,
                          images=images, crf=crf)
 
 
-def test_prediction(aligned: VisualClassifier, head: SegmentationHead, test: Any, *,
-                    features: str, batch_videos: int, batch_frames: int, device: torch.device,
-                    num_workers: int = 0,
-                    amp: bool = False, crf: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
-                    ) -> tuple[Prediction, np.ndarray, PaddedFrame]:
+def predict_test_split(aligned: VisualClassifier, head: SegmentationHead, test: AVSData, *,
+                       features: str, batch_videos: int, batch_frames: int, env: RunEnv,
+                       crf: CRF | None = None) -> tuple[Prediction, np.ndarray, PaddedFrame]:
     """The method's prediction on a test split as the metrics need it: masks and foreground
     probabilities of the annotated frames (:func:`segment`), plus the head's prediction on the
-    official AVSS padded frame (:func:`pcas_core.pipeline.evaluate.padded_frame`). `evaluate` and
-    `pcas predict --root` both score this.
+    official AVSS padded frame (:func:`padded_frame`). ``evaluate`` and ``pcas predict --root``
+    both score this.
 
     Args:
-        test: an ``AVSData`` of the test split (frames at the models' ``img_size``).
+        test: the test split (frames at the models' ``img_size``), decoded by
+            ``env.num_workers`` DataLoader processes.
         crf: as in :func:`segment` (applied to the padded frame too).
-        num_workers: DataLoader processes decoding the test frames.
 
     Returns:
         ``(prediction on the frames with a mask, their (M', S, S, 3) uint8 images, the padded
@@ -154,82 +187,12 @@ def test_prediction(aligned: VisualClassifier, head: SegmentationHead, test: Any
     """
     size, has = (test.img_size, test.img_size), test.has_mask()
     masks, foreground = segment(aligned, head,
-                                test.clips(aligned.mean, aligned.std, num_workers=num_workers),
+                                test.clips(aligned.mean, aligned.std, num_workers=env.num_workers),
                                 features=features, out_size=size, batch_videos=batch_videos,
-                                batch_frames=batch_frames, device=device, amp=amp,
+                                batch_frames=batch_frames, env=env,
                                 images=test.images() if crf is not None else None, crf=crf)
-    pad = padded_frame(aligned, test.img_size, features=features, device=device, amp=amp)
-    pad_mask, pad_fg = predict_masks(head, pad.tokens, size, batch_frames=1, device=device,
+    pad = padded_frame(aligned, test.img_size, features=features, env=env)
+    pad_mask, pad_fg = predict_masks(head, pad.tokens, size, batch_frames=1, device=env.device,
                                      images=pad.image[None], crf=crf)
     return (Prediction(masks[has], foreground[has], pad_mask[0], pad_fg[0]), test.images(has),
             pad)
-
-
-@dataclass
-class ClipPrediction:
-    """What :func:`predict_clip` returns for T frames (C = 70 foreground classes).
-
-    Attributes:
-        masks: (T, S, S) uint8 class index at the models' frame size S.
-        foreground: (T, S, S) float32, 1 - p(background).
-        audio_scores: (T, C) float32, sigmoid(s_t) of each frame's second.
-        visual_scores: (T, C) float32, sigmoid of the aligned model's frame logits.
-    """
-
-    masks: np.ndarray
-    foreground: np.ndarray
-    audio_scores: np.ndarray
-    visual_scores: np.ndarray
-
-
-def predict_clip(models: TrainedModels, frames: np.ndarray, fbank: torch.Tensor,
-                 phase: np.ndarray, step: np.ndarray, *, batch_frames: int,
-                 device: torch.device, amp: bool = False) -> ClipPrediction:
-    """The whole test-time path on one clip.
-
-    A clip holds P phases of up to ``max_steps`` seconds: phase p is one TVP input (its own fbank,
-    one prompt per second). At 1 frame per second P = 1 and frame t is step t, as in AVSBench;
-    at f frames per second, phase p holds the p-th frame of every second, with the audio second
-    centred on those frames (see :mod:`pcas_core.data.video`).
-
-    Args:
-        frames: (T, S, S, 3) uint8 RGB at the models' frame size.
-        fbank: (P, target_length, n_mels) float32 normalised fbank per phase
-            (:func:`pcas_core.audio.fbank.ast_fbank`).
-        phase: (T,) int, phase of each frame, in [0, P).
-        step: (T,) int, second of each frame within the clip; per phase, steps 0..n-1 each once.
-
-    Raises:
-        ValueError: shapes disagree, or a phase's steps are not 0..n-1 with n <= max_steps.
-    """
-    phase, step = np.asarray(phase, dtype=np.int64), np.asarray(step, dtype=np.int64)
-    if not (len(frames) == len(phase) == len(step)) or fbank.ndim != 3:
-        raise ValueError(f"frames {frames.shape}, phase {phase.shape}, step {step.shape} and "
-                         f"fbank {tuple(fbank.shape)} do not describe one clip")
-    n_phases, max_steps = len(fbank), int(models.audio.max_steps)
-    n_steps = np.bincount(phase, minlength=n_phases)
-    for p in range(n_phases):
-        if sorted(step[phase == p].tolist()) != list(range(n_steps[p])) or n_steps[p] > max_steps:
-            raise ValueError(f"phase {p}: steps {sorted(step[phase == p].tolist())} are not "
-                             f"0..n-1 with n <= max_steps={max_steps}")
-    size = (models.img_size, models.img_size)
-    prompts = None
-    if models.audio.use_prompts:
-        pooled = encode_frames(models.visual, ArrayClips([frames], models.visual.mean,
-                                                         models.visual.std),
-                               batch_videos=1, device=device, amp=amp)["pooled_patch"]
-        prompts = np.zeros((n_phases, int(n_steps.max()), pooled.shape[1]), dtype=np.float32)
-        prompts[phase, step] = pooled
-        prompts = torch.from_numpy(prompts)
-    _, logits = encode_audio(models.audio, fbank.float(), prompts,
-                             torch.from_numpy(n_steps.astype(np.int64)), batch_videos=n_phases,
-                             device=device, amp=amp)
-    clips = ArrayClips([frames], models.aligned.mean, models.aligned.std)
-    masks, foreground = segment(models.aligned, models.head, clips, features=models.features,
-                                out_size=size, batch_videos=1, batch_frames=batch_frames,
-                                device=device, amp=amp)
-    visual_logits = encode_frames(models.aligned, clips, batch_videos=1, device=device,
-                                  amp=amp)["logits"]
-    return ClipPrediction(masks, foreground,
-                          torch.from_numpy(logits[phase, step]).sigmoid().numpy(),
-                          torch.from_numpy(visual_logits).sigmoid().numpy())

@@ -2,7 +2,8 @@
 
 On a video (:func:`predict_video`): frames are sampled at ``fps`` (:func:`sample_plan`), the
 clip is cut into windows of the audio encoder's ``max_steps`` seconds, and each window goes through
-:func:`pcas_core.pipeline.inference.predict_clip`, the same test-time path the `evaluate` stage uses. Written
+:func:`predict_clip`: the whole test-time path, whose masks come from
+:func:`pcas_core.pipeline.inference.segment` as the ``evaluate`` stage's do. Written
 to the output folder:
 
 - ``masks/<frame>.png``: class-index mask per sampled frame at the models' frame size (palette PNG,
@@ -29,18 +30,149 @@ from tqdm import tqdm
 import pcas_core  # noqa: F401  (import shim before torchaudio)
 import torchaudio.functional as AF  # noqa: E402
 
-from pcas_core.storage.atomic import atomic_path
+from dataclasses import dataclass
+from typing import Any
+
 from pcas_core.audio.fbank import ast_fbank, frames_per_second
-from pcas_core.data.images import resize_frame
+from pcas_core.data.clips import ArrayClips
 from pcas_core.data.dataset import AVSData
+from pcas_core.data.images import resize_frame
 from pcas_core.data.video import VideoWriter, open_video, sample_frames, sample_plan, wave_segment
 from pcas_core.evaluation.baselines import background_masks
-from pcas_core.pipeline.inference import TrainedModels, predict_clip, test_prediction
-from pcas_core.params.inputs import FbankConfig
-from pcas_core.evaluation.scoring import Prediction, metrics_file, score, score_by_subset, scored_frames
+from pcas_core.evaluation.scoring import (Prediction, metrics_file, score, score_by_subset,
+                                          scored_frames)
 from pcas_core.evaluation.visualize import labelled_overlay, save_index_png
+from pcas_core.models.heads import SegmentationHead, head_config, load_segmentation_head
+from pcas_core.models.tvp import TVPAudioEncoder, load_audio_encoder
+from pcas_core.models.visual import VisualClassifier, load_visual
+from pcas_core.params import FbankConfig, PredictConfig
+from pcas_core.pipeline.inference import predict_test_split, segment
+from pcas_core.pipeline.train_audio import encode_steps
+from pcas_core.pipeline.train_visual import visual_pass
+from pcas_core.runtime.stage import RunEnv
+from pcas_core.storage.atomic import atomic_path
+from pcas_core.storage.stores import concat_rows
 
-__all__ = ["check_fbank_params", "to_model_audio", "predict_video", "score_dataset"]
+__all__ = ["TrainedModels", "load_models", "ClipPrediction", "predict_clip", "check_fbank_params",
+           "to_model_audio", "predict_video", "score_dataset"]
+
+
+@dataclass
+class TrainedModels:
+    """The four trained models of the test-time path.
+
+    Attributes:
+        visual: stage-1 classifier (its v_t are the TVP prompts it was trained with).
+        audio: TVP audio encoder.
+        aligned: the visual model after contrastive alignment (patch tokens, visual scores).
+        head: segmentation head on the aligned model's ``features`` tokens.
+        features: ``patch`` | ``final`` | ``patch+final`` (see :func:`head_inputs`).
+        img_size: frame side in pixels the visual models take.
+        audio_config: the encoder's config (``target_length``, ``n_mels``, ``max_steps``, ...).
+    """
+
+    visual: VisualClassifier
+    audio: TVPAudioEncoder
+    aligned: VisualClassifier
+    head: SegmentationHead
+    features: str
+    img_size: int
+    audio_config: dict[str, Any]
+
+
+def load_models(*, visual: Path, audio: Path, aligned: Path, head: Path) -> TrainedModels:
+    """Load the checkpoints of the last ``dvc repro`` (or any compatible set) and check that they
+    fit together.
+
+    Raises:
+        FileNotFoundError / ValueError: a checkpoint is missing or unreadable, or the models do not
+            fit (prompt width, frame size, patch grid, head width); the message names the files.
+    """
+    vis, vis_cfg = load_visual(visual)
+    enc, enc_cfg = load_audio_encoder(audio)
+    ali, ali_cfg = load_visual(aligned)
+    seg, features = load_segmentation_head(head)
+    if enc.use_prompts and enc.prompt_dim != vis.embed_dim:
+        raise ValueError(f"{audio} takes prompts of width {enc.prompt_dim} but {visual} gives "
+                         f"v_t of width {vis.embed_dim}: not models of the same run")
+    if int(vis_cfg["img_size"]) != int(ali_cfg["img_size"]):
+        raise ValueError(f"{visual} takes {vis_cfg['img_size']} px frames, {aligned} "
+                         f"{ali_cfg['img_size']} px: not models of the same run")
+    width = ali.embed_dim * (2 if features == "patch+final" else 1)
+    if tuple(seg.grid) != tuple(ali.grid) or head_config(seg)["in_dim"] != width:
+        raise ValueError(f"{head} (grid {seg.grid}, {head_config(seg)['in_dim']} channels) does "
+                         f"not fit {aligned} (grid {ali.grid}, {features} tokens of width {width})")
+    return TrainedModels(vis.eval(), enc, ali.eval(), seg, features, int(ali_cfg["img_size"]),
+                         enc_cfg)
+
+
+@dataclass
+class ClipPrediction:
+    """What :func:`predict_clip` returns for T frames (C = 70 foreground classes).
+
+    Attributes:
+        masks: (T, S, S) uint8 class index at the models' frame size S.
+        foreground: (T, S, S) float32, 1 - p(background).
+        audio_scores: (T, C) float32, sigmoid(s_t) of each frame's second.
+        visual_scores: (T, C) float32, sigmoid of the aligned model's frame logits.
+    """
+
+    masks: np.ndarray
+    foreground: np.ndarray
+    audio_scores: np.ndarray
+    visual_scores: np.ndarray
+
+
+def predict_clip(models: TrainedModels, frames: np.ndarray, fbank: torch.Tensor,
+                 phase: np.ndarray, step: np.ndarray, *, batch_frames: int,
+                 env: RunEnv) -> ClipPrediction:
+    """The whole test-time path on one clip.
+
+    A clip holds P phases of up to ``max_steps`` seconds: phase p is one TVP input (its own fbank,
+    one prompt per second). At 1 frame per second P = 1 and frame t is step t, as in AVSBench;
+    at f frames per second, phase p holds the p-th frame of every second, with the audio second
+    centred on those frames (see :mod:`pcas_core.data.video`).
+
+    Args:
+        frames: (T, S, S, 3) uint8 RGB at the models' frame size.
+        fbank: (P, target_length, n_mels) float32 normalised fbank per phase
+            (:func:`pcas_core.audio.fbank.ast_fbank`).
+        phase: (T,) int, phase of each frame, in [0, P).
+        step: (T,) int, second of each frame within the clip; per phase, steps 0..n-1 each once.
+
+    Raises:
+        ValueError: shapes disagree, or a phase's steps are not 0..n-1 with n <= max_steps.
+    """
+    phase, step = np.asarray(phase, dtype=np.int64), np.asarray(step, dtype=np.int64)
+    if not (len(frames) == len(phase) == len(step)) or fbank.ndim != 3:
+        raise ValueError(f"frames {frames.shape}, phase {phase.shape}, step {step.shape} and "
+                         f"fbank {tuple(fbank.shape)} do not describe one clip")
+    n_phases, max_steps = len(fbank), int(models.audio.max_steps)
+    n_steps = np.bincount(phase, minlength=n_phases)
+    for p in range(n_phases):
+        if sorted(step[phase == p].tolist()) != list(range(n_steps[p])) or n_steps[p] > max_steps:
+            raise ValueError(f"phase {p}: steps {sorted(step[phase == p].tolist())} are not "
+                             f"0..n-1 with n <= max_steps={max_steps}")
+    size = (models.img_size, models.img_size)
+    prompts = None
+    if models.audio.use_prompts:
+        clip = ArrayClips([frames], models.visual.mean, models.visual.std)
+        pooled = concat_rows(visual_pass(models.visual, clip, batch_videos=1,
+                                         env=env))["pooled_patch"]
+        prompts = np.zeros((n_phases, int(n_steps.max()), pooled.shape[1]), dtype=np.float32)
+        prompts[phase, step] = pooled
+        prompts = torch.from_numpy(prompts)
+    _, logits = encode_steps(models.audio, fbank.float(), prompts,
+                             torch.from_numpy(n_steps.astype(np.int64)), batch_videos=n_phases,
+                             env=env)
+    clips = ArrayClips([frames], models.aligned.mean, models.aligned.std)
+    masks, foreground = segment(models.aligned, models.head, clips, features=models.features,
+                                out_size=size, batch_videos=1, batch_frames=batch_frames, env=env)
+    visual_logits = concat_rows(visual_pass(models.aligned, clips, batch_videos=1,
+                                            env=env))["logits"]
+    return ClipPrediction(masks, foreground,
+                          torch.from_numpy(logits[phase, step]).sigmoid().numpy(),
+                          torch.from_numpy(visual_logits).sigmoid().numpy())
 
 
 def check_fbank_params(models: TrainedModels, fbank: FbankConfig) -> None:
@@ -89,17 +221,19 @@ def _frame_record(frame: int, time_s: float, mask: np.ndarray, audio: np.ndarray
                          "audible": bool(audible[k - 1])} for k in classes]}
 
 
-def predict_video(models: TrainedModels, video: Path, out: Path, *, fps: int,
-                  fbank: FbankConfig, audio_threshold: float, overlay_alpha: float,
-                  class_names: list[str], palette: np.ndarray, batch_frames: int,
-                  device: torch.device, amp: bool = False, progress: bool = True) -> dict:
+def predict_video(models: TrainedModels, video: Path, out: Path, cfg: PredictConfig, *,
+                  fbank: FbankConfig, audio_threshold: float, class_names: list[str],
+                  palette: np.ndarray, env: RunEnv, fps: int | None = None,
+                  progress: bool = True) -> dict:
     """Masks, overlay video and predictions.json of one video (see the module docstring).
 
     Args:
-        fps: frames sampled per second (AVSBench: 1).
+        cfg: the ``predict`` section (frames per second, overlay colour weight, head batch).
         fbank: the ``fbank`` params section (must match the audio encoder).
-        audio_threshold: audio score from which a class counts as audible (theta_a).
+        audio_threshold: audio score from which a class counts as audible (theta_a,
+            ``pseudo_masks.audio_threshold``).
         class_names: 71 names by class index.
+        fps: frames sampled per second, instead of ``cfg.fps`` (the command line's ``--fps``).
 
     Returns:
         ``{"video", "n_frames", "fps", "duration_s", "wall_s", "wall_s_per_video_s",
@@ -109,6 +243,7 @@ def predict_video(models: TrainedModels, video: Path, out: Path, *, fps: int,
         VideoError: unusable video (before any model runs); ValueError: fbank params mismatch.
     """
     start = time.perf_counter()
+    fps = fps or cfg.fps
     check_fbank_params(models, fbank)
     src = open_video(video)
     rate = fbank.sample_rate
@@ -132,8 +267,7 @@ def predict_video(models: TrainedModels, video: Path, out: Path, *, fps: int,
                                     float((rows["phase"] == p).sum())), fbank)
                 for p in range(int(rows["phase"].max()) + 1)])
             pred = predict_clip(models, small, fb, rows["phase"].to_numpy(),
-                                rows["step"].to_numpy(), batch_frames=batch_frames,
-                                device=device, amp=amp)
+                                rows["step"].to_numpy(), batch_frames=cfg.batch_frames, env=env)
             for j, (i, t) in enumerate(zip(rows["frame"], rows["time_s"])):
                 save_index_png(mask_dir / f"{i:05d}.png", pred.masks[j], palette)
                 rec = _frame_record(int(i), float(t), pred.masks[j], pred.audio_scores[j],
@@ -142,7 +276,7 @@ def predict_video(models: TrainedModels, video: Path, out: Path, *, fps: int,
                 labels = {c["index"]: f"{c['class']} {c['audio_score']:.2f}"
                           for c in rec["classes"]}
                 writer.add(labelled_overlay(full[j], pred.masks[j], palette, labels,
-                                            overlay_alpha))
+                                            cfg.overlay_alpha))
             bar.update(len(rows))
     wall = time.perf_counter() - start
     summary = {"video": str(video), "n_frames": len(plan), "fps": fps,
@@ -154,16 +288,17 @@ def predict_video(models: TrainedModels, video: Path, out: Path, *, fps: int,
     return summary
 
 
-def score_dataset(models: TrainedModels, data: AVSData, *, batch_videos: int, batch_frames: int,
-                  official_batch_videos: int, device: torch.device, amp: bool = False) -> dict:
+def score_dataset(models: TrainedModels, data: AVSData, cfg: PredictConfig, *,
+                  official_batch_videos: int, env: RunEnv) -> dict:
     """The models on the test split of another dataset, scored as `evaluate` scores its own:
-    the same prediction (:func:`pcas_core.pipeline.inference.test_prediction`) and the same metrics file
+    the same prediction (:func:`pcas_core.pipeline.inference.predict_test_split`) and the same metrics file
     (:func:`pcas_core.evaluation.scoring.metrics_file`, clean and official modes), beside predicting
     background everywhere.
 
     Args:
         data: an opened dataset whose ``img_size`` is the models' frame size.
-        official_batch_videos: videos per official S4/MS3 test batch.
+        cfg: the ``predict`` section (videos and frames per batch).
+        official_batch_videos: videos per official S4/MS3 test batch (``scoring``).
 
     Returns:
         The metrics dict, plus ``root``.
@@ -177,9 +312,9 @@ def score_dataset(models: TrainedModels, data: AVSData, *, batch_videos: int, ba
                          f"{models.img_size} px frames")
     test = data.split("test")
     scored = scored_frames(test.frames, require_all=True)
-    method, _, _ = test_prediction(models.aligned, models.head, test, features=models.features,
-                                   batch_videos=batch_videos, batch_frames=batch_frames,
-                                   device=device, amp=amp)
+    method, _, _ = predict_test_split(models.aligned, models.head, test, features=models.features,
+                                      batch_videos=cfg.batch_videos, batch_frames=cfg.batch_frames,
+                                      env=env)
     gts, kind = test.masks(), data.dataset
     background = Prediction(background_masks(len(gts), gts.shape[1:]))
     result = metrics_file(kind, "test", score_by_subset(kind, method, gts, scored,

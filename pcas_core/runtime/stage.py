@@ -1,8 +1,9 @@
-"""Parameters, seeding and run logging shared by every stage.
+"""How every stage starts: validate ``params.yaml``, seed, pick the device, log (:func:`start_stage`).
 
 ``params.yaml`` has one section per stage plus ``base`` (seed, device) and ``data`` (dataset root,
-image size). A stage reads only its own section and the shared ones, as DVC's example project does,
-so ``dvc.yaml`` can list exactly the keys a stage depends on.
+image size). A stage reads its own section, the shared ones and the few keys of other sections it
+shares (``dvc.yaml`` lists exactly those keys), as DVC's example project does. What the library
+functions of :mod:`pcas_core.pipeline` need of ``base`` travels as one :class:`RunEnv`.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import numpy as np
 import torch
 
 from pcas_core.runtime import distributed
-from pcas_core.params import PcasParams, parse_params, read_params_file
+from pcas_core.params import PcasParams, config_sections, load_config
 
-__all__ = ["load_params", "params_sections", "seed_everything", "resolve_device", "log_run_header", "get_logger",
+__all__ = ["seed_everything", "resolve_device", "log_run_header", "get_logger", "RunEnv",
            "start_stage", "StageRun"]
 
 
@@ -32,42 +33,6 @@ def get_logger(name: str) -> logging.Logger:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
     return logging.getLogger(name)
-
-
-def load_params(path: Path, *sections: str) -> dict[str, dict[str, Any]]:
-    """Read ``params.yaml`` and return the requested top-level sections.
-
-    Args:
-        path: the YAML file (normally ``params.yaml`` at the repository root).
-        sections: section names, e.g. ``"base", "data", "train_visual"``.
-
-    Returns:
-        ``{section: dict}`` for each requested section.
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: the file is not a YAML mapping, or a requested section is missing or not a
-            mapping (the message names the file and the section).
-    """
-    return params_sections(read_params_file(path), path, *sections)
-
-
-def params_sections(params: Any, path: Path, *sections: str) -> dict[str, dict[str, Any]]:
-    """The requested top-level sections of a ``params.yaml`` document read from ``path``.
-
-    Raises:
-        ValueError: as :func:`load_params` (the message names ``path`` and the section).
-    """
-    if not isinstance(params, dict):
-        raise ValueError(f"{path}: expected a YAML mapping of sections, got {type(params).__name__}")
-    out = {}
-    for name in sections:
-        if name not in params:
-            raise ValueError(f"{path}: missing section '{name}'")
-        if not isinstance(params[name], dict):
-            raise ValueError(f"{path}: section '{name}' must be a mapping")
-        out[name] = params[name]
-    return out
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -116,12 +81,31 @@ def log_run_header(logger: logging.Logger, stage: str, params: dict[str, Any]) -
     )
 
 
+class RunEnv(NamedTuple):
+    """Where and how a pipeline function runs: what it needs of ``base`` besides its own section.
+
+    Attributes:
+        seed: ``base.seed``; each loop derives its shuffling (``seed + epoch``) and crop draws.
+        device: this process's device.
+        amp: bfloat16 autocast on CUDA (``base.amp``; the CPU always runs float32).
+        num_workers: DataLoader processes decoding frames (``base.num_workers``; same results).
+        log: the stage's logger.
+    """
+
+    seed: int = 0
+    device: torch.device = torch.device("cpu")
+    amp: bool = False
+    num_workers: int = 0
+    log: logging.Logger = logging.getLogger("pcas")
+
+
 class StageRun(NamedTuple):
     """What :func:`start_stage` hands a stage.
 
     Attributes:
-        params: the raw sections the stage depends on (``base`` and its own), as written in
-            ``params.yaml``: recorded in its stores and resume checkpoints.
+        params: the sections and keys the stage depends on (``base``, its own, shared keys of
+            other sections) as plain values, defaults filled in: recorded in its stores and
+            resume checkpoints.
         config: the whole file as typed configs (:class:`pcas_core.params.PcasParams`), the one
             place a stage reads a value from.
         log: the stage's logger.
@@ -133,10 +117,19 @@ class StageRun(NamedTuple):
     log: logging.Logger
     device: torch.device
 
+    @property
+    def env(self) -> RunEnv:
+        """The :class:`RunEnv` of this stage (``base`` seed, amp, num_workers; device; log)."""
+        base = self.config.base
+        return RunEnv(base.seed, self.device, base.amp, base.num_workers, self.log)
+
 
 def start_stage(stage: str, params_file: Path, *sections: str, ranks: bool = False) -> StageRun:
     """What every stage does first: validate ``params.yaml``, read ``base`` and its sections, seed,
     pick the device, log.
+
+    ``sections`` are section names (``"align"``) or dotted keys of another section that the
+    stage shares (``"pseudo_masks.crf"``), as its ``dvc.yaml`` params list them.
 
     The file is read once and parsed strictly as :func:`pcas_core.params.load_config` does, so a
     misspelt key (``dvc exp run -S train_visual.epoch=3``) or a wrong type stops every stage
@@ -155,14 +148,13 @@ def start_stage(stage: str, params_file: Path, *sections: str, ranks: bool = Fal
     Returns:
         a :class:`StageRun` ``(params, config, log, device)``.
     """
-    raw = read_params_file(params_file)
-    config = parse_params(raw, params_file)  # the whole file, strictly: unknown keys, types
+    config = load_config(params_file)  # the whole file, strictly: unknown keys, types
     base = config.base
     if ranks and base.nproc_per_node * base.nnodes > 1 and not distributed.launched():
         distributed.relaunch(nproc_per_node=base.nproc_per_node, nnodes=base.nnodes,
                              node_rank=base.node_rank, master_addr=base.master_addr,
                              master_port=base.master_port)
-    params = params_sections(raw, params_file, "base", *sections)
+    params = config_sections(config, "base", *sections)
     logger = get_logger(f"pcas.{stage}")
     if base.threads > 0:
         torch.set_num_threads(base.threads)

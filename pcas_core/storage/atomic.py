@@ -7,13 +7,15 @@ truncated file that DVC or the next stage would take for a result.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_path"]
+__all__ = ["atomic_path", "write_json"]
 
 
 @contextlib.contextmanager
@@ -50,3 +52,10 @@ def atomic_path(final: Path, *, directory: bool = False) -> Iterator[Path]:
         os.replace(tmp, final)
     else:
         os.replace(tmp, final)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as indented JSON (``json.dumps(data, indent=2)``) to ``path`` atomically
+    (:func:`atomic_path`): metrics files for ``dvc metrics``."""
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_text(json.dumps(data, indent=2))

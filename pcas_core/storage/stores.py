@@ -47,7 +47,7 @@ import pandas as pd
 
 from pcas_core.storage.atomic import atomic_path
 
-__all__ = ["SCHEMAS", "SCHEMA_VERSION", "StoreWriter", "store_writer", "write_store_batches",
+__all__ = ["SCHEMAS", "SCHEMA_VERSION", "StoreWriter", "store_writer", "write_store_batches", "concat_rows",
            "write_store", "StoreReader", "open_store", "read_store", "store_rows", "read_rows",
            "read_store_attrs"]
 
@@ -191,6 +191,19 @@ def write_store_batches(path: Path, kind: str, keys: pd.DataFrame,
                       params) as out:
         for batch in itertools.chain([first], batches):
             out.append(batch)
+
+
+def concat_rows(batches: Iterable[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """A store pass's consecutive batches of rows (each a dict of arrays, as
+    :func:`write_store_batches` takes them) joined into whole arrays, in memory.
+
+    Raises:
+        ValueError: no batch.
+    """
+    parts = list(batches)
+    if not parts:
+        raise ValueError("no rows to join")
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
 def write_store(path: Path, kind: str, keys: pd.DataFrame, data: dict[str, np.ndarray],

@@ -9,7 +9,7 @@ import yaml
 from pcas_core.params import SECTIONS, ConfigError, PcasParams, load_config
 from pcas_core.params.parsing import parse, to_dict
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _write(tmp_path: Path, edit) -> Path:

@@ -20,14 +20,16 @@ from torch.utils.data import Dataset
 
 import pcas_core  # noqa: F401  (import shim before timm)
 from pcas_core.runtime import distributed
-from pcas_core.pipeline.align import build_align_model, iter_maps, train_alignment
-from pcas_core.pipeline.train_audio import encode_audio, train_tvp
-from pcas_core.pipeline.train_visual import iter_encoded, train_visual_classifier
 from pcas_core.models.heads import SegmentationHead
 from pcas_core.models.tvp import TVPAudioEncoder
 from pcas_core.models.visual import build_visual
-from pcas_core.params import AlignConfig
-from pcas_core.pipeline.evaluate import patch_tokens_of, train_segmentation_head
+from pcas_core.params import AlignConfig, EvaluateConfig, TrainAudioConfig, TrainVisualConfig
+from pcas_core.pipeline.align import AlignInputs, build_align_model, maps_pass, train_alignment
+from pcas_core.pipeline.evaluate import train_head
+from pcas_core.pipeline.inference import head_inputs
+from pcas_core.pipeline.train_audio import AudioInputs, audio_pass, train_audio_encoder
+from pcas_core.pipeline.train_visual import train_classifier, visual_pass
+from pcas_core.runtime.stage import RunEnv
 
 CPU = torch.device("cpu")
 LOG = logging.getLogger("pcas.ddp_check")
@@ -66,15 +68,15 @@ def run() -> dict[str, np.ndarray]:
     """Train and encode with every loop; returns losses and encodings by name."""
     out: dict[str, np.ndarray] = {}
     clips = Clips()
-    common = dict(device=CPU, amp=False, logger=LOG)
+    env = RunEnv(seed=0, device=CPU, log=LOG)
 
     model = _visual()
-    hist = train_visual_classifier(model, clips, epochs=2, batch_videos=BATCH, lr=1e-3,
-                                   warmup_epochs=0, weight_decay=0.0, frame_pool="max",
-                                   w_class_token=1.0, seed=0, **common)
+    hist = train_classifier(model, clips, TrainVisualConfig(epochs=2, batch_videos=BATCH, lr=1e-3,
+                                                            warmup_epochs=0.0, weight_decay=0.0),
+                            env)
     out["visual_loss"] = np.array([h["loss"] for h in hist])
-    out["visual_logits"] = _stack(list(iter_encoded(model, clips, batch_videos=BATCH, device=CPU,
-                                                    ranks=True)), "logits")
+    out["visual_logits"] = _stack(list(visual_pass(model, clips, batch_videos=BATCH, env=env,
+                                                   ranks=True)), "logits")
 
     torch.manual_seed(0)
     audio = TVPAudioEncoder(num_classes=CLASSES, n_mels=32, target_length=300, patch_size=16,
@@ -83,35 +85,37 @@ def run() -> dict[str, np.ndarray]:
     g = torch.Generator().manual_seed(2)
     fbank, prompts = torch.randn(VIDEOS, 300, 32, generator=g), torch.randn(VIDEOS, 3, 8, generator=g)
     n_steps = torch.randint(1, 4, (VIDEOS,), generator=g)
-    hist = train_tvp(model=audio, fbank=fbank, prompts=prompts, n_steps=n_steps,
-                     labels=clips.labels, epochs=2, batch_videos=BATCH, lr=1e-3, warmup_epochs=0,
-                     weight_decay=0.0, seed=0, **common)
+    inputs = AudioInputs(fbank, prompts, 8, n_steps, clips.labels)
+    hist = train_audio_encoder(audio, inputs, TrainAudioConfig(epochs=2, batch_videos=BATCH,
+                                                               lr=1e-3, warmup_epochs=0.0,
+                                                               weight_decay=0.0), env)
     out["audio_loss"] = np.array([h["loss"] for h in hist])
-    out["audio_tokens"] = encode_audio(audio, fbank, prompts, n_steps, batch_videos=BATCH,
-                                       device=CPU, ranks=True)[0]
+    steps = pd.DataFrame({"video": np.repeat(np.arange(VIDEOS), n_steps.numpy())})
+    out["audio_tokens"] = _stack(list(audio_pass(audio, inputs, steps, batch_videos=BATCH,
+                                                 env=env, ranks=True)), "audio_token")
 
     cfg = dataclasses.replace(AlignConfig(), embed_dim=8, n_crops=3, crop_size=16, epochs=2,
                               batch_videos=BATCH, lr_backbone=1e-3, lr_heads=1e-3,
                               warmup_epochs=0.0)
     tokens = torch.randn(len(clips.table), 6, generator=g).numpy()
     align = build_align_model(_visual(), 6, cfg)
-    hist = train_alignment(align, clips, clips.table, tokens, cfg, seed=0, **common)
+    hist = train_alignment(align, AlignInputs(clips, clips.table, tokens), cfg, env)
     for term in ("loss", "cls", "cmc", "cmpc", "cmcc", "crop_positive", "patch_ignored"):
         out[f"align_{term}"] = np.array([h[term] for h in hist])
-    maps = list(iter_maps(align, clips, clips.table, tokens, batch_videos=BATCH, device=CPU,
+    maps = list(maps_pass(align, clips, clips.table, tokens, batch_videos=BATCH, env=env,
                           ranks=True))
     out["align_sounding"] = _stack(maps, "sounding")
 
-    head_tokens = patch_tokens_of(align.visual, clips, features="patch", batch_videos=BATCH,
-                                  device=CPU, ranks=True)
+    head_tokens = head_inputs(align.visual, clips, features="patch", batch_videos=BATCH,
+                              env=env, ranks=True)
     masks = torch.randint(0, 3, (len(head_tokens), 16, 16), generator=g).to(torch.uint8)
     masks[:, :4] = 255  # ignored pixels: the loss is a mean over a variable number of pixels
     torch.manual_seed(0)
     head = SegmentationHead(in_dim=head_tokens.shape[-1], num_classes=3, grid=(4, 4),
                             hidden_dim=0)
-    hist = train_segmentation_head(head, head_tokens, masks.numpy(), epochs=2, batch_frames=BATCH,
-                                   lr=1e-2, weight_decay=0.0, ignore_index=255, train_size=16,
-                                   background_weight=0.5, seed=0, device=CPU, logger=LOG)
+    hist = train_head(head, head_tokens, masks.numpy(),
+                      EvaluateConfig(epochs=2, batch_frames=BATCH, lr=1e-2, weight_decay=0.0,
+                                     train_size=16, background_weight=0.5), env)
     out["head_loss"] = np.array([h["loss"] for h in hist])
     out["head_tokens"] = head_tokens.numpy()
     return out

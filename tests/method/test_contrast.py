@@ -7,7 +7,8 @@ import pytest
 import torch
 import yaml
 
-from pcas_core.pipeline.align import alignment_terms, build_align_model
+from pcas_core.method.alignment import alignment_terms
+from pcas_core.pipeline.align import build_align_model
 from pcas_core.params import AlignConfig
 from pcas_core.params.parsing import parse
 from pcas_core.method.crops import (IGNORE, crop_labels, pair_labels, patch_labels, sample_crop_boxes,
@@ -17,7 +18,7 @@ from pcas_core.models.align import ema_update
 from pcas_core.models.visual import build_visual
 from pcas_core.runtime.fit import host_syncs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 U = torch.tensor([1.0, 0.0, 0.0])
 
 

@@ -13,28 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from layouts import TINY, merge_params
+
+ROOT = Path(__file__).resolve().parents[2]
 STAGES = {"demo_data", "fbank", "train_visual", "train_audio", "align", "pseudo_masks", "evaluate"}
-
-TINY = {
-    "data": {"img_size": 32},
-    "demo": {"classes": ["dog", "guitar", "horse"], "img_size": 64,
-             "clips": {"single": {"train": 2, "val": 0, "test": 1},
-                       "multi": {"train": 2, "val": 0, "test": 1},
-                       "silent": {"train": 1, "val": 0, "test": 1}}},
-    "train_visual": {"epochs": 1},  # the default backbone (pretrained EfficientNet-Lite0) at 32 px
-    "train_audio": {"model": {"embed_dim": 32, "depth": 1, "num_heads": 2}, "epochs": 1},
-    "align": {"epochs": 1, "embed_dim": 16, "crop_size": 16, "n_crops": 2},  # CMC, CMPC, CMCC on
-    "pseudo_masks": {"workers": 1},
-    "evaluate": {"epochs": 1, "hidden_dim": 0, "n_overlays": 2},
-}
-
-
-def _merge(base: dict, update: dict) -> dict:
-    for key, value in update.items():
-        base[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
-    return base
-
 
 def _run(cmd: list[str], cwd: Path, check: bool = True, **extra_env: str) -> str:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -58,7 +40,7 @@ def project(tmp_path_factory) -> Path:
         shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "data" / "demo-assets", root / "data" / "demo-assets")
     shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")
-    params = _merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
+    params = merge_params(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(["git", "init", "-q"], root)
     _run(["dvc", "init", "-q"], root)

@@ -8,7 +8,9 @@ import torch
 from pcas_core.runtime.stage import seed_everything
 from pcas_core.data.dataset import open_dataset
 from pcas_core.data.loader import video_loader
-from pcas_core.pipeline.train_visual import train_visual_classifier
+from pcas_core.params import TrainVisualConfig
+from pcas_core.pipeline.train_visual import train_classifier
+from pcas_core.runtime.stage import RunEnv
 from pcas_core.models.visual import build_visual
 from layouts import make_avss
 
@@ -47,13 +49,13 @@ def test_batches_do_not_depend_on_workers(tmp_path):
 
 def test_training_is_identical_with_workers(tmp_path):
     states = []
+    cfg = TrainVisualConfig(epochs=2, batch_videos=2, lr=1e-3, warmup_epochs=0.0,
+                            weight_decay=0.0)
     for workers in (0, 2, 2):
         seed_everything(0)
         model = build_visual({**TINY, "num_classes": 70})
-        history = train_visual_classifier(
-            model, _clips(tmp_path, workers), epochs=2, batch_videos=2, lr=1e-3,
-            warmup_epochs=0, weight_decay=0.0, frame_pool="max", w_class_token=1.0, seed=0,
-            device=torch.device("cpu"), amp=False, logger=logging.getLogger("test"))
+        history = train_classifier(model, _clips(tmp_path, workers), cfg,
+                                   RunEnv(log=logging.getLogger("test")))
         states.append((history, {k: v.clone() for k, v in model.state_dict().items()}))
     for history, state in states[1:]:
         assert history == states[0][0]

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 
 from pcas_core.evaluation.baselines import listening_masks, looking_masks, sanity_baselines
-from pcas_core.params import BaselinesConfig, CRFConfig, PseudoMasksConfig
-from pcas_core.method.pseudo_masks import pseudo_masks
+from pcas_core.params import BaselinesConfig, PseudoMasksConfig
+from pcas_core.pipeline.pseudo_masks import pseudo_masks
+
+NO_CRF = PseudoMasksConfig(bg_score=0.2, use_crf=False, workers=1)
 
 
 def test_listening_fills_the_frame_with_the_top_audio_class():
@@ -28,23 +30,23 @@ AUDIO = np.array([[3.0, -3.0]], dtype=np.float32)  # only the first one sounds
 
 
 def test_looking_segments_every_visible_object_even_a_silent_one():
-    mask = looking_masks(IMAGE, CAMS, VISUAL, threshold=0.5, bg_score=0.2, use_crf=False, crf=CRFConfig())
+    mask = looking_masks(IMAGE, CAMS, VISUAL, threshold=0.5, masks=NO_CRF)
     assert mask[0].tolist() == [[1, 0], [0, 2]]
     # the method's pseudo-mask with the audio keeps only the sounding object (sounding map 1 here)
     cfg = PseudoMasksConfig(audio_threshold=0.5, bg_score=0.2, use_crf=False)
     with_audio = pseudo_masks(IMAGE, CAMS, np.ones((1, 2, 2), np.float32), AUDIO, cfg)
     assert with_audio[0].tolist() == [[1, 0], [0, 0]]
     # classes the classifier does not predict are not drawn
-    none = looking_masks(IMAGE, CAMS, -VISUAL, threshold=0.5, bg_score=0.2, use_crf=False, crf=CRFConfig())
+    none = looking_masks(IMAGE, CAMS, -VISUAL, threshold=0.5, masks=NO_CRF)
     assert (none == 0).all()
 
 
 def test_sanity_baselines_and_their_padded_frame_predictions():
     out = sanity_baselines(IMAGE, AUDIO, CAMS, VISUAL, padded_image=IMAGE[0], padded_cam=CAMS[0],
                            padded_logits=np.array([-3.0, 3.0], np.float32),
-                           cfg=BaselinesConfig(audio_threshold=0.5, visual_threshold=0.5,
-                                               bg_score=0.2, use_crf=False, workers=1),
-                           crf=CRFConfig())
+                           cfg=BaselinesConfig(visual_threshold=0.5),
+                           masks=PseudoMasksConfig(audio_threshold=0.5, bg_score=0.2,
+                                                   use_crf=False, workers=1))
     assert set(out) == {"background", "listening", "looking"}
     assert (out["background"].masks == 0).all() and out["background"].padded_mask is None
     assert (out["listening"].masks == 1).all() and out["listening"].padded_mask is None

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from pcas_core.pipeline.align import build_align_model, train_alignment
-from pcas_core.runtime.stage import seed_everything
+from pcas_core.pipeline.align import AlignInputs, build_align_model, train_alignment
+from pcas_core.runtime.stage import RunEnv, seed_everything
 from pcas_core.runtime.curves import epoch_curves
 from pcas_core.data.dataset import open_dataset
 from pcas_core.models.visual import build_visual
@@ -173,10 +173,9 @@ def _align_run(tmp_path, checkpoint, crash_after=None):
         if epoch == crash_after:
             raise Crash(f"killed after epoch {epoch}")
 
-    history = train_alignment(model, train.clips(visual.mean, visual.std), train.frames, audio,
-                              cfg, seed=0, device=torch.device("cpu"), amp=False,
-                              logger=logging.getLogger("test"), on_epoch=on_epoch,
-                              checkpoint=checkpoint)
+    inputs = AlignInputs(train.clips(visual.mean, visual.std), train.frames, audio)
+    history = train_alignment(model, inputs, cfg, RunEnv(log=logging.getLogger("test")),
+                              on_epoch=on_epoch, checkpoint=checkpoint)
     return {k: v.clone() for k, v in model.state_dict().items()}, history
 
 

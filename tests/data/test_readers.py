@@ -16,7 +16,7 @@ from layouts import S4_VIDEOS, make_avss, make_ms3, make_s4
 from pcas_core.data.dataset import open_dataset
 from stages.cli import app
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_avss_end_to_end(tmp_path):

@@ -16,7 +16,7 @@ from pcas_core.data.problems import Problems
 from pcas_core.demo.compose import _compose, build_demo_dataset
 from pcas_core.data.palette import voc_palette
 
-ASSETS = Path(__file__).resolve().parents[1] / "data" / "demo-assets"
+ASSETS = Path(__file__).resolve().parents[2] / "data" / "demo-assets"
 CLASSES = ["dog", "guitar", "violin"]
 CLIPS = {"single": {"train": 1}, "multi": {"train": 1, "val": 1}, "silent": {"test": 1}}
 SIZE, N_FRAMES, SR = 64, 3, 16000

@@ -18,11 +18,11 @@ import pytest
 import yaml
 
 from pcas_core.params import BaseConfig
-from test_pipeline import TINY, _merge
+from layouts import TINY, merge_params
 
 import ddp_check
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
        "OMP_NUM_THREADS": "1", "PCAS_LOG_LEVEL": "WARNING"}
 
@@ -35,7 +35,7 @@ def _torchrun(script: Path, *args: str, nproc: int = 2, cwd: Path = ROOT) -> Non
 
 
 def test_two_gloo_processes_train_and_encode_as_one_process(tmp_path):
-    _torchrun(ROOT / "tests" / "ddp_check.py", str(tmp_path / "two.npz"))
+    _torchrun(Path(__file__).with_name("ddp_check.py"), str(tmp_path / "two.npz"))
     two = np.load(tmp_path / "two.npz")
     one = ddp_check.run()
     assert int(two["world"]) == 2
@@ -87,8 +87,8 @@ def projects(tmp_path_factory) -> dict[int, Path]:
     small ViT (LayerNorm: no per-rank BatchNorm statistics on the CPU), its fbank store, and
     the stage chain run in one process and in two."""
     base = tmp_path_factory.mktemp("ddp")
-    params = _merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
-    _merge(params, {"train_visual": {**VIT, "epochs": 2}, "train_audio": {"epochs": 2},
+    params = merge_params(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
+    merge_params(params, {"train_visual": {**VIT, "epochs": 2}, "train_audio": {"epochs": 2},
                     "align": {"epochs": 2}, "evaluate": {"epochs": 2}})
     out = {}
     for nproc in (1, 2):

@@ -5,7 +5,8 @@ import pytest
 
 from pcas_core.data.constants import IGNORE_INDEX, NUM_FG
 from pcas_core.params import CRFConfig, PseudoMasksConfig
-from pcas_core.method.pseudo_masks import frame_pseudo_mask, pseudo_masks
+from pcas_core.method.pseudo_masks import frame_pseudo_mask
+from pcas_core.pipeline.pseudo_masks import pseudo_masks
 
 H = W = 32  # frame size; CAMs are 16 x 16, so upsampling is x2
 h = w = 16

@@ -21,22 +21,24 @@ from pcas_core.demo.compose import build_demo_dataset
 from pcas_core.demo.video import DemoVideo
 from pcas_core.data.palette import voc_palette
 from pcas_core.data.video import (VideoError, VideoWriter, open_video, sample_frames, sample_plan)
-from pcas_core.pipeline.inference import load_models, segment
-from pcas_core.pipeline.train_audio import encode_audio, step_prompts
-from pcas_core.pipeline.train_visual import encode_frames
-from pcas_core.models.heads import SegmentationHead
+from pcas_core.pipeline.inference import segment
+from pcas_core.pipeline.train_audio import encode_steps, step_prompts
+from pcas_core.pipeline.train_visual import visual_pass
+from pcas_core.runtime.stage import RunEnv
+from pcas_core.storage.stores import concat_rows
+from pcas_core.models.heads import SegmentationHead, save_segmentation_head
 from pcas_core.models.tvp import TVPAudioEncoder
 from pcas_core.models.visual import build_visual
-from pcas_core.params import FbankConfig
-from pcas_core.pipeline.predict import predict_video, to_model_audio
+from pcas_core.params import FbankConfig, PredictConfig
+from pcas_core.pipeline.predict import load_models, predict_video, to_model_audio
 from pcas_core.evaluation.scoring import Prediction, score, scored_frames
-from pcas_core.pipeline.evaluate import save_segmentation_head
 from stages.cli import app
 
-ASSETS = Path(__file__).resolve().parents[1] / "data" / "demo-assets"
+ASSETS = Path(__file__).resolve().parents[2] / "data" / "demo-assets"
 SIZE, N_FRAMES, SR = 32, 5, 16000
 FBANK = FbankConfig(sample_rate=SR, num_mel_bins=32, target_length=500, frame_shift_ms=10.0)
 CPU = torch.device("cpu")
+ENV = RunEnv(device=CPU)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +79,7 @@ def setup(tmp_path_factory):
         "base: {seed: 0, device: cpu, amp: false, threads: 0}\n"
         f"data: {{root: {root}, img_size: {SIZE}, label_source: masks}}\n"
         f"fbank: {json.dumps(asdict(FBANK))}\n"
-        "predict: {fps: 1, audio_threshold: 0.3, overlay_alpha: 0.55, batch_frames: 32, "
+        "predict: {fps: 1, overlay_alpha: 0.55, batch_frames: 32, "
         f"batch_videos: 8, models: {json.dumps({k: str(v) for k, v in paths.items()})}}}\n")
     return {"base": base, "paths": paths, "data": data, "frames": frames, "wave": wave,
             "video": video, "params": params, "root": root}
@@ -90,14 +92,14 @@ def _pipeline_path(setup):
     test = setup["data"].split("test")
     masks, _ = segment(models.aligned, models.head, test.clips(models.aligned.mean, models.aligned.std),
                        features=models.features, out_size=(SIZE, SIZE), batch_videos=8,
-                       batch_frames=32, device=CPU)
+                       batch_frames=32, env=ENV)
     fb = ast_fbank(torch.from_numpy(setup["wave"]), sample_rate=SR, num_mel_bins=32,
                    target_length=500)
-    pooled = encode_frames(models.visual, test.clips(models.visual.mean, models.visual.std),
-                           batch_videos=8, device=CPU)["pooled_patch"]
+    pooled = concat_rows(visual_pass(models.visual, test.clips(models.visual.mean, models.visual.std),
+                                     batch_videos=8, env=ENV))["pooled_patch"]
     prompts = torch.from_numpy(step_prompts(test.frames, pooled, 1, N_FRAMES))
-    _, logits = encode_audio(models.audio, fb[None], prompts, torch.tensor([N_FRAMES]),
-                             batch_videos=1, device=CPU)
+    _, logits = encode_steps(models.audio, fb[None], prompts, torch.tensor([N_FRAMES]),
+                             batch_videos=1, env=ENV)
     return masks, torch.from_numpy(logits[0]).sigmoid().numpy()
 
 
@@ -142,9 +144,9 @@ def test_a_long_clip_is_processed_window_by_window(setup, tmp_path):
             writer.add(f)
     models = load_models(**setup["paths"])
     out = tmp_path / "out"
-    summary = predict_video(models, video, out, fps=1, fbank=FBANK, audio_threshold=0.0,
-                            overlay_alpha=0.55, class_names=[str(i) for i in range(71)],
-                            palette=voc_palette(), batch_frames=32, device=CPU, progress=False)
+    summary = predict_video(models, video, out, PredictConfig(fps=1), fbank=FBANK,
+                            audio_threshold=0.0, class_names=[str(i) for i in range(71)],
+                            palette=voc_palette(), env=ENV, progress=False)
     assert summary["n_frames"] == 2 * N_FRAMES
     ref_masks, ref_audio = _pipeline_path(setup)
     got = np.stack([np.asarray(Image.open(p)) for p in sorted((out / "masks").glob("*.png"))])
@@ -245,9 +247,9 @@ def test_1080p_30fps_stereo_44k_is_sampled_and_resampled(setup, tmp_path):
     assert np.corrcoef(mono[:n], ref[:n])[0, 1] > 0.99  # AAC is lossy, but the same sound
     models = load_models(**setup["paths"])
     out = tmp_path / "out"
-    summary = predict_video(models, path, out, fps=2, fbank=FBANK, audio_threshold=0.3,
-                            overlay_alpha=0.55, class_names=[str(i) for i in range(71)],
-                            palette=voc_palette(), batch_frames=32, device=CPU, progress=False)
+    summary = predict_video(models, path, out, PredictConfig(fps=2), fbank=FBANK,
+                            audio_threshold=0.3, class_names=[str(i) for i in range(71)],
+                            palette=voc_palette(), env=ENV, progress=False)
     assert summary["n_frames"] == 4 and len(list((out / "masks").glob("*.png"))) == 4
     with av.open(str(out / "overlay.mp4")) as ov:
         assert ov.streams.audio[0].rate == 44100 and ov.streams.audio[0].channels == 2
