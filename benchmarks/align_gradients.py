@@ -22,13 +22,13 @@ import pcas_core  # noqa: F401  (before timm, see pcas_core.compat)
 import numpy as np
 import torch
 
-from pcas_core.alignment import alignment_terms, build_align_model
+from pcas_core.pipeline.align import alignment_terms, build_align_model
 from pcas_core.data.dataset import open_dataset
 from pcas_core.data.table import VideoRows
-from pcas_core.looking import video_loader
+from pcas_core.pipeline.train_visual import video_loader
 from pcas_core.models.visual import load_visual
 from pcas_core.params import load_config
-from pcas_core.stores import read_store, store_rows
+from pcas_core.storage.stores import read_store, store_rows
 
 TERMS = ("cls", "cmc", "cmpc", "cmcc")
 

@@ -8,7 +8,7 @@ B*K at the crop size; loss = mean of the tokens), and their ratio. The two alter
 fall on one side only. On CUDA also: the peak GPU memory of each, and how many times one
 alignment step makes the host wait for the GPU (``torch.cuda.set_sync_debug_mode``; goal 0).
 Images counted: B + B*K. No optimiser step in either. bf16 autocast on CUDA
-(`pcas_core.training.autocast`), float32 on CPU.
+(`pcas_core.runtime.fit.autocast`), float32 on CPU.
 
     python benchmarks/align_step.py                       # every row (GPU rows need CUDA)
     python benchmarks/align_step.py --backbone vit_base_patch16_224 --batch 8 --device cuda
@@ -28,10 +28,10 @@ from pathlib import Path
 import pcas_core  # noqa: F401  (before timm, see pcas_core.compat)
 import torch
 
-from pcas_core.alignment import alignment_terms, build_align_model
+from pcas_core.pipeline.align import alignment_terms, build_align_model
 from pcas_core.models.visual import build_visual, visual_model_config
 from pcas_core.params import AlignConfig, load_config
-from pcas_core.training import autocast, host_syncs
+from pcas_core.runtime.fit import autocast, host_syncs
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@ sounding maps and audio logits where 2 classes sound, then:
 
 1. in this process, frame by frame, the time of the whole step (JPEG decode + scores + dense CRF
    + argmax) and of the CRF call alone, hence the share of time outside the CRF;
-2. frames/s of :class:`pcas_core.pseudo_masks.PseudoMaskPool` (as the ``pseudo_masks`` stage runs
+2. frames/s of :class:`pcas_core.method.pseudo_masks.PseudoMaskPool` (as the ``pseudo_masks`` stage runs
    it: frames decoded in the workers) with 1 and 2 workers, after the pool has started, and
    their ratio (goal >= 1.8x).
 
@@ -29,7 +29,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import pcas_core.pseudo_masks as pm  # noqa: E402
+import pcas_core.method.pseudo_masks as pm  # noqa: E402
 from pcas_core.data.chunks import FrameImages  # noqa: E402
 from pcas_core.params import load_config  # noqa: E402
 

@@ -25,7 +25,7 @@ from PIL import Image
 
 import pcas_core  # noqa: F401
 from pcas_core.data.dataset import open_dataset
-from pcas_core.data.demo_video import DemoVideo
+from pcas_core.demo.video import DemoVideo
 from pcas_core.data.video import VideoWriter
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Stage align: CMC, CMPC and CMCC contrastive alignment of the visual ViT with frozen audio
+"""Stage align: CMC, CMPC and CMCC contrastive alignment of the visual model with frozen audio
 tokens (GPU when present); CAMs and sounding maps of every frame into the `maps` store."""
 
 from pathlib import Path
@@ -6,15 +6,15 @@ from typing import Annotated
 
 import typer
 
-from pcas_core.alignment import build_align_model, iter_maps, train_alignment
-from pcas_core.checkpoint import save_checkpoint
-from pcas_core.config import start_stage
-from pcas_core.curves import epoch_curves
 from pcas_core.data.dataset import open_dataset
-from pcas_core.distributed import on_main
 from pcas_core.models.visual import load_visual
-from pcas_core.resume import EpochCheckpoint
-from pcas_core.stores import read_store, store_rows, write_store_batches
+from pcas_core.pipeline.align import build_align_model, maps_pass, train_alignment, training_inputs
+from pcas_core.runtime.curves import epoch_curves
+from pcas_core.runtime.distributed import on_main
+from pcas_core.runtime.resume import EpochCheckpoint
+from pcas_core.runtime.stage import start_stage
+from pcas_core.storage.stores import read_rows, write_store_batches
+from pcas_core.storage.weights import save_checkpoint
 
 app = typer.Typer(add_completion=False)
 
@@ -30,25 +30,21 @@ def align(
 ) -> None:
     """Train L = w_cls L_cls + w_cmc L_cmc + w_cmpc L_cmpc + w_cmcc L_cmcc on the train split, each
     term switched by `align.cmc`/`cmpc`/`cmcc` (params `data`, `align`)."""
-    p, typed, log, device = start_stage("align", params, "data", "align", ranks=True)
-    cfg, base = typed.align, typed.base
-    data = open_dataset(typed.data)
+    run = start_stage("align", params, "data", "align", ranks=True)
+    cfg, env = run.config.align, run.env
+    data = open_dataset(run.config.data)
     visual, visual_cfg = load_visual(visual_model)
-    keys, audio = read_store(audio_store, "audio", ["audio_token"])
-    tokens = audio["audio_token"][store_rows(keys, data.frames, source=audio_store)]
+    tokens = read_rows(audio_store, "audio", data.frames, ["audio_token"])["audio_token"]
     model = build_align_model(visual, tokens.shape[1], cfg)
-    train = data.split("train")
-    train_tokens = tokens[data.frames_in("train")]
-    checkpoint = EpochCheckpoint.for_stage("align", p, [visual_model, audio_store], logger=log)
+    checkpoint = EpochCheckpoint.for_stage("align", run.params, [visual_model, audio_store],
+                                           logger=run.log)
     with epoch_curves(curves_out) as on_epoch:
-        train_alignment(model, train.clips(visual.mean, visual.std, augment=cfg.augment or None,
-                                           num_workers=base.num_workers),
-                        train.frames, train_tokens, cfg, seed=base.seed, device=device,
-                        amp=base.amp, logger=log, on_epoch=on_epoch, checkpoint=checkpoint)
+        train_alignment(model, training_inputs(model, data, tokens, cfg, env), cfg, env,
+                        on_epoch=on_epoch, checkpoint=checkpoint)
     on_main(save_checkpoint, model_out, model.visual, visual_cfg)
+    clips = data.clips(visual.mean, visual.std, num_workers=env.num_workers)
     on_main(write_store_batches, store_out, "maps", data.frames,
-            iter_maps(model, data.clips(visual.mean, visual.std, num_workers=base.num_workers),
-                      data.frames, tokens, batch_videos=cfg.batch_videos, device=device,
-                      amp=base.amp, ranks=True), params=p)
+            maps_pass(model, clips, data.frames, tokens, batch_videos=cfg.batch_videos, env=env,
+                      ranks=True), params=run.params)
     on_main(checkpoint.remove)
-    log.info("wrote %s: maps of %d frames", store_out, len(data.frames))
+    run.log.info("wrote %s: maps of %d frames", store_out, len(data.frames))

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from pcas_core.config import start_stage
-from pcas_core.data.demo import build_demo_dataset
+from pcas_core.runtime.stage import start_stage
+from pcas_core.demo.compose import build_demo_dataset
 
 app = typer.Typer(add_completion=False)
 

@@ -5,23 +5,21 @@ which a sub-app's callback cannot). It reads the models of the last `dvc repro` 
 overridable here) and writes only under --out.
 """
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from pcas_core.atomic import atomic_path
-from pcas_core.config import start_stage
 from pcas_core.data.avsbench import class_names, read_label2idx
 from pcas_core.data.dataset import open_dataset
 from pcas_core.data.palette import voc_palette
-from pcas_core.inference import load_models
-from pcas_core.predict import predict_video, score_dataset
+from pcas_core.pipeline.predict import load_models, predict_video, score_dataset
+from pcas_core.runtime.stage import start_stage
+from pcas_core.storage.atomic import write_json
 
-def predict(
-    video: Annotated[Optional[Path], typer.Argument(help="Video with sound (mp4, mov, mkv, webm, ...).")] = None,
+
+def predict(    video: Annotated[Optional[Path], typer.Argument(help="Video with sound (mp4, mov, mkv, webm, ...).")] = None,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("predictions"),
     root: Annotated[Optional[Path], typer.Option(help="Instead of a video: a dataset folder (AVSBench-semantic layout) whose test split is scored.")] = None,
     fps: Annotated[Optional[int], typer.Option(help="Frames sampled per second (default: predict.fps).")] = None,
@@ -35,8 +33,10 @@ def predict(
     --root, the test-split metrics of another dataset (as `evaluate` writes them) in OUT/metrics.json."""
     if (video is None) == (root is None):
         raise typer.BadParameter("give either a VIDEO or --root DATASET, not both or neither")
-    _, typed, log, device = start_stage("predict", params, "data", "fbank", "predict")
-    cfg, amp = typed.predict, typed.base.amp
+    run = start_stage("predict", params, "data", "fbank", "predict",
+                      "pseudo_masks.audio_threshold", "scoring")
+    typed, log, env = run.config, run.log, run.env
+    cfg = typed.predict
     given = {"visual": visual_model, "audio": audio_model, "aligned": aligned_model,
              "head": head_model}
     paths = {k: given[k] or getattr(cfg.models, k) for k in given}
@@ -44,23 +44,18 @@ def predict(
     if root is not None:
         data = open_dataset(replace(typed.data, root=str(root), img_size=models.img_size),
                             needed_splits=("test",))
-        result = score_dataset(models, data, batch_videos=cfg.batch_videos,
-                               batch_frames=cfg.batch_frames,
-                               official_batch_videos=cfg.official_batch_videos,
-                               device=device, amp=amp)
-        with atomic_path(out / "metrics.json") as tmp:
-            tmp.write_text(json.dumps(result, indent=2))
+        result = score_dataset(models, data, cfg,
+                               official_batch_videos=typed.scoring.official_batch_videos, env=env)
+        write_json(out / "metrics.json", result)
         log.info("%s test split: clean miou %.4f, official miou %.4f (background everywhere: "
                  "clean miou %.4f) -> %s", root, result["clean"]["miou"],
                  result["official"]["miou"], result["baseline"]["background"]["clean"]["miou"],
                  out / "metrics.json")
         return
-    summary = predict_video(models, video, out, fps=fps or cfg.fps, fbank=typed.fbank,
-                            audio_threshold=cfg.audio_threshold,
-                            overlay_alpha=cfg.overlay_alpha,
+    summary = predict_video(models, video, out, cfg, fbank=typed.fbank, fps=fps,
+                            audio_threshold=typed.pseudo_masks.audio_threshold,
                             class_names=class_names(read_label2idx(Path(typed.data.root))),
-                            palette=voc_palette(), batch_frames=cfg.batch_frames,
-                            device=device, amp=amp)
+                            palette=voc_palette(), env=env)
     log.info("%s: %d frames of %.2f s video in %.2f s wall time, %.3f s per second of video -> %s",
              video, summary["n_frames"], summary["duration_s"], summary["wall_s"],
              summary["wall_s_per_video_s"], out)

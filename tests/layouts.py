@@ -175,3 +175,26 @@ def write_mp4(path: Path, seconds: float, rate: int = RATE) -> Path:
         for packet in stream.encode(None):
             out.mux(packet)
     return path
+
+
+# ------------------------------------------------------------------ tiny DAG params
+#: params for a tiny demo run of the whole DAG (minutes on a CPU), merged into params.yaml
+TINY = {
+    "data": {"img_size": 32},
+    "demo": {"classes": ["dog", "guitar", "horse"], "img_size": 64,
+             "clips": {"single": {"train": 2, "val": 0, "test": 1},
+                       "multi": {"train": 2, "val": 0, "test": 1},
+                       "silent": {"train": 1, "val": 0, "test": 1}}},
+    "train_visual": {"epochs": 1},  # the default backbone (pretrained EfficientNet-Lite0) at 32 px
+    "train_audio": {"model": {"embed_dim": 32, "depth": 1, "num_heads": 2}, "epochs": 1},
+    "align": {"epochs": 1, "embed_dim": 16, "crop_size": 16, "n_crops": 2},  # CMC, CMPC, CMCC on
+    "pseudo_masks": {"workers": 1},
+    "evaluate": {"epochs": 1, "hidden_dim": 0, "n_overlays": 2},
+}
+
+
+def merge_params(base: dict, update: dict) -> dict:
+    """``update`` merged into the params mapping ``base`` in place, nested sections key by key."""
+    for key, value in update.items():
+        base[key] = merge_params(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return base

@@ -74,3 +74,44 @@ def test_stage_deps_cover_exactly_its_imports(name):
     unused = sorted(str(d.relative_to(ROOT)) for d in deps
                     if d != script and not any(p == d or d in p.parents for p in imported))
     assert not unused, f"stage {name}: dvc.yaml deps list {unused}, which it never imports"
+
+
+#: the layers every stage shares, listed in dvc.yaml as folders; everything else file by file, so
+#: that a change to one stage's method or pipeline module reruns that stage alone
+SHARED_LAYERS = {"pcas_core/data", "pcas_core/params", "pcas_core/runtime", "pcas_core/storage"}
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_only_the_shared_layers_are_folder_deps(name):
+    folders = {str(d.relative_to(ROOT)) for d in _code_deps(STAGES[name]) if d.is_dir()}
+    assert folders <= SHARED_LAYERS, f"stage {name}: folder deps {sorted(folders - SHARED_LAYERS)}"
+    files = [d for d in _code_deps(STAGES[name]) if d.is_file()]
+    inside = [str(d.relative_to(ROOT)) for d in files if any(str(d.relative_to(ROOT)).startswith(f + "/")
+                                                              for f in SHARED_LAYERS)]
+    assert not inside, f"stage {name}: {inside} are covered by their layer's folder"
+
+
+def _start_stage_sections(script: Path) -> list[str]:
+    """The section names and dotted keys a stage script passes to ``start_stage``."""
+    tree = ast.parse(script.read_text())
+    constants = {t.id: ast.literal_eval(node.value) for node in tree.body
+                 if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)
+                 and isinstance(node.value, (ast.Tuple, ast.List, ast.Constant))}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "start_stage":
+            out = []
+            for arg in node.args[2:]:
+                if isinstance(arg, ast.Starred):
+                    out += list(constants[arg.value.id])
+                else:
+                    out.append(ast.literal_eval(arg))
+            return out
+    raise AssertionError(f"{script}: no start_stage call")
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_stage_params_are_what_the_stage_reads(name):
+    """dvc.yaml's params of a stage (sections and dotted keys) are those its script reads, so a
+    change of any other key does not rerun it and a change of one it reads does."""
+    listed = set(STAGES[name].get("params", [])) - {"base"}
+    assert listed == set(_start_stage_sections(ROOT / "stages" / f"{name}.py")), name

@@ -23,10 +23,10 @@ from torch import Tensor
 from pcas_core.audio.aisfx_mel import AISFX_FRONT_END, aisfx_frames, aisfx_logmel
 from pcas_core.audio.fbank import ast_fbank
 from pcas_core.params.inputs import FbankConfig
-from pcas_core.stores import read_store_attrs
-from pcas_core.typed_config import parse
+from pcas_core.params.parsing import parse
+from pcas_core.storage.stores import read_store_attrs
 
-__all__ = ["FRONT_ENDS", "FrameTiming", "front_end_timing", "front_end_shape",
+__all__ = ["FRONT_ENDS", "FrameTiming", "AST_CLOCK", "front_end_timing", "front_end_shape",
            "front_end_features", "store_timing"]
 
 #: ``fbank.front_end`` choices.
@@ -50,6 +50,10 @@ class FrameTiming:
     front_end: str
     frames_per_second: float
     frame_offset: float
+
+
+#: The clock of the default AST fbank (16 kHz, 10 ms frames).
+AST_CLOCK = FrameTiming("ast", 100.0, 0.0)
 
 
 def _check(cfg: FbankConfig) -> None:
@@ -103,7 +107,7 @@ def store_timing(path: Path) -> FrameTiming:
     (a store whose params lack ``front_end`` was made by the AST front end).
 
     Raises:
-        pcas_core.typed_config.ConfigError: the recorded ``fbank`` params do not parse.
+        pcas_core.params.parsing.ConfigError: the recorded ``fbank`` params do not parse.
     """
     recorded = read_store_attrs(Path(path))["params"].get("fbank", {})
     return front_end_timing(parse(FbankConfig, recorded, "fbank"))

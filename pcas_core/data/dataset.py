@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pcas_core.config import get_logger
+from pcas_core.runtime.stage import get_logger
 from pcas_core.data import ms3, s4
 from pcas_core.data.avsbench import read_label2idx, read_metadata, frame_table, video_labels
 from pcas_core.data.chunks import FrameImages

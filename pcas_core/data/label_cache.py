@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pcas_core.atomic import atomic_path
-from pcas_core.config import get_logger
+from pcas_core.storage.atomic import atomic_path
+from pcas_core.runtime.stage import get_logger
 
 __all__ = ["CACHE_ENV", "cache_dir", "cached_presence"]
 

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from pcas_core.data.clips import collate_videos
-from pcas_core.distributed import rank_batches
+from pcas_core.runtime.distributed import rank_batches
 
 __all__ = ["seed_worker", "video_loader"]
 
@@ -43,7 +43,7 @@ def video_loader(clips: Dataset, *, batch_videos: int, shuffle: bool, seed: int 
         num_workers: worker processes decoding frames; None takes ``clips.num_workers`` (set
             from ``base.num_workers``), else 0.
         ranks: in a distributed run, only this process's batches
-            (:func:`pcas_core.distributed.rank_batches`: its share of each global batch with
+            (:func:`pcas_core.runtime.distributed.rank_batches`: its share of each global batch with
             ``shuffle``, whole batches round-robin without); no effect in one process.
 
     Returns:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pcas_core.constants import IGNORE_INDEX, NUM_CLASSES, NUM_FG
+from pcas_core.data.constants import IGNORE_INDEX, NUM_CLASSES, NUM_FG
 
 __all__ = ["NUM_CLASSES", "NUM_FG", "IGNORE_INDEX", "voc_palette", "match_colours",
            "describe_colours", "rgb_to_index", "index_to_rgb"]

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pcas_core.checkpoint import load_weights_file
 from pcas_core.models.aisfx import load_aisfx_weights
+from pcas_core.storage.weights import load_weights_file
 from pcas_core.models.tvp import TVPAudioEncoder
 
 __all__ = ["load_imagenet_vit_patch_embed", "init_audio_encoder"]

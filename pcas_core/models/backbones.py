@@ -36,7 +36,7 @@ import pcas_core  # noqa: F401  (import shim before timm)
 import timm  # noqa: E402
 from timm.utils.model import freeze  # noqa: E402
 
-from pcas_core.checkpoint import load_weights_file  # noqa: E402
+from pcas_core.storage.weights import load_weights_file  # noqa: E402
 
 __all__ = ["PackagedWeights", "PACKAGED_WEIGHTS", "family_of", "create_backbone",
            "load_backbone_weights", "map_by_order", "freeze_stages", "truncate_after_stage",

@@ -1,14 +1,30 @@
 """Small heads: projections into the shared audio-visual space (METHOD §3) and the segmentation
-head trained on pseudo-masks (METHOD §5)."""
+head trained on pseudo-masks (METHOD §5), with the head's checkpoint (its config and which visual
+tokens it reads)."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ProjectionHead", "SegmentationHead", "AttentionPool", "init_prior_bias"]
+from pcas_core.storage.weights import load_checkpoint, save_checkpoint
+
+__all__ = ["ProjectionHead", "SegmentationHead", "AttentionPool", "init_prior_bias", "FEATURES",
+           "check_features", "head_config", "save_segmentation_head", "load_segmentation_head"]
+
+#: what the segmentation head reads (``evaluate.features``): P_t (the tokens of ``token_layer``),
+#: the final layer's patch tokens, or both concatenated on the channel axis
+FEATURES = ("patch", "final", "patch+final")
+
+
+def check_features(features: str) -> None:
+    """Raise ``ValueError`` unless ``features`` is one of :data:`FEATURES`."""
+    if features not in FEATURES:
+        raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
 
 
 def init_prior_bias(layer: nn.Linear, prior: float) -> None:
@@ -106,3 +122,45 @@ class SegmentationHead(nn.Module):
             raise ValueError(f"expected {h * w} patch tokens for grid {self.grid}, got {n}")
         x = patch_tokens.transpose(1, 2).reshape(b, d, h, w)
         return F.interpolate(self.net(x), size=out_size, mode="bilinear", align_corners=False)
+
+
+def save_segmentation_head(path: Path, head: SegmentationHead, *, features: str) -> None:
+    """Save a trained head with its constructor config and its input ``features`` (see
+    :data:`FEATURES`), so that :func:`load_segmentation_head` rebuilds it alone.
+
+    Raises:
+        ValueError: unknown ``features``.
+    """
+    check_features(features)
+    save_checkpoint(path, head, {**head_config(head), "features": features})
+
+
+def head_config(head: SegmentationHead) -> dict:
+    """Constructor arguments of ``head``: ``in_dim``, ``num_classes``, ``grid``, ``hidden_dim``."""
+    deep = isinstance(head.net, torch.nn.Sequential)
+    first = head.net[0] if deep else head.net
+    return {"in_dim": first.in_channels, "num_classes": head.num_classes, "grid": list(head.grid),
+            "hidden_dim": first.out_channels if deep else 0}
+
+
+def load_segmentation_head(path: Path) -> tuple[SegmentationHead, str]:
+    """Rebuild a head saved by :func:`save_segmentation_head`.
+
+    Returns:
+        ``(head on the CPU in eval mode, features)``.
+
+    Raises:
+        FileNotFoundError / ValueError: as :func:`pcas_core.storage.weights.load_checkpoint`, or the
+            config lacks a key (names the file).
+    """
+    state, config = load_checkpoint(path)
+    try:
+        head = SegmentationHead(in_dim=int(config["in_dim"]),
+                                num_classes=int(config["num_classes"]),
+                                grid=tuple(config["grid"]), hidden_dim=int(config["hidden_dim"]))
+        features = str(config["features"])
+    except KeyError as err:
+        raise ValueError(f"{path}: not a segmentation-head checkpoint (no {err} in its config)") \
+            from err
+    head.load_state_dict(state)
+    return head.eval(), features

@@ -31,6 +31,7 @@ their outputs are computed but reported as invalid in ``step_valid``.
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
@@ -43,6 +44,7 @@ from timm.models.vision_transformer import Block  # noqa: E402
 
 from pcas_core.models.aisfx import AisfxPatchEmbed  # noqa: E402
 from pcas_core.models.heads import init_prior_bias  # noqa: E402
+from pcas_core.storage.weights import load_checkpoint  # noqa: E402
 from pcas_core.params.training import TrainAudioConfig  # noqa: E402
 from pcas_core.models.tvp_tokens import (NoPrompts, PromptEmbed,  # noqa: E402
                                          SpectrogramPatchEmbed, assign_patch_steps,
@@ -53,6 +55,7 @@ __all__ = [
     "TVPAudioEncoder",
     "TVPOutput",
     "tvp_model_config",
+    "load_audio_encoder",
     "assign_patch_steps",  # re-exported from pcas_core.models.tvp_tokens
 ]
 
@@ -364,3 +367,22 @@ class TVPAudioEncoder(nn.Module):
         """
         num_steps = self._check_inputs(fbank, prompts, n_steps)
         return self.forward_head(self.forward_features(fbank, prompts, n_steps), n_steps, num_steps)
+
+
+def load_audio_encoder(path: Path) -> tuple[TVPAudioEncoder, dict[str, Any]]:
+    """Rebuild a TVP encoder from its checkpoint, whose config holds its constructor arguments.
+
+    Returns:
+        ``(model on the CPU in eval mode, config)``.
+
+    Raises:
+        FileNotFoundError / ValueError: as :func:`pcas_core.storage.weights.load_checkpoint`, or the
+            config does not fit the encoder (names the file).
+    """
+    state, config = load_checkpoint(path)
+    try:
+        model = TVPAudioEncoder(**config)
+    except TypeError as err:
+        raise ValueError(f"{path}: config does not fit TVPAudioEncoder ({err})") from err
+    model.load_state_dict(state)
+    return model.eval(), config

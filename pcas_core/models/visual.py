@@ -13,8 +13,8 @@ from typing import Any, NamedTuple
 
 from torch import Tensor, nn
 
-from pcas_core.cam import cam_from_patch_tokens
-from pcas_core.checkpoint import load_checkpoint
+from pcas_core.method.cam import cam_from_patch_tokens
+from pcas_core.storage.weights import load_checkpoint
 from pcas_core.models.backbones import (PACKAGED_WEIGHTS, backbone_tokens, create_backbone,
                                         family_of, feature_grid, freeze_stages,
                                         load_backbone_weights, truncate_after_stage)
@@ -213,7 +213,7 @@ def load_visual(path: Path) -> tuple[VisualClassifier, dict[str, Any]]:
         ``(model, config)``, the model on the CPU in train mode.
 
     Raises:
-        FileNotFoundError / ValueError: as :func:`pcas_core.checkpoint.load_checkpoint`.
+        FileNotFoundError / ValueError: as :func:`pcas_core.storage.weights.load_checkpoint`.
     """
     state, config = load_checkpoint(path)
     model = build_visual({**config, "pretrained": None})  # the weights are in the checkpoint

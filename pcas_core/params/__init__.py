@@ -1,7 +1,7 @@
 """``params.yaml`` as typed configs: one frozen dataclass per section, defaults = the documented values.
 
 Every stage starts with :func:`load_config`, which parses the WHOLE file strictly
-(:mod:`pcas_core.typed_config`): an unknown section or key, or a value of the wrong type, stops the
+(:mod:`pcas_core.params.parsing`): an unknown section or key, or a value of the wrong type, stops the
 stage at once with the dotted key in the message, before any data is read; then the couplings
 between sections are checked (:func:`check_couplings`). The defaults below are the values shipped
 in ``params.yaml`` (``tests/test_params.py`` holds the two together). The section classes live
@@ -21,16 +21,18 @@ import yaml
 from pcas_core.params.inputs import (BaseConfig, DataConfig, DemoClips, DemoConfig, FbankConfig,
                                      SplitCounts)
 from pcas_core.params.masks import (BaselinesConfig, CRFConfig, EvaluateConfig, PredictConfig,
-                                    PredictModels, PseudoMasksConfig)
+                                    PredictModels, PseudoMasksConfig, ScoringConfig)
 from pcas_core.params.training import (AisfxEncoderConfig, AlignConfig, TrainAudioConfig,
                                        TrainVisualConfig, TVPModelConfig)
-from pcas_core.typed_config import ConfigError, parse
+from pcas_core.params.parsing import ConfigError, parse, to_dict
 
 __all__ = ["BaseConfig", "DataConfig", "DemoConfig", "DemoClips", "SplitCounts", "FbankConfig",
-           "TrainVisualConfig", "TVPModelConfig", "AisfxEncoderConfig", "TrainAudioConfig", "AlignConfig", "CRFConfig",
-           "PseudoMasksConfig", "BaselinesConfig", "EvaluateConfig", "PredictConfig", "PredictModels",
+           "TrainVisualConfig", "TVPModelConfig", "AisfxEncoderConfig", "TrainAudioConfig",
+           "AlignConfig", "CRFConfig",
+           "PseudoMasksConfig", "BaselinesConfig", "EvaluateConfig", "ScoringConfig", "PredictConfig", "PredictModels",
            "PcasParams", "SECTIONS",
-           "load_config", "read_params_file", "parse_params", "check_couplings", "ConfigError"]
+           "load_config", "read_params_file", "parse_params", "check_couplings", "ConfigError",
+           "config_sections"]
 
 
 
@@ -47,6 +49,7 @@ class PcasParams:
     align: AlignConfig = AlignConfig()
     pseudo_masks: PseudoMasksConfig = PseudoMasksConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    scoring: ScoringConfig = ScoringConfig()
     predict: PredictConfig = PredictConfig()
 
 
@@ -129,3 +132,32 @@ def parse_params(raw: Any, path: Path | str) -> PcasParams:
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from err
     return params
+
+
+def config_sections(config: PcasParams, *names: str) -> dict[str, dict[str, Any]]:
+    """The named sections or dotted keys of ``config`` as plain YAML-able values, nested as in
+    ``params.yaml``: ``"align"`` gives the whole section, ``"pseudo_masks.crf"`` that key alone.
+    Keys absent from the file appear with their documented defaults, so what a stage records
+    (store attrs, resume checkpoints) is the configuration it ran with.
+
+    Raises:
+        KeyError: an unknown section or key (names it).
+    """
+    out: dict[str, Any] = {}
+    for name in names:
+        section, *keys = name.split(".")
+        if section not in SECTIONS:
+            raise KeyError(f"unknown params section '{section}'")
+        value: Any = getattr(config, section)
+        for key in keys:
+            if not hasattr(value, key):
+                raise KeyError(f"unknown params key '{name}'")
+            value = getattr(value, key)
+        if not keys:
+            out[section] = to_dict(value)
+        elif section not in names:  # a whole section listed too holds the key already
+            target = out.setdefault(section, {})
+            for key in keys[:-1]:
+                target = target.setdefault(key, {})
+            target[keys[-1]] = to_dict(value)
+    return out

@@ -14,7 +14,7 @@ class BaseConfig:
     threads (torch CPU threads, 0 = torch's default), num_workers (DataLoader processes that
     decode frames, 0 = in the stage's own process; results do not depend on it).
 
-    Several processes (:mod:`pcas_core.distributed`; stages train_visual, train_audio, align,
+    Several processes (:mod:`pcas_core.runtime.distributed`; stages train_visual, train_audio, align,
     pseudo_masks, evaluate): nproc_per_node (processes per machine, one per GPU), nnodes
     (machines), node_rank (this machine, 0..nnodes-1), master_addr / master_port (where rank 0's
     machine listens; used when nnodes > 1, one machine picks a free local port)."""

@@ -1,17 +1,23 @@
-"""Typed configs of the mask stages: ``pseudo_masks`` and ``evaluate`` (METHOD §4-§5)."""
+"""Typed configs of the mask stages and their scores: ``pseudo_masks``, ``evaluate``, ``scoring``,
+``predict`` (METHOD §4-§5).
+
+A setting that two stages share lives in one section and the other stage reads that key (DVC
+key-level params in ``dvc.yaml``): the baselines and the head's CRF of ``evaluate``, and ``pcas
+predict``'s audible threshold, read ``pseudo_masks``' theta_a, background score and CRF; every
+official S4/MS3 score reads ``scoring.official_batch_videos``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
-__all__ = ["CRFConfig", "PseudoMasksConfig", "BaselinesConfig", "EvaluateConfig", "PredictModels",
-           "PredictConfig"]
+__all__ = ["CRFConfig", "PseudoMasksConfig", "BaselinesConfig", "EvaluateConfig", "ScoringConfig",
+           "PredictModels", "PredictConfig"]
 
 
 @dataclass(frozen=True)
 class CRFConfig:
-    """Dense CRF kernels (Krähenbühl and Koltun 2011; ``pcas_core.crf.DenseCRF``): iterations,
+    """Dense CRF kernels (Krähenbühl and Koltun 2011; ``pcas_core.method.crf.DenseCRF``): iterations,
     Gaussian and bilateral widths in pixels (srgb in intensity levels), compatibilities."""
 
     iterations: int = 10
@@ -25,7 +31,7 @@ class CRFConfig:
 
 @dataclass(frozen=True)
 class PseudoMasksConfig:
-    """``pseudo_masks`` (METHOD §4); the one config of :mod:`pcas_core.pseudo_masks` too.
+    """``pseudo_masks`` (METHOD §4); the one config of :mod:`pcas_core.method.pseudo_masks` too.
 
     Attributes:
         audio_threshold: theta_a; foreground column k sounds when ``sigmoid(logit_k) >= theta_a``.
@@ -37,9 +43,8 @@ class PseudoMasksConfig:
         score_floor: each stacked score is clamped to at least this before normalising to CRF
             probabilities, so an all-zero pixel becomes uniform rather than 0/0.
         crf: the dense CRF's kernels.
-        workers: processes of the stage's pseudo-mask pass (frames are independent).
-        official_batch_videos: official S4/MS3 scores of ``metrics/pseudo_masks.json``: videos
-            per batch.
+        workers: processes of the stage's pseudo-mask pass (frames are independent); the looking
+            baseline of ``evaluate`` uses as many.
     """
 
     audio_threshold: float = 0.3
@@ -51,7 +56,6 @@ class PseudoMasksConfig:
     score_floor: float = 1.0e-5
     crf: CRFConfig = CRFConfig()
     workers: int = 2
-    official_batch_videos: int = 4
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.audio_threshold <= 1.0:
@@ -60,8 +64,6 @@ class PseudoMasksConfig:
             raise ValueError(f"gamma must be >= 0, got {self.gamma}")
         if self.score_floor <= 0:
             raise ValueError(f"score_floor must be > 0, got {self.score_floor}")
-        if self.official_batch_videos < 1:
-            raise ValueError(f"official_batch_videos must be >= 1, got {self.official_batch_videos}")
         if (self.bg_score_low is None) != (self.bg_score_high is None):
             raise ValueError("set both bg_score_low and bg_score_high, or neither")
         if self.bg_score_low is not None and not self.bg_score_low < self.bg_score_high:
@@ -78,28 +80,23 @@ class PseudoMasksConfig:
 @dataclass(frozen=True)
 class BaselinesConfig:
     """``evaluate.baselines``: the sanity baselines scored beside the method
-    (``pcas_core.baselines``).
+    (``pcas_core.evaluation.baselines``).
+
+    The listening baseline keeps a frame's top audio class from ``pseudo_masks.audio_threshold``;
+    the looking baseline runs the pseudo-mask machinery of ``pseudo_masks`` (background score, CRF,
+    workers) with the sounding map ignored and these classes.
 
     Attributes:
-        audio_threshold: listening only: a frame is filled with its top audio class when that
-            class's sigmoid is >= this, else background (kept equal to pseudo_masks'.)
         visual_threshold: looking only: classes whose visual frame sigmoid is >= this get a CAM.
-        bg_score: looking only: background score b.
-        use_crf: looking only: refine with the dense CRF of ``evaluate.crf_params``.
-        workers: looking only: CRF processes.
     """
 
-    audio_threshold: float = 0.3
     visual_threshold: float = 0.5
-    bg_score: float = 0.2
-    use_crf: bool = True
-    workers: int = 2
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    """``evaluate`` (METHOD §5): the segmentation head, its training, CRF post-processing,
-    official-mode batching, baselines, plots (confusion sample stride, overlays)."""
+    """``evaluate`` (METHOD §5): the segmentation head, its training, CRF post-processing (with
+    ``pseudo_masks.crf``'s kernels), baselines, plots (confusion sample stride, overlays)."""
 
     features: Literal["patch", "final", "patch+final"] = "patch"
     hidden_dim: int = 64
@@ -111,12 +108,27 @@ class EvaluateConfig:
     lr: float = 0.001
     weight_decay: float = 0.0001
     crf: bool = False
-    crf_params: CRFConfig = CRFConfig()
-    official_batch_videos: int = 4
     baselines: BaselinesConfig = BaselinesConfig()
     confusion_stride: int = 8
     n_overlays: int = 12
     overlay_uid_contains: list[str] = field(default_factory=lambda: ["silent", "multi"])
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """``scoring``: how the official AVSBench scores are computed (``pcas_core.evaluation``),
+    for every stage that writes scores (``pseudo_masks``, ``evaluate``, ``pcas predict --root``).
+
+    Attributes:
+        official_batch_videos: videos per test batch of the official S4/MS3 scores, which average
+            per-batch means (``avs_s4/test.sh``: 4; AVSS ignores it).
+    """
+
+    official_batch_videos: int = 4
+
+    def __post_init__(self) -> None:
+        if self.official_batch_videos < 1:
+            raise ValueError(f"official_batch_videos must be >= 1, got {self.official_batch_videos}")
 
 
 @dataclass(frozen=True)
@@ -136,19 +148,17 @@ class PredictConfig:
 
     Attributes:
         fps: frames sampled per second (AVSBench: 1); frame i at (i + 0.5) / fps seconds.
-        audio_threshold: audio score from which predictions.json calls a class audible.
         overlay_alpha: colour weight on segmented pixels of the overlay video.
         batch_frames, batch_videos: head batch; videos per batch with ``--root``.
-        official_batch_videos: ``--root``: videos per official S4/MS3 test batch.
         models: the checkpoints.
+
+    predictions.json calls a class audible from ``pseudo_masks.audio_threshold`` (theta_a).
     """
 
     fps: int = 1
-    audio_threshold: float = 0.3
     overlay_alpha: float = 0.55
     batch_frames: int = 32
     batch_videos: int = 8
-    official_batch_videos: int = 4
     models: PredictModels = PredictModels()
 
     def __post_init__(self) -> None:

@@ -132,7 +132,7 @@ class TrainAudioConfig:
 
 @dataclass(frozen=True)
 class AlignConfig:
-    """``align``: Listening-before-Segmentation (METHOD §3, ``pcas_core.alignment``).
+    """``align``: Listening-before-Segmentation (METHOD §3, ``pcas_core.pipeline.align``).
 
     L = w_cls L_cls + [cmc] w_cmc L_cmc + [cmpc] w_cmpc L_cmpc + [cmcc] w_cmcc L_cmcc; every row of
     the paper's Table 4 is one ``dvc exp run -S align.cmc=... -S align.cmpc=... -S align.cmcc=...``.

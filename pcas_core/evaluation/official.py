@@ -1,0 +1,231 @@
+"""AVSBench scores as the official test scripts print them, quirks included (the ``official`` mode).
+
+:mod:`pcas_core.evaluation.metrics` holds the ``clean`` definitions; this module reproduces what
+``avs_scripts/avss/test.py`` and ``avs_scripts/avs_s4/test.py`` (also ``avs_ms3``) of
+OpenNLPLab/AVSBench print. Every quirk, with where it comes from:
+
+1. **AVSS padding.** ``avss/color_dataloader.py`` (``V2Dataset.__getitem__``) pads every video to
+   10 frames: a 5-frame video (``v1s``, ``v1m``) gets 5 extra input frames that are all zeros
+   *after* ImageNet normalisation (so the mean colour, "black" in its comments) and 5 labels that
+   are all background (class 0). ``avss/test.py`` scores all 10 frames, the padded ones with the
+   model's own prediction on that input (with the audio features of the padded steps zeroed,
+   ``vid_temporal_mask_flag``). :func:`padded_frames` counts them; the caller supplies each
+   predictor's prediction on the padded frame (:class:`OfficialAVSSAccumulator.update` with
+   ``count``).
+2. **AVSS IoU** (``avss/utils/compute_color_metrics.py``, ``_batch_miou_fscore``):
+   ``inter / (2.220446049250313e-16 + union)`` per frame and class, summed over frames; the count
+   of class c grows where its union is non-empty; F (beta^2 = 0.3, precision = inter/pred,
+   recall = inter/label, NaN -> 0) is summed the same way. ``test.py`` divides by the counts, sets
+   NaN (a class that never occurs) to 0 and averages over all 71 classes.
+3. **``miou_noBg`` / ``F_score_noBg``** (``avss/test.py``): ``mean(miou_pc[:-1])``, i.e. every class
+   but the *last* one (index 70, ``woman`` in ``label2idx.json``), not background (index 0), which
+   stays in. Reported here as ``miou_noBg`` / ``fscore_noBg`` under that exact definition.
+4. **S4/MS3 mIoU** (``avs_s4/utils/utility.py``, ``mask_iou``): per test batch, the mean over its
+   frames of ``inter / (union + 1e-7)`` of ``sigmoid(logit) > 0.5`` (here: probability > 0.5);
+   a frame with an empty ground truth scores its correctly predicted background pixels over all
+   pixels. ``test.py`` averages the batch means with equal weight (``pyutils.AverageMeter``), so a
+   short last batch weighs as much as a full one.
+5. **S4/MS3 F-score** (``Eval_Fmeasure``, ``_eval_pr``): per test batch, F(t) (beta^2 = 0.3) at the
+   255 float32 thresholds ``torch.linspace(0, 1 - 1e-10, 255)`` (the last one rounds to 1.0),
+   averaged over the batch's frames with a non-empty ground truth, maxed over t; a batch whose
+   ground truths are all empty scores 0 and still counts in the average. The number therefore
+   depends on the batch size (``test.sh``: ``--test_batch_size 4`` videos), a parameter here.
+
+Differences that remain (all below the printed precision): the official code counts in float32
+(``torch.histc``, sums), this module in float64; precision/recall use ``+1e-20`` denominators
+there and an exact 0 for 0/0 here (the same value); label pixels equal to ``ignore_index`` are
+excluded as in the clean mode (the official colour loader never produces them: unknown colours
+become background); prediction values outside ``[0, num_classes)`` count in no class, as
+``torch.histc`` ignores values outside its range.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pcas_core.data.constants import IGNORE_INDEX, NUM_CLASSES
+from pcas_core.evaluation.metrics import F_BETA2, _check_binary, _f_measure, _frame_pr_curve, avss_frame_stats
+
+__all__ = ["OFFICIAL_AVSS_FRAMES", "AVSS_IOU_EPS", "BINARY_IOU_EPS", "padded_frames",
+           "OfficialAVSSAccumulator", "official_thresholds", "batch_mask_iou", "batch_fmeasure",
+           "official_binary_scores"]
+
+OFFICIAL_AVSS_FRAMES = 10
+"""Frames every AVSS video is padded to (``color_dataloader.py``)."""
+
+AVSS_IOU_EPS = 2.220446049250313e-16
+"""Added to the union in the AVSS IoU (``_batch_miou_fscore``)."""
+
+BINARY_IOU_EPS = 1e-7
+"""Added to the union in the S4/MS3 IoU (``mask_iou``)."""
+
+
+def padded_frames(n_frames: np.ndarray | int) -> np.ndarray:
+    """Padded frames the official AVSS loader adds to videos of ``n_frames`` frames: ``max(10 - n, 0)``.
+
+    Args:
+        n_frames: ``(V,)`` int frames per video (or one int).
+
+    Returns:
+        ``(V,)`` int64 padded-frame counts (5 for a 5-frame v1s/v1m video, 0 for a 10-frame v2 one).
+
+    Raises:
+        ValueError: a count below 1.
+    """
+    n = np.asarray(n_frames, dtype=np.int64)
+    if (n < 1).any():
+        raise ValueError(f"every video needs at least one frame, got counts {n.tolist()}")
+    return np.maximum(OFFICIAL_AVSS_FRAMES - n, 0)
+
+
+class OfficialAVSSAccumulator:
+    """71-class mIoU and F-score as ``avss/test.py`` prints them (quirks 2 and 3 above).
+
+    Args:
+        num_classes: number of classes (71).
+        ignore_index: label value excluded from scoring (never present in official labels).
+        beta2: F-score beta^2 (0.3).
+    """
+
+    def __init__(self, num_classes: int = NUM_CLASSES, ignore_index: int = IGNORE_INDEX,
+                 beta2: float = F_BETA2) -> None:
+        self.num_classes, self.ignore_index, self.beta2 = num_classes, ignore_index, beta2
+        self.iou_sum = np.zeros(num_classes, dtype=np.float64)
+        self.f_sum = np.zeros(num_classes, dtype=np.float64)
+        self.count = np.zeros(num_classes, dtype=np.int64)
+        self.n_frames = 0
+
+    def update(self, pred: np.ndarray, label: np.ndarray, count: int = 1) -> None:
+        """Add a frame ``count`` times (``count`` > 1 for identical padded frames).
+
+        Args:
+            pred: ``(H, W)`` integer predicted class indices.
+            label: ``(H, W)`` integer ground-truth class indices.
+            count: how many identical frames this stands for (>= 0).
+
+        Raises:
+            ValueError: bad shapes or labels (:func:`pcas_core.evaluation.metrics.avss_frame_stats`), or a
+                negative ``count``.
+        """
+        if count < 0:
+            raise ValueError(f"count must be >= 0, got {count}")
+        inter, area_p, area_l = (a.astype(np.float64) for a in
+                                 avss_frame_stats(pred, label, self.num_classes, self.ignore_index))
+        union = area_p + area_l - inter
+        with np.errstate(divide="ignore", invalid="ignore"):
+            precision, recall = inter / area_p, inter / area_l
+        self.iou_sum += count * inter / (AVSS_IOU_EPS + union)
+        self.f_sum += count * _f_measure(precision, recall, self.beta2)
+        self.count += count * (union > 0)
+        self.n_frames += count
+
+    def compute(self) -> dict:
+        """Return ``miou``, ``fscore`` (mean over all classes, never-occurring ones 0),
+        ``miou_noBg``, ``fscore_noBg`` (the same over all classes but the last) and ``n_frames``;
+        scores are fractions in [0, 1]."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            iou = np.nan_to_num(self.iou_sum / self.count, nan=0.0)
+            fsc = np.nan_to_num(self.f_sum / self.count, nan=0.0)
+        return {"miou": float(iou.mean()), "fscore": float(fsc.mean()),
+                "miou_noBg": float(iou[:-1].mean()), "fscore_noBg": float(fsc[:-1].mean()),
+                "n_frames": self.n_frames}
+
+
+def official_thresholds(n_thresholds: int = 255) -> np.ndarray:
+    """The official float32 thresholds ``torch.linspace(0, 1 - 1e-10, n)``, as float64 values."""
+    return torch.linspace(0.0, 1.0 - 1e-10, n_thresholds, dtype=torch.float32).double().numpy()
+
+
+def batch_mask_iou(preds: np.ndarray, gts: np.ndarray) -> float:
+    """Official ``mask_iou`` of one test batch: mean over frames of ``inter / (union + 1e-7)``.
+
+    Args:
+        preds: ``(B, H, W)`` float foreground probabilities (binarised at ``> 0.5``).
+        gts: ``(B, H, W)`` {0, 1} ground truth.
+
+    Returns:
+        The batch mean in [0, 1]; a frame with an empty ground truth scores its true-negative
+        pixels over all pixels.
+
+    Raises:
+        ValueError: on mismatched or non-3-D shapes, or an empty batch.
+    """
+    _check_binary(preds, gts)
+    if len(preds) == 0:
+        raise ValueError("a test batch needs at least one frame")
+    p = (preds > 0.5).reshape(len(preds), -1)
+    g = gts.reshape(len(gts), -1) > 0
+    empty = ~g.any(axis=1)
+    inter = np.where(empty, (~p & ~g).sum(1), (p & g).sum(1)).astype(np.float64)
+    union = np.where(empty, p.shape[1], (p | g).sum(1)).astype(np.float64)
+    return float((inter / (union + BINARY_IOU_EPS)).mean())
+
+
+def batch_fmeasure(preds: np.ndarray, gts: np.ndarray, beta2: float = F_BETA2,
+                   n_thresholds: int = 255) -> float:
+    """Official ``Eval_Fmeasure`` of one test batch.
+
+    F(t) at :func:`official_thresholds`, averaged over the frames with a non-empty ground truth,
+    maxed over t.
+
+    Args:
+        preds: ``(B, H, W)`` float foreground probabilities in [0, 1].
+        gts: ``(B, H, W)`` {0, 1} ground truth.
+
+    Returns:
+        F in [0, 1]; 0.0 when every ground truth of the batch is empty (the official ``score``
+        stays all zeros).
+
+    Raises:
+        ValueError: on mismatched or non-3-D shapes.
+    """
+    _check_binary(preds, gts)
+    thresholds = official_thresholds(n_thresholds)
+    total, n = np.zeros(n_thresholds, dtype=np.float64), 0
+    for pred, gt in zip(preds.astype(np.float32), gts):
+        if not (gt > 0).any():
+            continue
+        total += _f_measure(*_frame_pr_curve(pred, gt, thresholds), beta2)
+        n += 1
+    return float((total / n).max()) if n else 0.0
+
+
+def official_binary_scores(preds: np.ndarray, gts: np.ndarray, videos: np.ndarray,
+                           batch_videos: int) -> dict:
+    """S4/MS3 ``mIoU`` and ``F-score`` as ``avs_s4/test.py`` / ``avs_ms3/test.py`` print them.
+
+    Frames are grouped into test batches of ``batch_videos`` consecutive videos (in the order the
+    videos first appear in ``videos``); each batch gets :func:`batch_mask_iou` and
+    :func:`batch_fmeasure`, and both are averaged over batches with equal weight.
+
+    Args:
+        preds: ``(M, H, W)`` float foreground probabilities in [0, 1].
+        gts: ``(M, H, W)`` {0, 1} ground truth.
+        videos: ``(M,)`` video id of each frame; a video's frames must be contiguous.
+        batch_videos: videos per official test batch (4 in the released ``test.sh``).
+
+    Returns:
+        dict ``miou``, ``fscore`` (fractions in [0, 1]), ``n_frames``, ``n_batches``.
+
+    Raises:
+        ValueError: on mismatched shapes, ``batch_videos < 1``, no frame, or a video whose frames
+            are not contiguous.
+    """
+    _check_binary(preds, gts)
+    videos = np.asarray(videos)
+    if len(videos) != len(preds) or len(preds) == 0:
+        raise ValueError(f"need one video id per frame and at least one frame, got {len(videos)} "
+                         f"ids for {len(preds)} frames")
+    if batch_videos < 1:
+        raise ValueError(f"batch_videos must be >= 1, got {batch_videos}")
+    starts = np.flatnonzero(np.r_[True, videos[1:] != videos[:-1]])
+    if len(set(videos[starts].tolist())) != len(starts):
+        raise ValueError("the frames of each video must be contiguous")
+    bounds = np.r_[starts[::batch_videos], len(videos)]
+    ious, fs = [], []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        ious.append(batch_mask_iou(preds[lo:hi], gts[lo:hi]))
+        fs.append(batch_fmeasure(preds[lo:hi], gts[lo:hi]))
+    return {"miou": float(np.mean(ious)), "fscore": float(np.mean(fs)), "n_frames": len(preds),
+            "n_batches": len(ious)}

@@ -1,0 +1,159 @@
+"""Stage ``align`` (METHOD §3, Listening-before-Segmentation): train the visual model further with
+the alignment objective (:func:`pcas_core.method.alignment.alignment_terms`: CMC, CMPC, CMCC beside
+L_cls) against frozen audio tokens, then pass every frame for the ``maps`` store (CAMs and sounding
+maps, read by the pseudo-masks)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from pcas_core.data.dataset import AVSData
+from pcas_core.data.loader import video_loader
+from pcas_core.data.table import VideoRows
+from pcas_core.method.alignment import alignment_terms
+from pcas_core.method.cam import sounding_map
+from pcas_core.models.align import AlignModel
+from pcas_core.models.visual import VisualClassifier
+from pcas_core.params import AlignConfig
+from pcas_core.runtime.curves import EpochCallback
+from pcas_core.runtime.distributed import batch_count, gather_in_order
+from pcas_core.runtime.fit import autocast, fit, to_device
+from pcas_core.runtime.resume import EpochCheckpoint
+from pcas_core.runtime.stage import RunEnv
+
+__all__ = ["build_align_model", "AlignInputs", "training_inputs", "train_alignment", "maps_pass"]
+
+
+def build_align_model(visual: VisualClassifier, audio_dim: int, cfg: AlignConfig) -> AlignModel:
+    """The :class:`AlignModel` of ``cfg`` around ``visual`` (the stage-1 classifier).
+
+    Args:
+        audio_dim: width Da of the audio tokens a_t.
+
+    Raises:
+        ValueError: with CMCC on, ``align.crop_size`` larger than the frames or not a multiple of
+            the backbone's token stride (ViT patch size, CNN/PVT feature stride: crops must tile
+            into whole cells of the token grid).
+    """
+    if cfg.cmcc:
+        img = int(visual.img_size)
+        stride = img // int(visual.grid[0])
+        if cfg.crop_size > img or cfg.crop_size % stride:
+            raise ValueError(f"align.crop_size {cfg.crop_size} must be <= the frame size {img} "
+                             f"and a multiple of the backbone's token stride {stride}")
+    return AlignModel(visual, audio_dim=audio_dim, embed_dim=cfg.embed_dim,
+                      hidden_dim=cfg.hidden_dim, shared_patch_head=cfg.shared_patch_head)
+
+
+class AlignInputs(NamedTuple):
+    """What alignment trains on.
+
+    Attributes:
+        clips: a video dataset yielding ``frames`` (T, 3, H, W), ``labels`` (C,), ``video``.
+        frames: its frame table (a ``video`` column, rows of a video together, in order).
+        audio_tokens: (M, Da) float32 frozen a_t of each row of ``frames``.
+    """
+
+    clips: Dataset
+    frames: pd.DataFrame
+    audio_tokens: np.ndarray
+
+
+def training_inputs(model: AlignModel, data: AVSData, audio_tokens: np.ndarray,
+                    cfg: AlignConfig, env: RunEnv) -> AlignInputs:
+    """The train split of ``data`` (clips normalised with the visual model's mean/std,
+    ``cfg.augment`` per clip, decoded by ``env.num_workers`` processes) with its frames' rows of
+    ``audio_tokens`` ((M, Da) a_t of every frame of ``data``, frame-table order)."""
+    train = data.split("train")
+    return AlignInputs(train.clips(model.visual.mean, model.visual.std,
+                                   augment=cfg.augment or None, num_workers=env.num_workers),
+                       train.frames, audio_tokens[data.frames_in("train")])
+
+
+def train_alignment(model: AlignModel, inputs: AlignInputs, cfg: AlignConfig, env: RunEnv, *,
+                    on_epoch: EpochCallback | None = None,
+                    checkpoint: EpochCheckpoint | None = None) -> list[dict[str, float]]:
+    """Train ``model`` in place with :func:`alignment_terms` (Adam, warm-up + cosine). Each
+    frame is a contrast item, labelled with its video's labels.
+
+    Args:
+        inputs: clips, their frame table and audio tokens (:func:`training_inputs`).
+        cfg: the ``align`` params; ``lr_backbone`` and ``lr_heads`` are the learning rates of the
+            visual backbone and of the heads (classifier and projections), the paper's two
+            module groups. The EMA head is not optimised.
+        env: seed (per-epoch shuffling ``seed + epoch`` and the crop positions), device, amp,
+            DataLoader workers, log.
+        on_epoch: per-epoch callback of :func:`pcas_core.runtime.fit.fit` (training curves).
+        checkpoint: resume checkpoint of :func:`pcas_core.runtime.fit.fit` (None: none written);
+            it also carries the crop-position generator (the EMA head is in the model's state).
+
+    Returns:
+        Per-epoch means of every term.
+    """
+    clips = inputs.clips
+    rows = VideoRows(inputs.frames)
+    audio = torch.from_numpy(np.ascontiguousarray(inputs.audio_tokens, dtype=np.float32))
+    steps = -(-len(clips) // cfg.batch_videos)
+    generator = torch.Generator().manual_seed(env.seed)
+    device = env.device
+
+    def batches(epoch: int):
+        return video_loader(clips, batch_videos=cfg.batch_videos, shuffle=True,
+                            seed=env.seed + epoch, ranks=True)
+
+    def compute_loss(batch):
+        return alignment_terms(model, cfg, to_device(batch["frames"], device),
+                               to_device(audio[rows.of(batch["video"])], device),
+                               to_device(batch["frame_video"], device),
+                               to_device(batch["labels"], device), generator)
+
+    heads = [p for n, p in model.named_parameters()
+             if not n.startswith("visual.backbone.") and p.requires_grad]
+    return fit(model, batches, compute_loss, epochs=cfg.epochs, steps_per_epoch=steps,
+               groups=[(model.visual.backbone.parameters(), cfg.lr_backbone),
+                       (heads, cfg.lr_heads)],
+               warmup_epochs=cfg.warmup_epochs, weight_decay=cfg.weight_decay, device=device,
+               amp=env.amp, logger=env.log, on_epoch=on_epoch,
+               checkpoint=checkpoint.with_generators(crops=generator) if checkpoint else None)
+
+
+@torch.no_grad()
+def maps_pass(model: AlignModel, clips: Dataset, frames: pd.DataFrame, audio_tokens: np.ndarray,
+              *, batch_videos: int, env: RunEnv,
+              ranks: bool = False) -> Iterator[dict[str, np.ndarray]]:
+    """The ``maps`` store's rows of every frame, one batch of videos at a time, in frame-table
+    order (so the store is written batch by batch).
+
+    Args:
+        clips: the videos of ``frames``, in its order.
+        frames: the frame table of ``clips``.
+        audio_tokens: (M, Da) float32 a_t of each frame row.
+        ranks: in a distributed run each process maps every world-th batch and every process
+            gets all batches in order (:func:`pcas_core.runtime.distributed.gather_in_order`).
+
+    Yields:
+        ``cam`` (m, C, h, w) float16 raw CAM_k = P_t W_v[k]; ``sounding`` (m, h, w) float32
+        S_t = minmax over patches of cos(g_p(P_t[i]), g_a(a_t)).
+    """
+    rows = VideoRows(frames)
+    audio = torch.from_numpy(np.ascontiguousarray(audio_tokens, dtype=np.float32))
+    device = env.device
+    model.to(device).eval()
+
+    def mapped():
+        for batch in video_loader(clips, batch_videos=batch_videos, shuffle=False, ranks=ranks):
+            with autocast(device, env.amp):
+                out = model(batch["frames"].to(device), audio[rows.of(batch["video"])].to(device))
+            tokens = out.visual.patch_tokens.float()
+            yield {"cam": model.visual.cam(tokens).cpu().numpy().astype(np.float16),
+                   "sounding": sounding_map(out.patch_emb.float(), out.audio_emb.float(),
+                                            model.visual.grid).cpu().numpy().astype(np.float32)}
+
+    yield from (gather_in_order(mapped(), batch_count(len(clips), batch_videos)) if ranks
+                else mapped())

@@ -1,0 +1,160 @@
+"""Stage ``evaluate`` (METHOD §5): a light segmentation head on the aligned model's tokens, trained
+with the training pseudo-masks (:func:`pcas_core.method.losses.segmentation_ce`), then the test
+split predicted (:mod:`pcas_core.pipeline.inference`) and scored in both metric modes beside the
+test pseudo-masks and the sanity baselines, with the pictures people look at."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from pcas_core.data.constants import IGNORE_INDEX
+from pcas_core.data.dataset import AVSData
+from pcas_core.evaluation.baselines import sanity_baselines
+from pcas_core.evaluation.scoring import (Prediction, metrics_file, score, score_by_subset,
+                                          scored_class_names, scored_frames, scored_labels)
+from pcas_core.evaluation.visualize import Overlay, confusion_rows, pick_overlay_frames
+from pcas_core.method.crf import DenseCRF
+from pcas_core.method.losses import segmentation_ce
+from pcas_core.models.heads import SegmentationHead
+from pcas_core.models.visual import VisualClassifier
+from pcas_core.params import EvaluateConfig, PseudoMasksConfig, ScoringConfig
+from pcas_core.pipeline.inference import head_inputs, predict_test_split
+from pcas_core.runtime.curves import EpochCallback
+from pcas_core.runtime.distributed import rank_batches
+from pcas_core.runtime.fit import fit
+from pcas_core.runtime.resume import EpochCheckpoint
+from pcas_core.runtime.stage import RunEnv
+from pcas_core.storage.stores import read_rows
+
+__all__ = ["training_tokens", "build_head", "train_head", "Evaluation",
+           "evaluate_test_split"]
+
+
+def training_tokens(visual: VisualClassifier, data: AVSData, cfg: EvaluateConfig,
+                    env: RunEnv) -> torch.Tensor:
+    """The head's input tokens (``cfg.features``) of every training frame, once (the backbone
+    is frozen here): (M_train, N, D') float32 on the CPU, in frame-table order. Every process of
+    a distributed run gets all of them."""
+    train = data.split("train")
+    return head_inputs(visual, train.clips(visual.mean, visual.std, num_workers=env.num_workers),
+                       features=cfg.features, batch_videos=cfg.batch_videos, env=env, ranks=True)
+
+
+def build_head(tokens: torch.Tensor, data: AVSData, visual: VisualClassifier,
+               cfg: EvaluateConfig) -> SegmentationHead:
+    """The head of ``cfg`` for tokens of this width on ``visual``'s grid, predicting the
+    dataset's classes (background included)."""
+    return SegmentationHead(in_dim=tokens.shape[-1], num_classes=data.labels.shape[1] + 1,
+                            grid=visual.grid, hidden_dim=cfg.hidden_dim)
+
+
+def train_head(head: SegmentationHead, tokens: torch.Tensor, masks: np.ndarray,
+               cfg: EvaluateConfig, env: RunEnv, *, on_epoch: EpochCallback | None = None,
+               checkpoint: EpochCheckpoint | None = None) -> list[dict[str, float]]:
+    """Train ``head`` in place: cross-entropy of its upsampled logits against the pseudo-masks.
+
+    The loss is computed at ``cfg.train_size`` pixels: masks are brought there with
+    nearest-neighbour sampling and the logits upsampled to it (saves memory and time over the
+    full frame; the head only sees a patch grid anyway); class 0 weighs
+    ``cfg.background_weight``, 255 is ignored.
+
+    Args:
+        tokens: (M, N, D) float32 head input tokens of the training frames.
+        masks: (M, H, W) uint8 pseudo-masks (class index, 255 ignored).
+        env: seed (per-epoch shuffling ``seed + epoch``), device, log.
+        on_epoch: per-epoch callback of :func:`pcas_core.runtime.fit.fit` (training curves).
+        checkpoint: resume checkpoint of :func:`pcas_core.runtime.fit.fit` (None: none written).
+
+    Raises:
+        ValueError: as many tokens as masks are needed.
+    """
+    if len(tokens) != len(masks):
+        raise ValueError(f"{len(tokens)} frames of tokens but {len(masks)} pseudo-masks")
+    size = (cfg.train_size, cfg.train_size)
+    target = F.interpolate(torch.from_numpy(masks)[:, None].float(), size=size,
+                           mode="nearest")[:, 0].long()
+    device = env.device
+
+    def batches(epoch: int) -> DataLoader:
+        gen = torch.Generator().manual_seed(env.seed + epoch)
+        return DataLoader(TensorDataset(tokens, target), generator=gen, batch_sampler=rank_batches(
+            len(tokens), cfg.batch_frames, shuffle=True, generator=gen))
+
+    def compute_loss(batch):
+        x, y = (t.to(device) for t in batch)
+        return {"loss": segmentation_ce(head(x, size), y, background_weight=cfg.background_weight,
+                                        ignore_index=IGNORE_INDEX)}
+
+    return fit(head, batches, compute_loss, epochs=cfg.epochs,
+               steps_per_epoch=-(-len(tokens) // cfg.batch_frames),
+               groups=[(head.parameters(), cfg.lr)], weight_decay=cfg.weight_decay,
+               device=device, logger=env.log, on_epoch=on_epoch, checkpoint=checkpoint)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What ``evaluate`` writes.
+
+    Attributes:
+        metrics: the metrics file (:func:`pcas_core.evaluation.scoring.metrics_file`): the head in
+            both modes (and per subset), beside ``pseudo_masks`` and ``baseline.*``.
+        per_class: columns ``class``, ``iou`` (clean mode, classes that occur).
+        confusion: columns ``actual``, ``predicted``: one sampled foreground pixel per row.
+        overlays: the frames to draw. class_names: names of the scored label space.
+    """
+
+    metrics: dict
+    per_class: pd.DataFrame
+    confusion: pd.DataFrame
+    overlays: list[Overlay]
+    class_names: list[str]
+
+
+def evaluate_test_split(visual: VisualClassifier, head: SegmentationHead, data: AVSData,
+                        cfg: EvaluateConfig, masks: PseudoMasksConfig, scoring: ScoringConfig,
+                        env: RunEnv, *, pseudo_store: Path, audio_store: Path,
+                        visual_store: Path, maps_store: Path) -> Evaluation:
+    """Predict the test split with the head (CRF with ``masks.crf`` when ``cfg.crf``) and score it
+    in the clean and official modes beside the test pseudo-masks and the sanity baselines
+    (:func:`pcas_core.evaluation.baselines.sanity_baselines`), which read the ``audio``,
+    ``visual`` and ``maps`` stores.
+
+    Args:
+        visual: the aligned visual model. head: the trained head.
+        masks: the ``pseudo_masks`` section (theta_a, CRF kernels, workers of the baselines).
+        scoring: the ``scoring`` section.
+
+    Raises:
+        ValueError: a test frame without mask, or a frame missing from a store (names it).
+    """
+    kind, test = data.dataset, data.split("test")
+    scored = scored_frames(test.frames, require_all=True)
+    method, images, pad = predict_test_split(
+        visual, head, test, features=cfg.features, batch_videos=cfg.batch_videos,
+        batch_frames=cfg.batch_frames, env=env, crf=DenseCRF(masks.crf) if cfg.crf else None)
+    baselines = sanity_baselines(images, read_rows(audio_store, "audio", scored, ["logits"])["logits"],
+                                 read_rows(maps_store, "maps", scored, ["cam"])["cam"],
+                                 read_rows(visual_store, "visual", scored, ["logits"])["logits"],
+                                 padded_image=pad.image, padded_cam=pad.cam,
+                                 padded_logits=pad.logits, cfg=cfg.baselines, masks=masks)
+    pseudo = Prediction(read_rows(pseudo_store, "pseudo_masks", scored, ["mask"])["mask"])
+    gts, batch = test.masks(), scoring.official_batch_videos
+    scores = score_by_subset(kind, method, gts, scored, batch_videos=batch)
+    refs = {"pseudo_masks": pseudo, **{f"baseline.{k}": v for k, v in baselines.items()}}
+    metrics = metrics_file(kind, "test", scores, {
+        name: score(kind, pred, gts, scored, batch_videos=batch) for name, pred in refs.items()})
+    names = scored_class_names(kind, data.class_names)
+    shown = scored_labels(kind, method.masks)  # binary kinds: foreground, as scored
+    per_class = pd.DataFrame({"class": names, "iou": scores["clean"]["per_class_iou"]}).dropna()
+    confusion = pd.DataFrame(confusion_rows(shown, gts, names, cfg.confusion_stride),
+                             columns=["actual", "predicted"])
+    overlays = [Overlay(f"{scored.uid[i]}_{scored.frame[i]}", images[i], gts[i], shown[i])
+                for i in pick_overlay_frames(scored, cfg.n_overlays, cfg.overlay_uid_contains)]
+    return Evaluation(metrics, per_class, confusion, overlays, names)

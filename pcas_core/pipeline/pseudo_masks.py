@@ -1,0 +1,192 @@
+"""Stage ``pseudo_masks`` (METHOD §4): the per-frame pseudo-mask formula
+(:func:`pcas_core.method.pseudo_masks.frame_pseudo_mask`) over a whole dataset, chunk by chunk, in
+worker processes (frames are independent).
+
+For each chunk of :data:`pcas_core.data.chunks.CHUNK_FRAMES` frames the pass reads that chunk's
+rows of the ``maps`` and ``audio`` stores, makes the pseudo-masks in the worker pool (frames are
+decoded there) and yields them for the ``pseudo_masks`` store, so memory stays that of one chunk
+whatever the dataset size. In a distributed run (:mod:`pcas_core.runtime.distributed`, processes
+on one or several machines) chunk ``i`` is made by rank ``i % world`` and every rank gets every
+chunk in order: each frame's mask depends on that frame only, so the store is the one of a single
+process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pcas_core.data.chunks import CHUNK_FRAMES, row_chunks
+from pcas_core.data.dataset import AVSData
+from pcas_core.method.pseudo_masks import frame_pseudo_mask
+from pcas_core.params import PseudoMasksConfig
+from pcas_core.runtime.distributed import gather_in_order, rank, world_size
+from pcas_core.evaluation.scoring import Prediction, metrics_file, score_by_subset, scored_frames
+from pcas_core.storage.stores import StoreReader, read_rows, store_rows
+
+__all__ = ["PseudoMaskPool", "pseudo_masks", "pseudo_mask_pass", "train_split_scores"]
+
+
+def _frame_job(args: tuple[Any, ...]) -> np.ndarray:
+    """Top-level (picklable, spawn-safe) wrapper: ``frame_pseudo_mask(*args)``; an image given as
+    a callable (e.g. ``functools.partial(load_frame, path, size, mode)``) is decoded here, in the
+    worker, so frames never travel between processes and decoding runs in parallel too."""
+    image, *rest = args
+    return frame_pseudo_mask(image() if callable(image) else image, *rest)
+
+
+def _limit_threads() -> None:
+    """Pool initializer: one torch thread per worker process, so workers do not oversubscribe."""
+    torch.set_num_threads(1)
+
+
+class PseudoMaskPool:
+    """Worker processes that make pseudo-masks, kept for many calls of :meth:`run` (one per chunk
+    of frames), or this process when ``workers == 1``. Use as a context manager.
+
+    Results do not depend on ``workers``: frames are independent, computed by the same function,
+    and ``Pool.imap`` keeps their order.
+
+    Args:
+        cfg: :class:`PseudoMasksConfig`.
+        workers: processes to use; 1 runs in this process.
+        mp_context: multiprocessing start method ("spawn" is safe with torch's thread pools).
+
+    Raises:
+        ValueError: ``workers < 1``.
+    """
+
+    def __init__(self, cfg: PseudoMasksConfig, workers: int = 1, mp_context: str = "spawn") -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.cfg, self.workers = cfg, workers
+        self._pool = (multiprocessing.get_context(mp_context).Pool(workers, initializer=_limit_threads)
+                      if workers > 1 else None)
+
+    def __enter__(self) -> PseudoMaskPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.terminate() if exc[0] is not None else self._pool.close()
+            self._pool.join()
+
+    def run(self, images: Sequence[Any], cams: np.ndarray, sounding: np.ndarray,
+            audio_logits: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """Pseudo-masks of m frames (:func:`pcas_core.method.pseudo_masks.frame_pseudo_mask`).
+
+        Args:
+            images: m frames, each ``(H, W, 3)`` uint8 or a callable returning one (decoded in
+                the worker); every frame is ``shape`` = (H, W).
+            cams: ``(m, K, h, w)`` float32 raw CAMs.
+            sounding: ``(m, h, w)`` float32 sounding maps.
+            audio_logits: ``(m, K)`` float32 audio logits.
+            shape: (H, W) of every frame, in pixels.
+
+        Returns:
+            ``(m, H, W)`` uint8 masks.
+
+        Raises:
+            ValueError: if the leading dims disagree or a layout is wrong.
+        """
+        if cams.ndim != 4 or sounding.ndim != 3 or audio_logits.ndim != 2:
+            raise ValueError("expected cams M x K x h x w, sounding M x h x w, audio_logits M x K")
+        m = len(images)
+        if not cams.shape[0] == sounding.shape[0] == audio_logits.shape[0] == m:
+            counts = (m, cams.shape[0], sounding.shape[0], audio_logits.shape[0])
+            raise ValueError(f"frame counts (images, cams, sounding, audio_logits) differ: {counts}")
+        jobs = ((images[i], cams[i], sounding[i], audio_logits[i], self.cfg) for i in range(m))
+        out = np.empty((m, *shape), dtype=np.uint8)
+        if self._pool is None or m <= 1:
+            results = map(_frame_job, jobs)
+        else:
+            results = self._pool.imap(_frame_job, jobs, chunksize=max(1, m // (self.workers * 4)))
+        for i, mask in enumerate(results):
+            out[i] = mask
+        return out
+
+
+def pseudo_masks(
+    images: np.ndarray,
+    cams: np.ndarray,
+    sounding: np.ndarray,
+    audio_logits: np.ndarray,
+    cfg: PseudoMasksConfig,
+    *,
+    workers: int = 1,
+    mp_context: str = "spawn",
+) -> np.ndarray:
+    """Pseudo-masks of M independent frames, optionally over a ``multiprocessing`` pool
+    (:class:`PseudoMaskPool` for one call; keep a pool for many chunks).
+
+    Args:
+        images: ``(M, H, W, 3)`` uint8 frames.
+        cams: ``(M, K, h, w)`` float32 raw CAMs.
+        sounding: ``(M, h, w)`` float32 sounding maps.
+        audio_logits: ``(M, K)`` float32 audio logits.
+        cfg: :class:`PseudoMasksConfig`.
+        workers: processes to use; 1 runs in this process.
+        mp_context: multiprocessing start method ("spawn" is safe with torch's thread pools).
+
+    Returns:
+        ``(M, H, W)`` uint8 masks (see :func:`pcas_core.method.pseudo_masks.frame_pseudo_mask`).
+
+    Raises:
+        ValueError: if the leading dims disagree, a layout is wrong, or ``workers < 1``.
+    """
+    if images.ndim != 4:
+        raise ValueError("expected images M x H x W x 3")
+    with PseudoMaskPool(cfg, workers, mp_context) as pool:
+        return pool.run(images, cams, sounding, audio_logits, images.shape[1:3])
+
+
+def pseudo_mask_pass(data: AVSData, maps: StoreReader, audio: StoreReader, pool: PseudoMaskPool,
+                     *, chunk_frames: int = CHUNK_FRAMES) -> Iterator[dict[str, np.ndarray]]:
+    """The ``pseudo_masks`` store's rows of every frame of ``data``, chunk by chunk in frame-table
+    order.
+
+    Args:
+        data: the dataset; its frame table gives the rows.
+        maps: open ``maps`` store (``cam``, ``sounding``) covering every frame.
+        audio: open ``audio`` store (``logits``) covering every frame.
+        pool: the worker pool with the pseudo-mask configuration.
+        chunk_frames: frames per chunk (memory bound; results do not depend on it).
+
+    Yields:
+        ``mask`` (m, img_size, img_size) uint8 class indices, 255 = ignore.
+
+    Raises:
+        ValueError: a frame missing from a store (names the store).
+    """
+    m_rows = store_rows(maps.keys, data.frames, source=maps.path)
+    a_rows = store_rows(audio.keys, data.frames, source=audio.path)
+    images = data.frame_images()
+    size = (data.img_size, data.img_size)
+    chunks = list(row_chunks(len(data.frames), chunk_frames))
+
+    def made():
+        for rows in chunks[rank()::world_size()]:
+            yield pool.run([images.loader(i) for i in range(rows.start, rows.stop)],
+                           maps.rows("cam", m_rows[rows]).astype(np.float32),
+                           maps.rows("sounding", m_rows[rows]),
+                           audio.rows("logits", a_rows[rows]), size)
+
+    for masks in gather_in_order(made(), len(chunks)):
+        yield {"mask": masks}
+
+
+def train_split_scores(store: Path, data: AVSData, *, official_batch_videos: int) -> dict:
+    """The metrics file of the pseudo-masks in ``store`` on ``data``'s train split, against the
+    ground truth where a frame has it (evaluation only; both modes, per subset; the official
+    S4/MS3 scores average batches of ``official_batch_videos`` videos)."""
+    train = data.split("train")
+    scored = scored_frames(train.frames, require_all=False)
+    masks = Prediction(read_rows(store, "pseudo_masks", scored, ["mask"])["mask"])
+    return metrics_file(data.dataset, "train", score_by_subset(
+        data.dataset, masks, train.masks(), scored, batch_videos=official_batch_videos), {})

@@ -1,0 +1,235 @@
+"""Stage ``train_audio`` (METHOD §2, Listening): train the TVP audio encoder on video-level labels,
+with each frame's pooled patch token v_t (the ``visual`` store) as the prompt of its second of
+audio, then pass every video for the ``audio`` store (a_t and s_t of every frame)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from pcas_core.audio.front_end import AST_CLOCK, FrameTiming, store_timing
+from pcas_core.data.dataset import AVSData
+from pcas_core.data.table import VideoRows
+from pcas_core.method.losses import video_bce
+from pcas_core.models.ast_init import init_audio_encoder
+from pcas_core.models.tvp import TVPAudioEncoder, tvp_model_config
+from pcas_core.params import TrainAudioConfig
+from pcas_core.runtime.curves import EpochCallback
+from pcas_core.runtime.distributed import batch_count, gather_in_order, rank_batches
+from pcas_core.runtime.fit import autocast, fit
+from pcas_core.runtime.resume import EpochCheckpoint
+from pcas_core.runtime.stage import RunEnv
+from pcas_core.storage.stores import StoreReader, read_rows, store_rows
+from pcas_core.storage.views import StoreRowsView
+
+__all__ = ["AudioInputs", "audio_inputs", "build_audio_encoder", "train_audio_encoder",
+           "encode_steps", "audio_pass", "frame_steps", "step_prompts", "steps_to_frames"]
+
+
+def frame_steps(frames: pd.DataFrame) -> np.ndarray:
+    """Time step t of every frame: its position within its video (frame k covers second k).
+
+    Args:
+        frames: frame table with columns ``video`` and ``frame``, grouped by video in order.
+
+    Returns:
+        (M,) int64 step index.
+    """
+    return frames.groupby("video", sort=False).cumcount().to_numpy(dtype=np.int64)
+
+
+def step_prompts(frames: pd.DataFrame, pooled_patch: np.ndarray, n_videos: int,
+                 max_steps: int) -> np.ndarray:
+    """Gather v_t of every frame into a (V, max_steps, D) float32 prompt array, zero-padded.
+
+    Raises:
+        ValueError: a video has more frames than ``max_steps``.
+    """
+    steps = frame_steps(frames)
+    if steps.max(initial=0) >= max_steps:
+        raise ValueError(f"a video has {steps.max() + 1} frames but the audio encoder takes "
+                         f"at most max_steps={max_steps}")
+    out = np.zeros((n_videos, max_steps, pooled_patch.shape[1]), dtype=np.float32)
+    out[frames["video"].to_numpy(), steps] = pooled_patch
+    return out
+
+
+def steps_to_frames(per_step: np.ndarray, frames: pd.DataFrame) -> np.ndarray:
+    """Pick, for every frame row, its video's entry at the frame's step: (V, T, ...) -> (M, ...)."""
+    return per_step[frames["video"].to_numpy(), frame_steps(frames)]
+
+
+@dataclass(frozen=True)
+class AudioInputs:
+    """What the TVP encoder reads of each of V videos (row v = video v of the dataset).
+
+    Attributes:
+        fbank: (V, L, n_mels) float32 normalised fbank, read from the store row by row
+            (:class:`pcas_core.storage.views.StoreRowsView`) or a tensor.
+        prompts: (V, max_steps, Dv) float32 frozen v_t, zero-padded; None for plain AST
+            (``train_audio.tvp: false``).
+        prompt_dim: Dv, the width of v_t (recorded in the encoder's config even without prompts).
+        n_steps: (V,) int64 frames (= seconds) of each video.
+        labels: (V, C) float32 video-level labels.
+        clock: the frame clock and front end of ``fbank`` (default: the AST fbank at 10 ms).
+    """
+
+    fbank: Any
+    prompts: torch.Tensor | None
+    prompt_dim: int
+    n_steps: torch.Tensor
+    labels: torch.Tensor
+    clock: FrameTiming = AST_CLOCK
+
+    def videos(self, index: torch.Tensor) -> AudioInputs:
+        """The inputs of the videos ``index`` ((V',) int64 or (V,) bool), in that order."""
+        return AudioInputs(self.fbank[index],
+                           self.prompts[index] if self.prompts is not None else None,
+                           self.prompt_dim, self.n_steps[index], self.labels[index], self.clock)
+
+
+def audio_inputs(data: AVSData, fbank: StoreReader, visual_store: Path,
+                 cfg: TrainAudioConfig) -> AudioInputs:
+    """Every video's encoder inputs: its fbank rows of the open ``fbank`` store (read on demand,
+    valid while the store is open), its step count, and its frames' v_t from ``visual_store`` as
+    prompts (when ``cfg.tvp``); the store's frame clock from the params it was made with.
+
+    Raises:
+        ValueError: a video or frame missing from a store (names the store), or a video longer
+            than ``train_audio.model.max_steps``.
+    """
+    pooled = read_rows(visual_store, "visual", data.frames, ["pooled_patch"])["pooled_patch"]
+    rows = store_rows(fbank.keys, data.metadata, source=fbank.path)
+    prompts = torch.from_numpy(step_prompts(data.frames, pooled, len(data.metadata),
+                                            cfg.model.max_steps)) if cfg.tvp else None
+    return AudioInputs(StoreRowsView(fbank, "fbank", rows), prompts, int(pooled.shape[1]),
+                       torch.from_numpy(fbank.rows("n_steps", rows).astype(np.int64)),
+                       torch.from_numpy(data.labels), store_timing(fbank.path))
+
+
+def build_audio_encoder(inputs: AudioInputs, cfg: TrainAudioConfig
+                        ) -> tuple[TVPAudioEncoder, dict[str, Any]]:
+    """The encoder of ``cfg`` for these inputs' shapes and classes, initialised as
+    ``cfg.init`` says, with its constructor config (saved in its checkpoint).
+
+    Raises:
+        FileNotFoundError / ValueError: as :func:`pcas_core.models.ast_init.init_audio_encoder`;
+            ``encoder: aisfx`` on features of another front end.
+    """
+    clock = inputs.clock
+    config = tvp_model_config(cfg, num_classes=inputs.labels.shape[1],
+                              target_length=inputs.fbank.shape[1], n_mels=inputs.fbank.shape[2],
+                              prompt_dim=inputs.prompt_dim, frames_per_second=clock.frames_per_second,
+                              frame_offset=clock.frame_offset, front_end=clock.front_end)
+    model = TVPAudioEncoder(**config)
+    init_audio_encoder(model, cfg.init)
+    return model, config
+
+
+def _loader(tensors: list[Any], batch: int, shuffle: bool, seed: int,
+            ranks: bool = False) -> DataLoader:
+    gen = torch.Generator().manual_seed(seed) if shuffle else None
+    return DataLoader(TensorDataset(*tensors), generator=gen, batch_sampler=rank_batches(
+        len(tensors[0]), batch, shuffle=shuffle, generator=gen, split=ranks))
+
+
+def train_audio_encoder(model: TVPAudioEncoder, inputs: AudioInputs, cfg: TrainAudioConfig,
+                        env: RunEnv, *, on_epoch: EpochCallback | None = None,
+                        checkpoint: EpochCheckpoint | None = None) -> list[dict[str, float]]:
+    """BCE of the step logits pooled over valid steps against the video labels (METHOD §2).
+
+    Args:
+        inputs: the training videos (:meth:`AudioInputs.videos`).
+        env: seed (per-epoch shuffling ``seed + epoch``), device, amp, log.
+        on_epoch: per-epoch callback of :func:`pcas_core.runtime.fit.fit` (training curves).
+        checkpoint: resume checkpoint of :func:`pcas_core.runtime.fit.fit` (None: none written).
+
+    Returns:
+        Per-epoch mean losses.
+    """
+    n = len(inputs.fbank)
+    prompts = inputs.prompts
+    tensors = [inputs.fbank, prompts if prompts is not None else torch.zeros(n, 1, 1),
+               inputs.n_steps, inputs.labels]
+    device = env.device
+
+    def compute_loss(batch):
+        fb, pr, ns, y = (t.to(device) for t in batch)
+        out = model(fb, pr if prompts is not None else None, ns)
+        return {"loss": video_bce(out.video_logits.float(), y)}
+
+    return fit(model, lambda e: _loader(tensors, cfg.batch_videos, True, env.seed + e, ranks=True),
+               compute_loss, epochs=cfg.epochs, steps_per_epoch=-(-n // cfg.batch_videos),
+               groups=[(model.parameters(), cfg.lr)], warmup_epochs=cfg.warmup_epochs,
+               weight_decay=cfg.weight_decay, device=device, amp=env.amp, logger=env.log,
+               on_epoch=on_epoch, checkpoint=checkpoint)
+
+
+@torch.no_grad()
+def _step_batches(model: TVPAudioEncoder, fbank: Any, prompts: torch.Tensor | None,
+                  n_steps: torch.Tensor, *, batch_videos: int, env: RunEnv,
+                  ranks: bool) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(step tokens (b, T, D), step logits (b, T, C)) float32 of consecutive batches of videos."""
+    device = env.device
+    model.to(device).eval()
+    prompt_t = prompts if prompts is not None else torch.zeros(len(fbank), 1, 1)
+
+    def encoded():
+        for fb, pr, ns in _loader([fbank, prompt_t, n_steps], batch_videos, False, 0, ranks):
+            with autocast(device, env.amp):
+                out = model(fb.to(device), pr.to(device) if prompts is not None else None,
+                            ns.to(device))
+            yield out.step_tokens.float().cpu().numpy(), out.step_logits.float().cpu().numpy()
+
+    yield from (gather_in_order(encoded(), batch_count(len(fbank), batch_videos)) if ranks
+                else encoded())
+
+
+def encode_steps(model: TVPAudioEncoder, fbank: Any, prompts: torch.Tensor | None,
+                 n_steps: torch.Tensor, *, batch_videos: int,
+                 env: RunEnv) -> tuple[np.ndarray, np.ndarray]:
+    """Per-step audio tokens and logits of V videos (e.g. the phases of ``pcas predict``).
+
+    Args:
+        fbank: (V, L, n_mels) float32; prompts: (V, T, Dv) float32 or None; n_steps: (V,) int64.
+
+    Returns:
+        ``(step_tokens (V, T, D), step_logits (V, T, C))`` float32 NumPy.
+    """
+    parts = list(_step_batches(model, fbank, prompts, n_steps, batch_videos=batch_videos,
+                               env=env, ranks=False))
+    return np.concatenate([t for t, _ in parts]), np.concatenate([lg for _, lg in parts])
+
+
+def audio_pass(model: TVPAudioEncoder, inputs: AudioInputs, frames: pd.DataFrame, *,
+               batch_videos: int, env: RunEnv,
+               ranks: bool = False) -> Iterator[dict[str, np.ndarray]]:
+    """The ``audio`` store's rows of every frame, one batch of videos at a time, in frame-table
+    order: each frame gets its video's a_t and s_t at the frame's step.
+
+    Args:
+        inputs: every video of ``frames`` (video v = row v).
+        frames: the frame table (grouped by video in order).
+        ranks: in a distributed run each process encodes every world-th batch and every process
+            gets all batches in order.
+
+    Yields:
+        ``audio_token`` (m, D) and ``logits`` (m, C) float32.
+    """
+    rows, steps = VideoRows(frames), frame_steps(frames)
+    batches = _step_batches(model, inputs.fbank, inputs.prompts, inputs.n_steps,
+                            batch_videos=batch_videos, env=env, ranks=ranks)
+    for b, (tokens, logits) in enumerate(batches):
+        first = b * batch_videos
+        videos = torch.arange(first, first + len(tokens))
+        frame_rows = rows.of(videos)
+        video = frames["video"].to_numpy()[frame_rows] - first
+        yield {"audio_token": tokens[video, steps[frame_rows]],
+               "logits": logits[video, steps[frame_rows]]}

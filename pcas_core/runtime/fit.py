@@ -1,0 +1,187 @@
+"""A plain training loop: Adam with linear warm-up then cosine decay, optional CUDA autocast,
+per-term loss logging and an optional per-epoch callback (training curves). Stages pass a
+``compute_loss`` that returns every term by name."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import warnings
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from pcas_core.runtime import distributed
+from pcas_core.runtime.resume import EpochCheckpoint, Restored
+
+__all__ = ["make_optimizer", "warmup_cosine", "fit", "autocast", "to_device", "host_syncs",
+           "FINITE_CHECK_EVERY"]
+
+#: Steps between the host's looks at the loss (each look waits for the device). Between looks the
+#: per-term sums stay on the device, so a step never waits for the GPU; a NaN is caught at most
+#: this many steps late, and always before the epoch's checkpoint is written.
+FINITE_CHECK_EVERY = 50
+
+
+def make_optimizer(groups: list[tuple[Iterable[nn.Parameter], float]],
+                   weight_decay: float = 0.0) -> torch.optim.Adam:
+    """Adam over parameter groups, each ``(params, learning_rate)``.
+
+    The paper trains two module groups at learning rates 0.0006 and 0.0012 (PCAS §4.1).
+    """
+    return torch.optim.Adam([{"params": list(p), "lr": lr} for p, lr in groups],
+                            weight_decay=weight_decay)
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, *, total_steps: int,
+                  warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up from 0 over ``warmup_steps`` optimiser steps, then cosine decay to 0."""
+    total_steps = max(total_steps, 1)
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on CUDA when ``enabled``; a no-op context otherwise (CPU runs in float32)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def to_device(tensor: Tensor, device: torch.device) -> Tensor:
+    """Copy a batch tensor to ``device`` without making the host wait for the GPU.
+
+    On CUDA the tensor is first put in page-locked memory (unless it is already there, as
+    ``DataLoader(pin_memory=True)`` batches are), since a copy from pageable memory may wait for
+    the stream; the copy is then queued with ``non_blocking=True``. On the CPU it is ``.to``.
+    """
+    if device.type == "cuda" and tensor.device.type == "cpu" and not tensor.is_pinned():
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
+
+
+def host_syncs(step: Callable[[], Any]) -> int:
+    """How many times one call of ``step`` makes the host wait for the GPU, counted by
+    ``torch.cuda.set_sync_debug_mode("warn")`` (each synchronising call warns once).
+
+    Raises:
+        RuntimeError: CUDA is not available.
+    """
+    if not torch.cuda.is_available():
+        raise RuntimeError("host_syncs counts CUDA synchronisations; CUDA is not available")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            step()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
+        compute_loss: Callable[[Any], dict[str, Tensor]], *, epochs: int, steps_per_epoch: int,
+        groups: list[tuple[Iterable[nn.Parameter], float]], warmup_epochs: float = 0.0,
+        weight_decay: float = 0.0, grad_clip: float = 0.0, device: torch.device,
+        amp: bool = False, logger: logging.Logger | None = None,
+        on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+        checkpoint: EpochCheckpoint | None = None) -> list[dict[str, float]]:
+    """Train ``model`` in place.
+
+    Args:
+        batches: ``epoch -> iterable of batches`` (so each epoch can reshuffle from its own seed).
+        compute_loss: batch -> dict of scalar tensors; key ``"loss"`` is optimised, every key is
+            logged as its epoch mean.
+        epochs, steps_per_epoch: schedule length (steps_per_epoch sizes the LR schedule).
+        groups: ``(parameters, learning rate)`` per module group.
+        warmup_epochs: linear warm-up length in epochs.
+        grad_clip: max global gradient norm (0: no clipping).
+        device: where the model runs (batches are moved by ``compute_loss``).
+        amp: bfloat16 autocast on CUDA.
+        on_epoch: called after each epoch with ``(epoch (0-based), values)``: the epoch mean of
+            every logged term plus ``lr``, the first parameter group's learning rate at the end
+            of the epoch (e.g. :func:`pcas_core.runtime.curves.epoch_curves` for DVCLive curves);
+            rank 0 only in a distributed run.
+        checkpoint: written after each epoch; when it resumes, training continues after its
+            epoch and ``on_epoch`` is first replayed for the finished epochs
+            (:class:`pcas_core.runtime.resume.EpochCheckpoint`), so weights, history and curves equal an
+            uninterrupted run's. Rank 0 alone writes it; every rank restores it.
+
+    Several processes (:mod:`pcas_core.runtime.distributed`): ``batches`` yields this rank's share of
+    each global batch, ``compute_loss`` runs inside ``DistributedDataParallel`` (gradients
+    averaged over ranks) and the logged epoch means are averaged over ranks, i.e. the global
+    values when each term is a :func:`pcas_core.runtime.distributed.mean_over_ranks`.
+
+    Returns:
+        One dict per epoch with the mean of each logged term.
+
+    Raises:
+        FloatingPointError: the loss became NaN or infinite.
+        pcas_core.runtime.resume.ResumeError: a resume checkpoint made with other params.
+    """
+    logger = logger or logging.getLogger(__name__)
+    optimizer = make_optimizer(groups, weight_decay)
+    scheduler = warmup_cosine(optimizer, total_steps=epochs * steps_per_epoch,
+                              warmup_steps=int(round(warmup_epochs * steps_per_epoch)))
+    model.to(device).train()
+    done = checkpoint.restore(model, optimizer, scheduler) if checkpoint else Restored()
+    history, lrs = done.history, done.lrs
+    if on_epoch is not None and distributed.is_main():
+        for epoch, means in enumerate(history):
+            on_epoch(epoch, {**means, "lr": lrs[epoch]})  # curves of the restored epochs
+    step = distributed.ddp_step(model, compute_loss, device)  # compute_loss itself in one process
+    for epoch in range(len(history), epochs):
+        sums: dict[str, Tensor] = {}  # float64 on the device: no wait for the GPU per step
+        n = 0
+        for batch in tqdm(batches(epoch), total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}",
+                          leave=False, disable=None):
+            with autocast(device, amp):
+                terms = step(batch)
+            loss = terms["loss"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            scheduler.step()
+            for k, v in terms.items():
+                v = v.detach().to(torch.float64)
+                sums[k] = sums[k] + v if k in sums else v
+            n += 1
+            if n % FINITE_CHECK_EVERY == 0:
+                _check_finite(sums["loss"], epoch, n)
+        if n:
+            _check_finite(sums["loss"], epoch, n)
+        means = distributed.all_mean({k: float(v) / n for k, v in sums.items()} if n else {})
+        history.append(means)
+        lrs.append(float(scheduler.get_last_lr()[0]))
+        if checkpoint is not None and distributed.is_main():
+            checkpoint.save(epoch, model, optimizer, scheduler, history, lrs)
+        if on_epoch is not None and distributed.is_main():
+            on_epoch(epoch, {**means, "lr": lrs[-1]})
+        logger.info("epoch %d/%d %s", epoch + 1, epochs,
+                    " ".join(f"{k}={v:.4f}" for k, v in means.items()))
+    model.eval()
+    return history
+
+
+def _check_finite(loss_sum: Tensor, epoch: int, steps: int) -> None:
+    """Raise when the running loss sum of ``epoch`` (0-based) is NaN or infinite (one device sync).
+
+    Raises:
+        FloatingPointError: naming the epoch and the step by which the loss was non-finite.
+    """
+    if not bool(torch.isfinite(loss_sum)):
+        raise FloatingPointError(f"epoch {epoch + 1}: the loss became {float(loss_sum)} "
+                                 f"within its first {steps} steps")

@@ -1,0 +1,58 @@
+"""pcas_core.runtime.fit.fit: the logged epoch means and the non-finite-loss check (which reads the
+loss from the device once per FINITE_CHECK_EVERY steps, not once per step)."""
+
+import pytest
+import torch
+
+from pcas_core.runtime import fit as training
+from pcas_core.runtime.fit import fit
+
+
+def _run(values, *, epochs=1, lr=0.0, seen=None):
+    """fit on a model whose loss at step i is ``values[i] * w`` with w = 1 (lr 0 keeps w = 1
+    while the gradients are finite); ``seen`` collects the batches the loss was computed on."""
+    w = torch.nn.Parameter(torch.ones(()))
+    model = torch.nn.Module()
+    model.w = w
+    seen = [] if seen is None else seen
+
+    def loss(v):
+        seen.append(v)
+        return {"loss": v * w, "half": v * w / 2}
+
+    per_epoch = len(values) // epochs
+    batches = lambda e: [torch.tensor(v, dtype=torch.float32)
+                         for v in values[e * per_epoch:(e + 1) * per_epoch]]
+    history = fit(model, batches, loss, epochs=epochs, steps_per_epoch=per_epoch,
+                  groups=[(model.parameters(), lr)], device=torch.device("cpu"))
+    return history, seen
+
+
+def test_epoch_means_are_the_means_of_the_steps():
+    history, _ = _run([1.0, 2.0, 6.0, 10.0, 20.0, 30.0], epochs=2)
+    assert history[0] == pytest.approx({"loss": 3.0, "half": 1.5})
+    assert history[1] == pytest.approx({"loss": 20.0, "half": 10.0})
+
+
+def test_a_nan_loss_stops_training_within_the_check_interval(monkeypatch):
+    monkeypatch.setattr(training, "FINITE_CHECK_EVERY", 3)
+    values = [1.0, float("nan")] + [1.0] * 10
+    seen = []
+    with pytest.raises(FloatingPointError, match=r"epoch 1: the loss became nan within its first 3 steps"):
+        _run(values, seen=seen)
+    assert len(seen) == 3  # the NaN of step 2 is caught at the look after step 3, not at step 12
+
+
+def test_an_infinite_loss_in_the_last_short_stretch_is_caught_at_the_end_of_the_epoch(monkeypatch):
+    monkeypatch.setattr(training, "FINITE_CHECK_EVERY", 50)
+    seen = []
+    # an inf gradient makes Adam's update NaN, so the sum may be inf or nan by the end
+    with pytest.raises(FloatingPointError, match=r"epoch 2: the loss became (inf|nan) within its first 3 steps"):
+        _run([1.0, 1.0, 1.0, 1.0, float("inf"), 1.0], epochs=2, seen=seen)
+    assert len(seen) == 6
+
+
+def test_finite_losses_run_every_step(monkeypatch):
+    monkeypatch.setattr(training, "FINITE_CHECK_EVERY", 2)
+    history, seen = _run([1.0] * 7)
+    assert len(seen) == 7 and history[0]["loss"] == pytest.approx(1.0)
