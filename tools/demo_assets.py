@@ -50,7 +50,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import io
+import json
 import re
 import struct
 import sys
@@ -480,7 +482,7 @@ def update_manifest(out: Path, entries: list[Entry]) -> None:
 
 def check_entries(entries: list[Entry], out: Path) -> None:
     """Entry sanity: unique ASCII paths, known classes, kinds and pools, excluded packages."""
-    classes = set(__import__("json").loads((out / "label2idx.json").read_text()))
+    classes = set(json.loads((out / "label2idx.json").read_text()))
     seen = set()
     for e in entries:
         if e.path in seen or not e.path.isascii():
@@ -507,7 +509,6 @@ def main(argv: list[str] | None = None) -> int:
     for pkg, version in PACKAGES.items():
         changelog = args.pkg_root / pkg / "usr/share/doc" / pkg / "changelog.Debian.gz"
         if changelog.exists() and not args.any_version:
-            import gzip
             head = gzip.decompress(changelog.read_bytes()).decode("utf-8", "replace").split("\n", 1)[0]
             if f"({version})" not in head:
                 raise SystemExit(f"{pkg}: unpacked version is not {version} ({head!r})")
