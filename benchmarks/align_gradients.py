@@ -22,13 +22,14 @@ import pcas_core  # noqa: F401  (before timm, see pcas_core.compat)
 import numpy as np
 import torch
 
-from pcas_core.pipeline.align import alignment_terms, build_align_model
+from pcas_core.method.alignment import alignment_terms
+from pcas_core.pipeline.align import build_align_model
 from pcas_core.data.dataset import open_dataset
 from pcas_core.data.table import VideoRows
-from pcas_core.pipeline.train_visual import video_loader
+from pcas_core.data.loader import video_loader
 from pcas_core.models.visual import load_visual
 from pcas_core.params import load_config
-from pcas_core.storage.stores import read_store, store_rows
+from pcas_core.storage.stores import read_rows
 
 TERMS = ("cls", "cmc", "cmpc", "cmcc")
 
@@ -48,8 +49,7 @@ def main() -> None:
     torch.manual_seed(params.base.seed)
     data = open_dataset(params.data)
     visual, _ = load_visual(args.visual_model)
-    keys, audio = read_store(args.audio_store, "audio", ["audio_token"])
-    tokens = audio["audio_token"][store_rows(keys, data.frames, source=args.audio_store)]
+    tokens = read_rows(args.audio_store, "audio", data.frames, ["audio_token"])["audio_token"]
     model = build_align_model(visual, tokens.shape[1], cfg).train()
     train = data.split("train")
     train_tokens = torch.from_numpy(np.ascontiguousarray(tokens[data.frames_in("train")],

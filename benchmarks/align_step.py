@@ -28,7 +28,8 @@ from pathlib import Path
 import pcas_core  # noqa: F401  (before timm, see pcas_core.compat)
 import torch
 
-from pcas_core.pipeline.align import alignment_terms, build_align_model
+from pcas_core.method.alignment import alignment_terms
+from pcas_core.pipeline.align import build_align_model
 from pcas_core.models.visual import build_visual, visual_model_config
 from pcas_core.params import AlignConfig, load_config
 from pcas_core.runtime.fit import autocast, host_syncs

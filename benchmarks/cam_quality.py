@@ -18,7 +18,7 @@ import yaml
 import pcas_core  # noqa: F401
 from pcas_core.method.cam import minmax_normalize
 from pcas_core.data.dataset import open_dataset
-from pcas_core.pipeline.train_visual import video_loader
+from pcas_core.data.loader import video_loader
 from pcas_core.models.visual import load_visual
 
 THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6)

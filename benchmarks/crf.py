@@ -5,7 +5,7 @@ sounding maps and audio logits where 2 classes sound, then:
 
 1. in this process, frame by frame, the time of the whole step (JPEG decode + scores + dense CRF
    + argmax) and of the CRF call alone, hence the share of time outside the CRF;
-2. frames/s of :class:`pcas_core.method.pseudo_masks.PseudoMaskPool` (as the ``pseudo_masks`` stage runs
+2. frames/s of :class:`pcas_core.pipeline.pseudo_masks.PseudoMaskPool` (as the ``pseudo_masks`` stage runs
    it: frames decoded in the workers) with 1 and 2 workers, after the pool has started, and
    their ratio (goal >= 1.8x).
 
@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import pcas_core.method.pseudo_masks as pm  # noqa: E402
+from pcas_core.pipeline.pseudo_masks import PseudoMaskPool  # noqa: E402
 from pcas_core.data.chunks import FrameImages  # noqa: E402
 from pcas_core.params import load_config  # noqa: E402
 
@@ -94,7 +95,7 @@ def main() -> None:
         rates = {}
         loaders = [frames.loader(i) for i in range(len(frames))]
         for workers in (1, 2):
-            with pm.PseudoMaskPool(cfg, workers) as pool:
+            with PseudoMaskPool(cfg, workers) as pool:
                 pool.run(loaders[:2 * workers], cams[:2 * workers], sounding[:2 * workers],
                          logits[:2 * workers], (SIZE, SIZE))  # start the workers
                 start = time.perf_counter()

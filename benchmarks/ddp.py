@@ -22,6 +22,8 @@ from pathlib import Path
 
 import yaml
 
+from pcas_core.params import merge_params
+
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = {"train-visual": "train_visual", "train-audio": "train_audio", "align": "align",
           "pseudo-masks": None, "evaluate": "evaluate"}
@@ -40,13 +42,6 @@ SMALL = {
     "pseudo_masks": {"workers": 1},
     "evaluate": {"hidden_dim": 0, "n_overlays": 1},
 }
-
-
-def _merge(base: dict, update: dict) -> dict:
-    for key, value in update.items():
-        base[key] = _merge(base[key], value) if isinstance(value, dict) and \
-            isinstance(base.get(key), dict) else value
-    return base
 
 
 def _pcas(project: Path, *args: str) -> float:
@@ -70,7 +65,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="pcas-ddp-"))
-    params = _merge(yaml.safe_load((ROOT / "params.yaml").read_text()), SMALL)
+    params = merge_params(yaml.safe_load((ROOT / "params.yaml").read_text()), SMALL)
     for section in ("train_visual", "train_audio", "align", "evaluate"):
         params[section]["epochs"] = args.epochs
     times: dict[int, dict[str, float]] = {}

@@ -3,7 +3,6 @@
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 
 from pcas_core.data.dataset import open_dataset
@@ -42,7 +41,7 @@ def train_audio(
         checkpoint = EpochCheckpoint.for_stage("train_audio", run.params,
                                                [fbank_store, visual_store], logger=run.log)
         with epoch_curves(curves_out) as on_epoch:
-            train_audio_encoder(model, inputs.videos(torch.from_numpy(data.videos_in("train"))),
+            train_audio_encoder(model, inputs.videos(data.videos_in("train")),
                                 cfg, env, on_epoch=on_epoch, checkpoint=checkpoint)
         on_main(save_checkpoint, model_out, model, model_cfg)
         on_main(write_store_batches, store_out, "audio", data.frames,

@@ -191,10 +191,3 @@ TINY = {
     "pseudo_masks": {"workers": 1},
     "evaluate": {"epochs": 1, "hidden_dim": 0, "n_overlays": 2},
 }
-
-
-def merge_params(base: dict, update: dict) -> dict:
-    """``update`` merged into the params mapping ``base`` in place, nested sections key by key."""
-    for key, value in update.items():
-        base[key] = merge_params(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
-    return base

@@ -21,7 +21,7 @@ class DenseCRF:
     ``bilateral_compat * exp(-|p_i - p_j|^2 / (2 bilateral_sxy^2) - |I_i - I_j|^2 / (2 bilateral_srgb^2))``.
 
     Args:
-        cfg: the kernel parameters (``pseudo_masks.crf`` / ``evaluate.crf_params`` in
+        cfg: the kernel parameters (``pseudo_masks.crf``, used by the pseudo-masks and the head in
             ``params.yaml``), whose defaults are the documented ones: ``iterations`` mean-field
             iterations; ``gaussian_sxy`` / ``bilateral_sxy`` spatial stds in pixels;
             ``bilateral_srgb`` colour std in 0-255 intensity units; ``*_compat`` Potts weights;

@@ -4,7 +4,7 @@ Every stage starts with :func:`load_config`, which parses the WHOLE file strictl
 (:mod:`pcas_core.params.parsing`): an unknown section or key, or a value of the wrong type, stops the
 stage at once with the dotted key in the message, before any data is read; then the couplings
 between sections are checked (:func:`check_couplings`). The defaults below are the values shipped
-in ``params.yaml`` (``tests/test_params.py`` holds the two together). The section classes live
+in ``params.yaml`` (``tests/params/test_params.py`` holds the two together). The section classes live
 in ``inputs.py``, ``training.py`` and ``masks.py`` of this package, so a key left out of the file
 means its documented value. Each field's meaning is the comment beside it in ``params.yaml`` and the
 ``Attributes`` of its class.
@@ -32,7 +32,7 @@ __all__ = ["BaseConfig", "DataConfig", "DemoConfig", "DemoClips", "SplitCounts",
            "PseudoMasksConfig", "BaselinesConfig", "EvaluateConfig", "ScoringConfig", "PredictConfig", "PredictModels",
            "PcasParams", "SECTIONS",
            "load_config", "read_params_file", "parse_params", "check_couplings", "ConfigError",
-           "config_sections"]
+           "config_sections", "merge_params"]
 
 
 
@@ -161,3 +161,14 @@ def config_sections(config: PcasParams, *names: str) -> dict[str, dict[str, Any]
                 target = target.setdefault(key, {})
             target[keys[-1]] = to_dict(value)
     return out
+
+
+def merge_params(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Merge a params mapping ``update`` into ``base`` in place, nested sections key by key (as
+    ``dvc exp run -S section.key=value`` overrides single keys); returns ``base``."""
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge_params(base[key], value)
+        else:
+            base[key] = value
+    return base

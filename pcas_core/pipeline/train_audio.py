@@ -88,8 +88,9 @@ class AudioInputs:
     labels: torch.Tensor
     clock: FrameTiming = AST_CLOCK
 
-    def videos(self, index: torch.Tensor) -> AudioInputs:
+    def videos(self, index: np.ndarray) -> AudioInputs:
         """The inputs of the videos ``index`` ((V',) int64 or (V,) bool), in that order."""
+        index = torch.from_numpy(np.array(index))
         return AudioInputs(self.fbank[index],
                            self.prompts[index] if self.prompts is not None else None,
                            self.prompt_dim, self.n_steps[index], self.labels[index], self.clock)

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from layouts import TINY, merge_params
+from layouts import TINY
+from pcas_core.params import merge_params
 
 ROOT = Path(__file__).resolve().parents[2]
 STAGES = {"demo_data", "fbank", "train_visual", "train_audio", "align", "pseudo_masks", "evaluate"}

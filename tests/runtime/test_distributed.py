@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from pcas_core.params import BaseConfig
-from layouts import TINY, merge_params
+from layouts import TINY
+from pcas_core.params import merge_params
 
 import ddp_check
 
