@@ -56,7 +56,7 @@ AISFX_WIDTH = 512
 #: ``train_audio.aisfx.tokens`` choices.
 AISFX_TOKENS = ("columns", "cells")
 
-_SCALAR = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar
+_SCALAR = np.int64(0).__reduce__()[0]  # numpy's scalar constructor, in numpy 1 and 2 alike
 
 #: The globals the checkpoint needs beyond torch's weights-only defaults: numpy's scalar
 #: constructor (under the name the file was written with, ``numpy.core.multiarray.scalar``, and
