@@ -68,6 +68,7 @@ def main() -> None:
     params = merge_params(yaml.safe_load((ROOT / "params.yaml").read_text()), SMALL)
     for section in ("train_visual", "train_audio", "align", "evaluate"):
         params[section]["epochs"] = args.epochs
+        params[section]["min_steps"] = 0  # exactly --epochs epochs
     times: dict[int, dict[str, float]] = {}
     for nproc in (1, 2):
         project = work / f"nproc{nproc}"

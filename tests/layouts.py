@@ -185,9 +185,10 @@ TINY = {
              "clips": {"single": {"train": 2, "val": 0, "test": 1},
                        "multi": {"train": 2, "val": 0, "test": 1},
                        "silent": {"train": 1, "val": 0, "test": 1}}},
-    "train_visual": {"epochs": 1},  # the default backbone (pretrained EfficientNet-Lite0) at 32 px
-    "train_audio": {"model": {"embed_dim": 32, "depth": 1, "num_heads": 2}, "epochs": 1},
-    "align": {"epochs": 1, "embed_dim": 16, "crop_size": 16, "n_crops": 2},  # CMC, CMPC, CMCC on
+    "train_visual": {"epochs": 1, "min_steps": 0},  # the default backbone (pretrained EfficientNet-Lite0) at 32 px
+    "train_audio": {"model": {"embed_dim": 32, "depth": 1, "num_heads": 2}, "epochs": 1,
+                    "min_steps": 0},
+    "align": {"epochs": 1, "min_steps": 0, "embed_dim": 16, "crop_size": 16, "n_crops": 2},  # CMC, CMPC, CMCC on
     "pseudo_masks": {"workers": 1},
-    "evaluate": {"epochs": 1, "hidden_dim": 0, "n_overlays": 2},
+    "evaluate": {"epochs": 1, "min_steps": 0, "hidden_dim": 0, "n_overlays": 2},
 }

@@ -28,6 +28,8 @@ class TrainVisualConfig:
         augment, max_frames: per-clip augmentation; random frames per clip and step (0 = all).
         head_bias_prior, frame_pool, epochs, batch_videos, lr, warmup_epochs, weight_decay: the
             head's initial class probability, video pooling and the schedule.
+        min_steps: fewest optimiser steps of the run: when ``epochs`` x steps per epoch is
+            fewer, more epochs run (:func:`pcas_core.runtime.fit.fit`), warm-up keeping its share.
     """
 
     backbone: str = "tf_efficientnet_lite0"
@@ -43,14 +45,15 @@ class TrainVisualConfig:
     head_bias_prior: float = 0.01
     frame_pool: Pool = "max"
     epochs: int = 6
+    min_steps: int = 150
     batch_videos: int = 8
     lr: float = 0.0005
     warmup_epochs: float = 1.0
     weight_decay: float = 0.0001
 
     def __post_init__(self) -> None:
-        if self.frozen_stages < 0 or self.max_frames < 0:
-            raise ValueError("frozen_stages and max_frames must be >= 0")
+        if self.frozen_stages < 0 or self.max_frames < 0 or self.min_steps < 0:
+            raise ValueError("frozen_stages, max_frames and min_steps must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class TrainAudioConfig:
             embedding of step t's audio patches), ``learned`` (a learned per-step embedding) or
             ``none`` (an unordered bag, for the ablation).
         init: ``none`` or the path of a local timm ViT weights file (AST's ImageNet init).
+        min_steps: fewest optimiser steps of the run (as ``train_visual.min_steps``).
     """
 
     tvp: bool = True
@@ -87,11 +91,16 @@ class TrainAudioConfig:
     init: str = "none"
     model: TVPModelConfig = TVPModelConfig()
     epochs: int = 15
+    min_steps: int = 300
     batch_videos: int = 8
     lr: float = 0.0005
     warmup_epochs: float = 1.0
     weight_decay: float = 0.0001
     eval_threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.min_steps < 0:
+            raise ValueError(f"min_steps must be >= 0, got {self.min_steps}")
 
 
 @dataclass(frozen=True)
@@ -114,6 +123,7 @@ class AlignConfig:
             eps and EMA momentum).
         augment, epochs, batch_videos, lr_backbone, lr_heads, warmup_epochs, weight_decay: the
             schedule (paper: 9 epochs, 2 warm-up, learning rates 0.0006 / 0.0012).
+        min_steps: fewest optimiser steps of the run (as ``train_visual.min_steps``).
     """
 
     embed_dim: int = 64
@@ -139,6 +149,7 @@ class AlignConfig:
     ema_momentum: float = 0.9
     augment: dict[str, Any] = field(default_factory=dict)
     epochs: int = 1
+    min_steps: int = 25
     batch_videos: int = 8
     lr_backbone: float = 0.0002
     lr_heads: float = 0.0005
@@ -154,6 +165,7 @@ class AlignConfig:
             "crop_size >= 1": self.crop_size >= 1,
             "temperature > 0 and tau_cmcc > 0": self.temperature > 0 and self.tau_cmcc > 0,
             "cmcc_eps >= 0": self.cmcc_eps >= 0,
+            "min_steps >= 0": self.min_steps >= 0,
         }
         bad = [rule for rule, ok in checks.items() if not ok]
         if bad:

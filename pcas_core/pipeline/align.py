@@ -117,7 +117,7 @@ def train_alignment(model: AlignModel, inputs: AlignInputs, cfg: AlignConfig, en
              if not n.startswith("visual.backbone.") and p.requires_grad]
     return fit(model, batches, compute_loss, epochs=cfg.epochs, steps_per_epoch=steps,
                groups=[(model.visual.backbone.parameters(), cfg.lr_backbone),
-                       (heads, cfg.lr_heads)],
+                       (heads, cfg.lr_heads)], min_steps=cfg.min_steps,
                warmup_epochs=cfg.warmup_epochs, weight_decay=cfg.weight_decay, device=device,
                amp=env.amp, logger=env.log, on_epoch=on_epoch,
                checkpoint=checkpoint.with_generators(crops=generator) if checkpoint else None)

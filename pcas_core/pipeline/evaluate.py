@@ -94,7 +94,8 @@ def train_head(head: SegmentationHead, tokens: torch.Tensor, masks: np.ndarray,
 
     return fit(head, batches, compute_loss, epochs=cfg.epochs,
                steps_per_epoch=-(-len(tokens) // cfg.batch_frames),
-               groups=[(head.parameters(), cfg.lr)], weight_decay=cfg.weight_decay,
+               groups=[(head.parameters(), cfg.lr)], min_steps=cfg.min_steps,
+               weight_decay=cfg.weight_decay,
                device=device, logger=env.log, on_epoch=on_epoch, checkpoint=checkpoint)
 
 

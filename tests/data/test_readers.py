@@ -89,7 +89,8 @@ def _tiny_params(tmp_path: Path, data: dict) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["base"].update(device="cpu", amp=False)
     params["data"].update({k: str(v) if isinstance(v, Path) else v for k, v in data.items()})
-    params["train_visual"].update(epochs=1, batch_videos=2, backbone="vit_tiny_patch16_224",
+    params["train_visual"].update(epochs=1, min_steps=0, batch_videos=2,
+                                  backbone="vit_tiny_patch16_224",
                                   pretrained=False, token_layer=-1, frozen_stages=0,
                                   backbone_kwargs={"patch_size": 8, "depth": 1, "embed_dim": 24,
                                                    "num_heads": 2})

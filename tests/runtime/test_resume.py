@@ -164,7 +164,7 @@ def _align_run(tmp_path, checkpoint, crash_after=None):
                            "pretrained": False,
                            "backbone_kwargs": {"patch_size": 8, "depth": 1, "embed_dim": 16,
                                                "num_heads": 2}})
-    cfg = AlignConfig(embed_dim=8, crop_size=8, n_crops=2, epochs=3, batch_videos=2,
+    cfg = AlignConfig(embed_dim=8, crop_size=8, n_crops=2, epochs=3, min_steps=0, batch_videos=2,
                       warmup_epochs=0.0)
     model = build_align_model(visual, 6, cfg)
     audio = np.random.default_rng(0).standard_normal((len(train.frames), 6)).astype(np.float32)
