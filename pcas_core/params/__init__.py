@@ -52,6 +52,9 @@ class PcasParams:
     predict: PredictConfig = PredictConfig()
 
 
+#: where ``dvc.yaml``'s ``demo_data`` stage writes the demo (the default ``data.root``)
+DEMO_ROOT = DataConfig().root
+
 #: section name -> its config class
 SECTIONS: dict[str, type] = {name: cls for name, cls in PcasParams.__annotations__.items()}
 
@@ -63,7 +66,10 @@ def check_couplings(p: PcasParams) -> None:
       ``fbank.frame_shift_ms * train_audio.model.frames_per_step`` must be 1000 ms.
     - The fbank must hold every step: ``train_audio.model.max_steps * frames_per_step <=
       fbank.target_length``, else the last steps own no audio patch.
-    - The demo's clips must fit the audio encoder: ``demo.n_frames <= train_audio.model.max_steps``.
+    - When the pipeline reads the demo (``data.root`` is ``data/demo``, where ``dvc.yaml``'s
+      ``demo_data`` writes it), the demo's longest clip must fit the audio encoder: its frames
+      (10 when ``demo.clips.long`` asks for clips, else 5) ``<= train_audio.model.max_steps``.
+      Another ``data.root`` is not the demo, so ``demo`` does not bind it.
 
     Raises:
         ConfigError: naming both keys and their values.
@@ -78,9 +84,11 @@ def check_couplings(p: PcasParams) -> None:
         raise ConfigError(
             f"train_audio.model.max_steps ({m.max_steps}) x frames_per_step ({m.frames_per_step}) "
             f"exceeds fbank.target_length ({p.fbank.target_length}): the last steps would own no audio")
-    if p.demo.n_frames > m.max_steps:
-        raise ConfigError(f"demo.n_frames ({p.demo.n_frames}) exceeds train_audio.model.max_steps "
-                          f"({m.max_steps})")
+    longest = p.demo.clips.longest()
+    if Path(p.data.root) == Path(DEMO_ROOT) and longest > m.max_steps:
+        raise ConfigError(f"demo.clips ask for {longest}-frame clips (demo.clips.long: 10 frames) "
+                          f"but train_audio.model.max_steps is {m.max_steps}: the audio encoder "
+                          f"would not take them")
 
 
 def load_config(path: Path | str) -> PcasParams:

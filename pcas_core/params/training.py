@@ -68,7 +68,7 @@ class TVPModelConfig:
     num_heads: int = 4
     mlp_ratio: float = 4.0
     drop_rate: float = 0.0
-    max_steps: int = 5
+    max_steps: int = 10
     frames_per_step: int = 100
     step_pool: Pool = "max"
     head_bias_prior: float = 0.01

@@ -106,7 +106,7 @@ def test_fbank_and_train_visual_run_on_s4(tmp_path):
     out = run.invoke(app, ["fbank", "--params", str(params), "--out", str(tmp_path / "fb.h5")])
     assert out.exit_code == 0, out.output + repr(out.exception)
     with h5py.File(tmp_path / "fb.h5") as f:
-        assert f["fbank"].shape == (6, 512, 128) and f["n_steps"][:].tolist() == [5] * 6
+        assert f["fbank"].shape == (6, 1024, 128) and f["n_steps"][:].tolist() == [5] * 6
     out = run.invoke(app, ["train-visual", "--params", str(params),
                            "--model-out", str(tmp_path / "v.safetensors"),
                            "--store-out", str(tmp_path / "v.h5"),

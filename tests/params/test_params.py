@@ -45,7 +45,9 @@ def test_every_key_of_params_yaml_is_a_field_and_round_trips():
     (lambda p: p["pseudo_masks"].update(bg_score_low=0.1), "set both bg_score_low and bg_score_high"),
     (lambda p: p["pseudo_masks"]["crf"].update(iterations=2.5), "pseudo_masks.crf.iterations: expected an integer"),
     (lambda p: p["fbank"].update(frame_shift_ms=20.0), "one time step must be one second"),
-    (lambda p: p["train_audio"]["model"].update(max_steps=10), "exceeds fbank.target_length"),
+    (lambda p: p["train_audio"]["model"].update(max_steps=11), "exceeds fbank.target_length"),
+    (lambda p: p["train_audio"]["model"].update(max_steps=5), "demo.clips ask for 10-frame clips"),
+    (lambda p: p["demo"].update(noise_dbfs=-20.0), "demo: noise_dbfs must be in [-90, -55] dBFS"),
     (lambda p: p["align"].update(min_steps=-1), "min_steps >= 0"),
     (lambda p: p["base"].update(device="tpu"), "device must be auto, cpu, cuda or cuda:N"),
 ])
