@@ -74,8 +74,8 @@ def main() -> None:
         if k in result["cos_cmc"]:
             extra += f", cosine with CMC's {result['cos_cmc'][k]:+.3f}"
         print(f"  |grad of w_{k} L_{k}| = {norm:.4g}, share {result['share'][k]:.3f}{extra}")
-    print(f"  norm of the final patch tokens: {result['final_token_norm']:.2f} "
-          f"(dim {model.visual.embed_dim})")
+    if "final_token_norm" in result:
+        print(f"  norm of the final patch tokens: {result['final_token_norm']:.2f}")
 
 
 if __name__ == "__main__":

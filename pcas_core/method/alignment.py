@@ -94,8 +94,9 @@ def alignment_terms(model: AlignModel, cfg: AlignConfig, frames: Tensor, audio: 
     statistics as they were (:func:`pcas_core.models.align.running_stats_kept`): the crops are
     normalised with their batch's statistics, as the global view is, but 48-pixel crops do not
     move the statistics that later stages normalise whole frames with. Beside the terms,
-    ``crop_positive`` and ``patch_ignored`` (fractions) are returned for the logs; no host-device
-    sync happens here.
+    ``crop_positive`` and ``patch_ignored`` (fractions) and, with CMPC, ``final_token_norm`` (the
+    mean L2 norm of the final patch tokens before :func:`normalise_tokens`) are returned for the
+    logs; no host-device sync happens here.
 
     In a distributed step (:mod:`pcas_core.runtime.distributed`) every term is that of the global batch:
     CMC contrasts the embeddings of all ranks' frames, means are global, and the crop positions
@@ -132,6 +133,8 @@ def alignment_terms(model: AlignModel, cfg: AlignConfig, frames: Tensor, audio: 
         same, different = pair_labels(patches.flatten(1))
         tokens = normalise_tokens(out.visual.final_tokens.float(), cfg.token_norm)
         terms["cmpc"] = cmpc_loss(tokens, same, different)
+        terms["final_token_norm"] = mean_over_ranks(
+            out.visual.final_tokens.detach().float().norm(dim=-1))
         loss = loss + cfg.w_cmpc * terms["cmpc"]
     if cmcc:
         size = tuple(frames.shape[-2:])

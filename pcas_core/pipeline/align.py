@@ -159,9 +159,10 @@ def measure_gradient_shares(model: AlignModel, inputs: AlignInputs, cfg: AlignCo
     """How hard each switched-on weighted term pushes the trainable backbone, over the first
     ``cfg.grad_share_batches`` training batches (the order of epoch 0): per term the mean over
     batches of its gradient norm, its share of the sum of norms and its cosine with CMC's
-    (:func:`pcas_core.method.alignment.gradient_shares`), and the mean L2 norm of the final patch
-    tokens before :func:`pcas_core.method.alignment.normalise_tokens`. Every switched-on term is
-    computed, whatever ``token_contrast_start``.
+    (:func:`pcas_core.method.alignment.gradient_shares`), and, with CMPC on, the mean L2 norm of
+    the final patch tokens before :func:`pcas_core.method.alignment.normalise_tokens`. Every
+    switched-on term is computed, whatever ``token_contrast_start``. Cost per batch: one
+    training step's forward and one backward per term, through the trainable layers only.
 
     Leaves no trace: BatchNorm running statistics (:func:`running_stats_kept`), the EMA head,
     the global RNGs and the crop generator of training are as before (the crops come from a
@@ -169,8 +170,8 @@ def measure_gradient_shares(model: AlignModel, inputs: AlignInputs, cfg: AlignCo
     restored. Every process measures the same batches (no collective runs).
 
     Returns:
-        ``{"norm": {term: float}, "share": {...}, "cos_cmc": {...}, "final_token_norm": float,
-        "batches": int}``; ``{}`` when ``grad_share_batches`` is 0.
+        ``{"norm": {term: float}, "share": {...}, "cos_cmc": {...}, "batches": int}`` and
+        ``"final_token_norm": float`` with CMPC on; ``{}`` when ``grad_share_batches`` is 0.
     """
     n = cfg.grad_share_batches
     if n == 0:
@@ -190,37 +191,38 @@ def measure_gradient_shares(model: AlignModel, inputs: AlignInputs, cfg: AlignCo
         loader = video_loader(inputs.clips, batch_videos=cfg.batch_videos, shuffle=True,
                               seed=env.seed)
         for batch, _ in zip(loader, range(n)):
-            frames = to_device(batch["frames"], device)
             with autocast(device, env.amp):
-                terms = alignment_terms(model, cfg, frames,
+                terms = alignment_terms(model, cfg, to_device(batch["frames"], device),
                                         to_device(audio[rows.of(batch["video"])], device),
                                         to_device(batch["frame_video"], device),
                                         to_device(batch["labels"], device), generator)
             per_batch.append(gradient_shares(term_gradients(terms, weights, params)))
-            with torch.no_grad(), autocast(device, env.amp):
-                final = model.visual(frames).final_tokens.float()
-            token_norms.append(float(final.norm(dim=-1).mean()))
+            if "final_token_norm" in terms:
+                token_norms.append(float(terms["final_token_norm"]))
     model.crop_head_ema.load_state_dict(ema)
     model.train(was_training)
     if not per_batch:
         return {}
     out: dict[str, Any] = {kind: {k: float(np.mean([b[kind][k] for b in per_batch]))
                                   for k in per_batch[0][kind]} for kind in per_batch[0]}
-    return {**out, "final_token_norm": float(np.mean(token_norms)), "batches": len(per_batch)}
+    if token_norms:
+        out["final_token_norm"] = float(np.mean(token_norms))
+    return {**out, "batches": len(per_batch)}
 
 
 def gradient_metrics(start: dict[str, Any], end: dict[str, Any]) -> dict[str, Any]:
     """The ``metrics/align.json`` layout of two :func:`measure_gradient_shares` results:
     ``grad_share``, ``grad_norm``, ``grad_cos_cmc`` and ``final_token_norm``, each with a
     ``start`` (the stage-1 model and fresh heads) and an ``end`` (after training) entry keyed by
-    term (e.g. ``grad_share.start.cmpc``), and ``grad_share_batches``; only the latter when the
-    measurement is off."""
+    term (e.g. ``grad_share.start.cmpc``; ``final_token_norm`` only with CMPC on), and
+    ``grad_share_batches``; only the latter when the measurement is off."""
     out: dict[str, Any] = {"grad_share_batches": int(start.get("batches", 0))}
     if not start:
         return out
     for name, kind in (("grad_share", "share"), ("grad_norm", "norm"),
                        ("grad_cos_cmc", "cos_cmc"), ("final_token_norm", "final_token_norm")):
-        out[name] = {"start": start[kind], "end": end[kind]}
+        if kind in start:
+            out[name] = {"start": start[kind], "end": end[kind]}
     return out
 
 

@@ -50,8 +50,11 @@ def test_before_the_start_the_token_terms_are_not_computed_and_leave_no_trace():
     assert torch.equal(generator.get_state(), state)          # no crop drawn
     assert all(torch.equal(v, ema[k]) for k, v in model.crop_head_ema.state_dict().items())
     on = alignment_terms(model, CFG, frames, audio, FRAME_VIDEO, LABELS, generator)
-    assert {"cmpc", "cmcc", "patch_ignored", "crop_positive"} <= set(on)
+    assert {"cmpc", "cmcc", "patch_ignored", "crop_positive", "final_token_norm"} <= set(on)
     assert not torch.equal(generator.get_state(), state)
+    with torch.no_grad():
+        norm = model.visual(frames).final_tokens.norm(dim=-1).mean()
+    torch.testing.assert_close(on["final_token_norm"], norm)
 
 
 # ------------------------------------------------------------------ cmpc_labels

@@ -181,7 +181,7 @@ SECTION = {"embed_dim": 8, "hidden_dim": 0, "shared_patch_head": True, "w_cls": 
            "temperature": 0.1, "cmpc": True, "w_cmpc": 0.2, "theta_hi": 0.7, "theta_lo": 0.25,
            "cmcc": True, "w_cmcc": 0.5, "n_crops": 3, "crop_size": 16, "rho": 0.2,
            "tau_cmcc": 0.5, "cmcc_eps": 1e-4, "ema_momentum": 0.9, "token_contrast_start": 0.0,
-           "cmpc_labels": "sounding", "token_norm": "none", "grad_share_batches": 4,
+           "cmpc_labels": "sounding", "token_norm": "none", "grad_share_batches": 2,
            "augment": {}, "epochs": 1,
            "batch_videos": 2, "lr_backbone": 1e-4, "lr_heads": 1e-4, "warmup_epochs": 0,
            "weight_decay": 0.0}

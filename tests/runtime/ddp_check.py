@@ -101,7 +101,8 @@ def run() -> dict[str, np.ndarray]:
     tokens = torch.randn(len(clips.table), 6, generator=g).numpy()
     align = build_align_model(_visual(), 6, cfg)
     hist = train_alignment(align, AlignInputs(clips, clips.table, tokens), cfg, env)
-    for term in ("loss", "cls", "cmc", "cmpc", "cmcc", "crop_positive", "patch_ignored"):
+    for term in ("loss", "cls", "cmc", "cmpc", "cmcc", "crop_positive", "patch_ignored",
+                 "final_token_norm"):
         out[f"align_{term}"] = np.array([h[term] for h in hist])
     maps = list(maps_pass(align, clips, clips.table, tokens, batch_videos=BATCH, env=env,
                           ranks=True))
