@@ -121,8 +121,25 @@ class AlignConfig:
         cmcc, w_cmcc, n_crops, crop_size, rho, tau_cmcc, cmcc_eps, ema_momentum: class-token
             contrast of K local crops of crop_size pixels (Eq. 3; paper rho 0.2, tau 0.5; ToCo's
             eps and EMA momentum).
+        token_contrast_start: fraction in [0, 1) of the run's optimiser steps before CMPC and
+            CMCC take part (the paper labels tokens once CMC has aligned them); before it they
+            are not computed. Step s takes part when s >= ceil(start * epochs * steps/epoch).
+        cmpc_labels: where CMPC's patch labels (and CMCC's crop labels) come from. ``sounding``:
+            the sounding map of g_p/g_a (METHOD §3), binary; with ``cmc: false`` nothing trains
+            g_a/g_v, so that map is the cosine of two random projections (a warning is logged).
+            ``cam``: ToCo's PTC labels from the detached CAM of the visual model's head on P_t,
+            restricted to the video's labels, multi-class (background 0, class k + 1 above
+            theta_hi, ignored between); a crop is then positive when >= rho of it is foreground.
+        token_norm: ``layernorm``: the final patch tokens CMPC contrasts and the class tokens the
+            CMCC heads read pass a parameter-free LayerNorm first; ``none`` (default): as they
+            come. A cosine is scale-invariant, so its gradient scales as 1 / token norm with or
+            without the LayerNorm; on the demo's stride-16 EfficientNet tokens the LayerNorm
+            changed CMPC's backbone gradient by < 1 %.
+        grad_share_batches: batches over which the stage measures each term's gradient on the
+            trainable backbone at the start and the end (``metrics/align.json``); 0 = off.
         augment, epochs, batch_videos, lr_backbone, lr_heads, warmup_epochs, weight_decay: the
-            schedule (paper: 9 epochs, 2 warm-up, learning rates 0.0006 / 0.0012).
+            schedule (paper: 9 epochs, 2 warm-up, learning rates 0.0006 / 0.0012; README gives
+            the ``dvc exp run -S`` recipe).
         min_steps: fewest optimiser steps of the run (as ``train_visual.min_steps``).
     """
 
@@ -147,6 +164,10 @@ class AlignConfig:
     tau_cmcc: float = 0.5
     cmcc_eps: float = 1.0e-4
     ema_momentum: float = 0.9
+    token_contrast_start: float = 0.0
+    cmpc_labels: Literal["sounding", "cam"] = "sounding"
+    token_norm: Literal["layernorm", "none"] = "none"
+    grad_share_batches: int = 2
     augment: dict[str, Any] = field(default_factory=dict)
     epochs: int = 1
     min_steps: int = 25
@@ -166,6 +187,8 @@ class AlignConfig:
             "temperature > 0 and tau_cmcc > 0": self.temperature > 0 and self.tau_cmcc > 0,
             "cmcc_eps >= 0": self.cmcc_eps >= 0,
             "min_steps >= 0": self.min_steps >= 0,
+            "token_contrast_start in [0, 1)": 0.0 <= self.token_contrast_start < 1.0,
+            "grad_share_batches >= 0": self.grad_share_batches >= 0,
         }
         bad = [rule for rule, ok in checks.items() if not ok]
         if bad:

@@ -119,7 +119,9 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
     Args:
         batches: ``epoch -> iterable of batches`` (so each epoch can reshuffle from its own seed).
         compute_loss: batch -> dict of scalar tensors; key ``"loss"`` is optimised, every key is
-            logged as its epoch mean.
+            logged as its epoch mean: the mean over the steps that returned it (a term that a
+            step leaves out, e.g. before the alignment's ``token_contrast_start``, is not counted
+            as 0; an epoch in which no step returned it has no such key).
         epochs, steps_per_epoch: schedule length (steps_per_epoch sizes the LR schedule).
         groups: ``(parameters, learning rate)`` per module group.
         min_steps: fewest optimiser steps of the run: when ``epochs * steps_per_epoch`` is
@@ -172,6 +174,7 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
     step = distributed.ddp_step(model, compute_loss, device)  # compute_loss itself in one process
     for epoch in range(len(history), epochs):
         sums: dict[str, Tensor] = {}  # float64 on the device: no wait for the GPU per step
+        counts: dict[str, int] = {}  # steps that returned each term
         n = 0
         for batch in tqdm(batches(epoch), total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}",
                           leave=False, disable=None):
@@ -187,12 +190,13 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
             for k, v in terms.items():
                 v = v.detach().to(torch.float64)
                 sums[k] = sums[k] + v if k in sums else v
+                counts[k] = counts.get(k, 0) + 1
             n += 1
             if n % FINITE_CHECK_EVERY == 0:
                 _check_finite(sums["loss"], epoch, n)
         if n:
             _check_finite(sums["loss"], epoch, n)
-        means = distributed.all_mean({k: float(v) / n for k, v in sums.items()} if n else {})
+        means = distributed.all_mean({k: float(v) / counts[k] for k, v in sums.items()})
         history.append(means)
         lrs.append(float(scheduler.get_last_lr()[0]))
         if checkpoint is not None and distributed.is_main():

@@ -4,7 +4,8 @@
 trains in two Gloo processes; :func:`run` called in one process does the same in one. Each
 loop (visual classifier, TVP audio encoder, alignment with CMC + CMPC + CMCC, segmentation head)
 trains 2 epochs on 11 videos (or 13 frames) in global batches of 4, so the last batch splits
-unevenly (2 + 1), then encodes every item; rank 0 saves per-epoch losses and encodings.
+unevenly (2 + 1), then encodes every item; rank 0 saves per-epoch losses and encodings. The
+alignment's CMPC and CMCC start at its last step of epoch 0 (``token_contrast_start``).
 """
 
 from __future__ import annotations
@@ -97,11 +98,12 @@ def run() -> dict[str, np.ndarray]:
 
     cfg = dataclasses.replace(AlignConfig(), embed_dim=8, n_crops=3, crop_size=16, epochs=2,
                               min_steps=0, batch_videos=BATCH, lr_backbone=1e-3, lr_heads=1e-3,
-                              warmup_epochs=0.0)
+                              warmup_epochs=0.0, token_contrast_start=0.3)  # from step 2 of 6
     tokens = torch.randn(len(clips.table), 6, generator=g).numpy()
     align = build_align_model(_visual(), 6, cfg)
     hist = train_alignment(align, AlignInputs(clips, clips.table, tokens), cfg, env)
-    for term in ("loss", "cls", "cmc", "cmpc", "cmcc", "crop_positive", "patch_ignored"):
+    for term in ("loss", "cls", "cmc", "cmpc", "cmcc", "crop_positive", "patch_ignored",
+                 "final_token_norm"):
         out[f"align_{term}"] = np.array([h[term] for h in hist])
     maps = list(maps_pass(align, clips, clips.table, tokens, batch_videos=BATCH, env=env,
                           ranks=True))

@@ -34,6 +34,29 @@ def test_epoch_means_are_the_means_of_the_steps():
     assert history[1] == pytest.approx({"loss": 20.0, "half": 10.0})
 
 
+def test_a_term_that_only_some_steps_return_is_averaged_over_those_steps():
+    """The alignment's CMPC/CMCC before align.token_contrast_start: not counted as 0."""
+    w = torch.nn.Parameter(torch.ones(()))
+    model = torch.nn.Module()
+    model.w = w
+    late = {2: 4.0, 3: 8.0, 4: 30.0}  # step -> value of a term returned from step 2 on
+
+    def loss(step):
+        terms = {"loss": w * 0 + 1.0}
+        if step in late:
+            terms["late"] = torch.tensor(late[step])
+        return terms
+
+    history = fit(model, lambda e: list(range(3 * e, 3 * e + 3))[:3], loss, epochs=2,
+                  steps_per_epoch=3, groups=[(model.parameters(), 0.0)],
+                  device=torch.device("cpu"))
+    assert history[0] == pytest.approx({"loss": 1.0, "late": 4.0})   # one step of three
+    assert history[1] == pytest.approx({"loss": 1.0, "late": 19.0})  # (8 + 30) / 2, not / 3
+    history = fit(model, lambda e: [0, 1], loss, epochs=1, steps_per_epoch=2,
+                  groups=[(model.parameters(), 0.0)], device=torch.device("cpu"))
+    assert history == [{"loss": 1.0}]  # never returned in the epoch: no key
+
+
 def test_a_nan_loss_stops_training_within_the_check_interval(monkeypatch):
     monkeypatch.setattr(training, "FINITE_CHECK_EVERY", 3)
     values = [1.0, float("nan")] + [1.0] * 10
