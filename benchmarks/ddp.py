@@ -29,10 +29,12 @@ STAGES = {"train-visual": "train_visual", "train-audio": "train_audio", "align":
           "pseudo-masks": None, "evaluate": "evaluate"}
 SMALL = {
     "data": {"img_size": 32},
-    "demo": {"classes": ["dog", "guitar", "horse"], "img_size": 64,
-             "clips": {"single": {"train": 3, "val": 0, "test": 2},
+    "demo": {"classes": ["dog", "guitar", "hen"], "img_size": 64,
+             "clips": {"always": {"train": 3, "val": 0, "test": 2},
+                       "event": {"train": 0, "val": 0, "test": 0},
+                       "silent": {"train": 0, "val": 0, "test": 0},
                        "multi": {"train": 2, "val": 0, "test": 1},
-                       "silent": {"train": 0, "val": 0, "test": 0}}},
+                       "long": {"train": 0, "val": 0, "test": 0}}},
     "train_visual": {"backbone": "vit_tiny_patch16_224", "pretrained": False, "token_layer": -1,
                      "frozen_stages": 0,
                      "backbone_kwargs": {"patch_size": 8, "depth": 2, "embed_dim": 48,
@@ -68,6 +70,7 @@ def main() -> None:
     params = merge_params(yaml.safe_load((ROOT / "params.yaml").read_text()), SMALL)
     for section in ("train_visual", "train_audio", "align", "evaluate"):
         params[section]["epochs"] = args.epochs
+        params[section]["min_steps"] = 0  # exactly --epochs epochs
     times: dict[int, dict[str, float]] = {}
     for nproc in (1, 2):
         project = work / f"nproc{nproc}"

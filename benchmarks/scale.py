@@ -103,6 +103,7 @@ def write_params(work: Path, data_root: Path, *, crf: bool, num_workers: int) ->
         p["base"]["num_workers"] = num_workers
     for section in ("train_visual", "train_audio", "align", "evaluate"):
         p[section]["epochs"] = 1
+        p[section]["min_steps"] = 0  # one epoch, whatever the size
     for section in ("train_visual", "train_audio", "align"):
         p[section]["warmup_epochs"] = 0
     p["pseudo_masks"]["use_crf"] = crf

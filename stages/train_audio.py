@@ -6,7 +6,7 @@ from typing import Annotated
 import typer
 
 from pcas_core.data.dataset import open_dataset
-from pcas_core.evaluation.metrics import frame_classification_from_logits
+from pcas_core.evaluation.frame_scores import frame_scores_file, warn_if_no_class
 from pcas_core.pipeline.train_audio import (audio_inputs, audio_pass, build_audio_encoder,
                                             train_audio_encoder)
 from pcas_core.runtime.curves import epoch_curves
@@ -31,7 +31,9 @@ def train_audio(
     params: Annotated[Path, typer.Option(exists=True, help="params.yaml")] = Path("params.yaml"),
 ) -> None:
     """Train on the train split (params `data`, `train_audio`); score frame-level audio
-    classification on the test split against the classes in each frame's mask (METHOD §2)."""
+    classification on the test and train splits against the classes in each frame's mask
+    (METHOD §2), per clip kind where the dataset has kinds; warn when no training frame is
+    predicted any class."""
     run = start_stage("train_audio", params, "data", "train_audio", ranks=True)
     cfg, env = run.config.train_audio, run.env
     data = open_dataset(run.config.data)
@@ -49,10 +51,12 @@ def train_audio(
                            ranks=True), params=run.params)
     if not is_main():
         return
-    test = data.split("test")
-    scores = frame_classification_from_logits(
-        read_rows(store_out, "audio", test.frames, ["logits"])["logits"], test.frame_classes(),
-        threshold=cfg.eval_threshold)
-    write_json(metrics_out, {"frame_cls_test": scores, "tvp": cfg.tvp})
+    logits = read_rows(store_out, "audio", data.frames, ["logits"])["logits"]
+    warn_if_no_class(logits[data.frames_in("train")], stage="train_audio", split="train",
+                     threshold=cfg.eval_threshold, threshold_key="train_audio.eval_threshold",
+                     logger=run.log)
+    scores = frame_scores_file(logits, data, threshold=cfg.eval_threshold)
+    write_json(metrics_out, {**scores, "tvp": cfg.tvp})
     checkpoint.remove()
-    run.log.info("test frame-level audio classification: %s", scores)
+    run.log.info("frame-level audio classification: test %s, train %s", scores["frame_cls_test"],
+                 scores["frame_cls_train"])

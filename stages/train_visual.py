@@ -6,7 +6,8 @@ from typing import Annotated
 import typer
 
 from pcas_core.data.dataset import open_dataset
-from pcas_core.evaluation.metrics import frame_classification_from_logits
+from pcas_core.evaluation.frame_scores import (VISUAL_THRESHOLD, frame_scores_file,
+                                               warn_if_no_class)
 from pcas_core.pipeline.train_visual import (build_classifier, train_classifier, training_clips,
                                              visual_pass)
 from pcas_core.runtime.curves import epoch_curves
@@ -24,7 +25,7 @@ app = typer.Typer(add_completion=False)
 def train_visual(
     model_out: Annotated[Path, typer.Option(help="Checkpoint (.safetensors).")] = Path("models/visual.safetensors"),
     store_out: Annotated[Path, typer.Option(help="visual store (.h5).")] = Path("features/visual.h5"),
-    metrics_out: Annotated[Path, typer.Option(help="Video classification metrics (.json).")] = Path("metrics/visual.json"),
+    metrics_out: Annotated[Path, typer.Option(help="Frame classification metrics (.json).")] = Path("metrics/visual.json"),
     curves_out: Annotated[Path, typer.Option(help="DVCLive folder of per-epoch curves.")] = Path("dvclive/train_visual"),
     params: Annotated[Path, typer.Option(exists=True, help="params.yaml")] = Path("params.yaml"),
 ) -> None:
@@ -44,9 +45,11 @@ def train_visual(
             params=run.params)
     if not is_main():
         return
-    test = data.split("test")
-    scores = frame_classification_from_logits(
-        read_rows(store_out, "visual", test.frames, ["logits"])["logits"], test.frame_classes())
-    write_json(metrics_out, {"frame_cls_test": scores})
+    logits = read_rows(store_out, "visual", data.frames, ["logits"])["logits"]
+    warn_if_no_class(logits[data.frames_in("train")], stage="train_visual", split="train",
+                     threshold=VISUAL_THRESHOLD, logger=run.log)
+    scores = frame_scores_file(logits, data, threshold=VISUAL_THRESHOLD)
+    write_json(metrics_out, scores)
     checkpoint.remove()
-    run.log.info("test frame classification: %s", scores)
+    run.log.info("frame classification: test %s, train %s", scores["frame_cls_test"],
+                 scores["frame_cls_train"])

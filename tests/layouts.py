@@ -179,15 +179,21 @@ def write_mp4(path: Path, seconds: float, rate: int = RATE) -> Path:
 
 # ------------------------------------------------------------------ tiny DAG params
 #: params for a tiny demo run of the whole DAG (minutes on a CPU), merged into params.yaml
+#: (demo: 11 training clips, so a global batch of 8 and a last one of 3: 6 always, 3 event,
+#: 1 multi, 1 long; 8 test clips: 3 event, 3 silent, 1 multi, 1 long: every kind, clips of 5 and
+#: of 10 frames; min_steps 0: each loop runs exactly its epochs)
 TINY = {
     "data": {"img_size": 32},
-    "demo": {"classes": ["dog", "guitar", "horse"], "img_size": 64,
-             "clips": {"single": {"train": 2, "val": 0, "test": 1},
-                       "multi": {"train": 2, "val": 0, "test": 1},
-                       "silent": {"train": 1, "val": 0, "test": 1}}},
-    "train_visual": {"epochs": 1},  # the default backbone (pretrained EfficientNet-Lite0) at 32 px
-    "train_audio": {"model": {"embed_dim": 32, "depth": 1, "num_heads": 2}, "epochs": 1},
-    "align": {"epochs": 1, "embed_dim": 16, "crop_size": 16, "n_crops": 2},  # CMC, CMPC, CMCC on
+    "demo": {"classes": ["dog", "guitar", "hen"], "img_size": 64,
+             "clips": {"always": {"train": 2, "val": 0, "test": 0},
+                       "event": {"train": 1, "val": 0, "test": 1},
+                       "silent": {"train": 0, "val": 0, "test": 1},
+                       "multi": {"train": 1, "val": 0, "test": 1},
+                       "long": {"train": 1, "val": 0, "test": 1}}},
+    "train_visual": {"epochs": 1, "min_steps": 0},  # the default backbone (pretrained EfficientNet-Lite0) at 32 px
+    "train_audio": {"model": {"embed_dim": 32, "depth": 1, "num_heads": 2}, "epochs": 1,
+                    "min_steps": 0},
+    "align": {"epochs": 1, "min_steps": 0, "embed_dim": 16, "crop_size": 16, "n_crops": 2},  # CMC, CMPC, CMCC on
     "pseudo_masks": {"workers": 1},
-    "evaluate": {"epochs": 1, "hidden_dim": 0, "n_overlays": 2},
+    "evaluate": {"epochs": 1, "min_steps": 0, "hidden_dim": 0, "n_overlays": 2},
 }

@@ -32,7 +32,7 @@ def test_wrong_dataset_root_names_the_file(tmp_path: Path):
     params.write_text(
         "base: {seed: 0, device: cpu, amp: false, threads: 0}\n"
         f"data: {{root: {tmp_path / 'missing'}, img_size: 32, label_source: masks}}\n"
-        "fbank: {sample_rate: 16000, num_mel_bins: 128, target_length: 512, frame_shift_ms: 10.0,"
+        "fbank: {sample_rate: 16000, num_mel_bins: 128, target_length: 1024, frame_shift_ms: 10.0,"
         " norm_mean: -4.27, norm_std: 4.57}\n")
     result = CliRunner().invoke(app, ["fbank", "--params", str(params), "--out", str(tmp_path / "f.h5")])
     assert result.exit_code != 0

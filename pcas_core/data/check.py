@@ -66,8 +66,9 @@ def _counts(values: pd.Series) -> str:
 
 
 def format_report(report: CheckReport, skip_bad: bool = False) -> str:
-    """The report as text (sections: totals, videos/frames per split and subset, videos per
-    class, frames per video, audio, problems)."""
+    """The report as text (sections: totals, videos/frames per split and subset (and per clip
+    kind when the metadata has a ``kind`` column), videos per class, frames per video, audio,
+    problems)."""
     ds, frames = report.data, report.data.frames
     meta = ds.metadata
     lines = [f"dataset {ds.dataset} at {ds.root}: {len(meta)} videos, {len(frames)} frames, "
@@ -80,6 +81,14 @@ def format_report(report: CheckReport, skip_bad: bool = False) -> str:
         "annotated": frames[frames["mask_path"] != ""].groupby(["split", "subset"]).size(),
     }).fillna(0).astype(int).reindex(splits, level=0)
     lines += ["videos and frames per split and subset:", _table(per)]
+    if "kind" in meta.columns:  # clip kinds (the bundled demo's metadata column)
+        kinds = meta["kind"].to_numpy()[frames["video"].to_numpy()]
+        per_kind = pd.DataFrame({
+            "videos": meta.groupby(["split", "kind"]).size(),
+            "frames": frames.assign(kind=kinds).groupby(["split", "kind"]).size(),
+        }).fillna(0).astype(int).reindex(splits, level=0)
+        lines += ["videos and frames per split and clip kind (metadata column kind):",
+                  _table(per_kind)]
     by_class = pd.DataFrame(ds.labels, columns=ds.class_names[1:]).groupby(
         meta["split"].to_numpy()).sum().T.astype(int).reindex(columns=splits)
     by_class = by_class[by_class.sum(axis=1) > 0]

@@ -207,6 +207,8 @@ def read_dataset(data: dict[str, Any], problems: Problems) -> tuple[AVSData, pd.
         label2idx = read_label2idx(_path(data.get("label2idx"), root))
         metadata = read_metadata(root, subsets=data.get("subsets"))
         frames = frame_table(root, metadata, problems, frames_per_video=per_video)
+        if "kind" in metadata.columns:  # clip kinds (the demo's), for scores per kind
+            frames["kind"] = metadata["kind"].astype(str).to_numpy()[frames["video"].to_numpy()]
         labels = None  # from masks or a_obj, once the files are checked
     elif kind == "s4":
         metadata = s4.read_s4_index(root)

@@ -7,6 +7,8 @@ Columns (:data:`FRAME_COLUMNS`): ``uid`` (str, the video's name), ``subset`` (st
 the metadata), ``frame`` (int, the frame number in its file name: 0-based for AVSS, 1-based for
 S4/MS3), ``frame_path`` (str), ``mask_path`` (str, "" for an unannotated frame), ``mask_format``
 (str: ``rgb`` | ``index`` | ``binary``, see :mod:`pcas_core.data.images`), ``audio_path`` (str).
+An AVSS ``metadata.csv`` with a ``kind`` column (the clip kinds of the bundled demo) adds
+``kind`` (str, the video's), by which the metrics files also report each score.
 """
 
 from __future__ import annotations

@@ -22,6 +22,9 @@ import numpy as np
 from pcas_core.data.constants import IGNORE_INDEX, NUM_CLASSES
 
 F_BETA2 = 0.3  # AVSBench's beta^2 for every F-score
+#: key under which every metrics file nests its scores per clip kind (datasets whose frame table
+#: has a ``kind`` column, e.g. the demo's); ``kind`` at a file's top is the dataset's kind
+BY_KIND = "by_kind"
 
 
 def _f_measure(precision: np.ndarray, recall: np.ndarray, beta2: float) -> np.ndarray:

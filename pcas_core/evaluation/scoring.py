@@ -22,12 +22,13 @@ import numpy as np
 import pandas as pd
 
 from pcas_core.data.constants import IGNORE_INDEX
-from pcas_core.evaluation.metrics import AVSSAccumulator, binary_fscore, binary_miou, foreground_binary
+from pcas_core.evaluation.metrics import (BY_KIND, AVSSAccumulator, binary_fscore, binary_miou,
+                                          foreground_binary)
 from pcas_core.evaluation.official import (OfficialAVSSAccumulator, official_binary_scores,
                                         padded_frames)
 
-__all__ = ["KINDS", "MODES", "Prediction", "scored_frames", "score", "score_by_subset",
-           "report", "metrics_file", "scored_class_names", "scored_labels"]
+__all__ = ["KINDS", "MODES", "BY_KIND", "Prediction", "scored_frames", "score", "score_by_kind",
+           "score_by_subset", "report", "metrics_file", "scored_class_names", "scored_labels"]
 
 #: dataset kind -> how it is scored
 KINDS = {"avss": "semantic", "s4": "binary", "ms3": "binary"}
@@ -203,41 +204,71 @@ def score(kind: str, pred: Prediction, gts: np.ndarray, frames: pd.DataFrame, *,
     return _binary(pred, gts, frames, batch_videos)
 
 
+def _groups(kind: str, pred: Prediction, gts: np.ndarray, frames: pd.DataFrame, column: str,
+            batch_videos: int) -> dict[str, dict]:
+    """:func:`score` of the frames of each value of ``frames[column]``, by value (sorted)."""
+    out = {}
+    for name in sorted(frames[column].unique()):
+        rows = (frames[column] == name).to_numpy()
+        out[str(name)] = score(kind, pred.subset(rows), gts[rows],
+                               frames[rows].reset_index(drop=True), batch_videos=batch_videos)
+    return out
+
+
+def score_by_kind(kind: str, pred: Prediction, gts: np.ndarray, frames: pd.DataFrame, *,
+                  batch_videos: int) -> dict[str, dict]:
+    """:func:`score` over all frames plus, when ``frames`` has a ``kind`` column (the clip kind
+    of each frame's video, e.g. the demo's ``always``/``event``/``silent``/``multi``/``long``),
+    over each kind: ``{"clean", "official", "by_kind": {"event": {"clean", "official"}, ...}}``
+    (:data:`BY_KIND`; ``kind`` at the top of a metrics file is the dataset's). Without the
+    column it is :func:`score`."""
+    out = score(kind, pred, gts, frames, batch_videos=batch_videos)
+    if "kind" in frames:
+        out[BY_KIND] = _groups(kind, pred, gts, frames, "kind", batch_videos)
+    return out
+
+
 def score_by_subset(kind: str, pred: Prediction, gts: np.ndarray, frames: pd.DataFrame, *,
                     batch_videos: int) -> dict[str, dict]:
-    """:func:`score` over all frames plus, when ``frames`` has more than one ``subset`` (AVSS
-    subset ``v1s``/``v1m``/``v2``), over each subset: ``{"clean", "official", "v1s": {"clean",
-    "official"}, ...}``."""
-    out = score(kind, pred, gts, frames, batch_videos=batch_videos)
+    """:func:`score_by_kind` plus, when ``frames`` has more than one ``subset`` (AVSS subset
+    ``v1s``/``v1m``/``v2``), :func:`score` over each subset: ``{"clean", "official", "v1s":
+    {"clean", "official"}, ..., "by_kind": {...}}``."""
+    out = score_by_kind(kind, pred, gts, frames, batch_videos=batch_videos)
     subsets = sorted(frames["subset"].unique()) if "subset" in frames else []
     if len(subsets) > 1:
-        for name in subsets:
-            rows = (frames["subset"] == name).to_numpy()
-            out[name] = score(kind, pred.subset(rows), gts[rows],
-                              frames[rows].reset_index(drop=True), batch_videos=batch_videos)
+        out.update(_groups(kind, pred, gts, frames, "subset", batch_videos))
     return out
 
 
 def report(kind: str, scores: dict[str, dict], role: str) -> dict[str, dict]:
-    """The keys of :data:`KEYS` for ``role`` (``method`` | ``reference``) from :func:`score` or
-    :func:`score_by_subset` output, subsets (role ``subset``) nested under their names."""
+    """The keys of :data:`KEYS` for ``role`` (``method`` | ``reference``) from :func:`score`,
+    :func:`score_by_kind` or :func:`score_by_subset` output; subsets (role ``subset``) nested
+    under their names, clip kinds (role ``subset``) under ``by_kind.<name>``."""
     keys = KEYS[KINDS[kind]]
-    out = {mode: {k: scores[mode][k] for k in keys[role][mode]} for mode in MODES}
+
+    def part(sub: dict, role: str) -> dict:
+        return {mode: {k: sub[mode][k] for k in keys[role][mode]} for mode in MODES}
+
+    out = part(scores, role)
     for name, sub in scores.items():
-        if name not in MODES:
-            out[name] = {mode: {k: sub[mode][k] for k in keys["subset"][mode]} for mode in MODES}
+        if name == BY_KIND:
+            out[BY_KIND] = {k: part(v, "subset") for k, v in sub.items()}
+        elif name not in MODES:
+            out[name] = part(sub, "subset")
     return out
 
 
 def metrics_file(kind: str, split: str, method: dict[str, dict],
                  references: dict[str, dict[str, dict]]) -> dict:
     """The content of a metrics JSON: ``split``, ``kind``, the method's :func:`report` at the top
-    level (``clean.miou``, ``official.miou``, ``v1s.clean.miou``, ...) and each reference's under
-    its name (``pseudo_masks.official.miou``, ``baseline.background.clean.miou``, ...).
+    level (``clean.miou``, ``official.miou``, ``v1s.clean.miou``, ``by_kind.event.clean.miou``,
+    ...) and each reference's under its name (``pseudo_masks.official.miou``,
+    ``baseline.background.clean.miou``, ``pseudo_masks.by_kind.silent.clean.miou_present``, ...).
 
     Args:
         method: :func:`score_by_subset` output of the predictions the file is about.
-        references: name -> :func:`score` output; a name with a dot nests (``baseline.looking``).
+        references: name -> :func:`score` or :func:`score_by_kind` output; a name with a dot
+            nests (``baseline.looking``).
     """
     out: dict = {"split": split, "kind": kind, **report(kind, method, "method")}
     for name, scores in references.items():

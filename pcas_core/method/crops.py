@@ -1,5 +1,6 @@
-"""Labels of the token-wise contrasts (METHOD §3, Eqs. 2-3): patch labels from the sounding map,
-pair labels between patches, local crops of the frames and their positive/negative labels.
+"""Labels of the token-wise contrasts (METHOD §3, Eqs. 2-3): patch labels from the sounding map
+or from the CAM (ToCo's PTC labels), pair labels between patches, local crops of the frames and
+their positive/negative labels.
 
 Everything here runs on the tensors' device without a host-device synchronisation (no ``.item()``,
 no boolean indexing): labels are returned as masks that the losses use as weights.
@@ -13,11 +14,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["IGNORE", "patch_labels", "pair_labels", "sample_crop_boxes", "take_crops",
-           "crop_labels"]
+from pcas_core.method.cam import minmax_normalize
+
+__all__ = ["IGNORE", "patch_labels", "cam_patch_labels", "pair_labels", "sample_crop_boxes",
+           "take_crops", "crop_labels"]
 
 IGNORE = -1
-"""Patch label of a patch in the ignore band theta_lo < S < theta_hi."""
+"""Patch label of a patch in the ignore band theta_lo < S < theta_hi (or max CAM score in it)."""
+
+
+def _check_thresholds(theta_hi: float, theta_lo: float) -> None:
+    if not 0.0 <= theta_lo < theta_hi <= 1.0:
+        raise ValueError(f"need 0 <= theta_lo < theta_hi <= 1, got theta_lo={theta_lo}, "
+                         f"theta_hi={theta_hi}")
 
 
 def patch_labels(sounding: Tensor, theta_hi: float, theta_lo: float) -> Tensor:
@@ -36,21 +45,57 @@ def patch_labels(sounding: Tensor, theta_hi: float, theta_lo: float) -> Tensor:
     Raises:
         ValueError: thresholds out of order or outside [0, 1].
     """
-    if not 0.0 <= theta_lo < theta_hi <= 1.0:
-        raise ValueError(f"need 0 <= theta_lo < theta_hi <= 1, got theta_lo={theta_lo}, "
-                         f"theta_hi={theta_hi}")
+    _check_thresholds(theta_hi, theta_lo)
     labels = torch.full_like(sounding, IGNORE, dtype=torch.int8)
     labels = torch.where(sounding >= theta_hi, torch.ones_like(labels), labels)
     return torch.where(sounding <= theta_lo, torch.zeros_like(labels), labels)
 
 
+def cam_patch_labels(cam: Tensor, video_labels: Tensor, theta_hi: float,
+                     theta_lo: float) -> Tensor:
+    """Multi-class patch labels from class activation maps, ToCo's PTC labels (Ru et al. 2023,
+    ``cam_to_label(..., ignore_mid=True)`` on the auxiliary CAM), for CMPC and CMCC.
+
+    Each class map is brought to [0, 1] per frame, M_k = minmax_{h, w}(relu(CAM_k)) (as ToCo's
+    ``multi_scale_cam2`` and METHOD §4's class maps), and zeroed for the classes that are not
+    among the frame's video labels, so such a class never wins. With m = max_k M_k at a patch:
+    label k + 1 (the argmax column k, i.e. class index k + 1) where m >= theta_hi, background 0
+    where m <= theta_lo, :data:`IGNORE` in between. ToCo's foreground test is the strict
+    m > theta_hi; pcas keeps the inclusive test of :func:`patch_labels`. A frame whose video has
+    no label is all background. Pass a detached CAM (it is a pseudo-label); nothing here syncs.
+
+    Args:
+        cam: (F, C, h, w) float raw CAM_k = P_t W_v[k] of each frame (C foreground columns).
+        video_labels: (F, C) multi-hot labels of each frame's video (float or bool).
+        theta_hi, theta_lo: thresholds, 0 <= theta_lo < theta_hi <= 1.
+
+    Returns:
+        (F, h, w) int16 labels: 0 background, 1..C the class index, -1 ignored.
+
+    Raises:
+        ValueError: bad layouts or thresholds.
+    """
+    _check_thresholds(theta_hi, theta_lo)
+    if cam.ndim != 4 or video_labels.shape != cam.shape[:2]:
+        raise ValueError(f"expected cam (F, C, h, w) and video labels (F, C), got "
+                         f"{tuple(cam.shape)} and {tuple(video_labels.shape)}")
+    scores = minmax_normalize(torch.relu(cam.float()), dims=(2, 3))
+    scores = scores * (video_labels > 0).to(scores.dtype)[:, :, None, None]
+    best, column = scores.max(dim=1)                                   # (F, h, w)
+    labels = torch.full(best.shape, IGNORE, dtype=torch.int16, device=cam.device)
+    labels = torch.where(best >= theta_hi, (column + 1).to(torch.int16), labels)
+    return torch.where(best <= theta_lo, torch.zeros_like(labels), labels)
+
+
 def pair_labels(labels: Tensor) -> tuple[Tensor, Tensor]:
     """Pair label masks A of Eq. 2 from patch labels, as two float masks.
 
-    A_ij = 1 if l_i = l_j, 0 if they differ; ignored if either patch is ignored or i = j.
+    A_ij = 1 if l_i = l_j, 0 if they differ; ignored if either patch is ignored or i = j. The
+    labels may be binary (:func:`patch_labels`) or multi-class (:func:`cam_patch_labels`): two
+    patches of different foreground classes are a negative pair, as background and foreground.
 
     Args:
-        labels: (B, N) int patch labels (1, 0, or :data:`IGNORE`).
+        labels: (B, N) int patch labels (0 background, >= 1 foreground, or :data:`IGNORE`).
 
     Returns:
         ``(same, different)``, each (B, N, N) float32 with 1 where A_ij = 1 (resp. A_ij = 0) and
@@ -117,14 +162,15 @@ def crop_labels(labels: Tensor, boxes: Tensor, crop_size: int, frame_size: tuple
                 rho: float) -> Tensor:
     """Positive/negative label of each crop (METHOD §3, CMCC).
 
-    A crop is positive when at least ``rho`` of its pixels lie in sounding patches (l = 1; ignored
-    patches count as not sounding), negative otherwise. The patch grid is brought to pixels by
+    A crop is positive when at least ``rho`` of its pixels lie in foreground patches (l >= 1:
+    sounding for :func:`patch_labels`, any class for :func:`cam_patch_labels`; ignored patches
+    count as background), negative otherwise. The patch grid is brought to pixels by
     nearest-neighbour upsampling. The test is on integer pixel counts: positive iff
     ``count >= ceil(rho * c * c)`` (up to 1e-9 of float rounding), so a crop exactly at ``rho`` is
     positive.
 
     Args:
-        labels: (F, h, w) int patch labels of the frames.
+        labels: (F, h, w) int patch labels of the frames (0, >= 1, or :data:`IGNORE`).
         boxes: (F, K, 2) int64 top-left corners, on the labels' device.
         crop_size: c in pixels.
         frame_size: (H, W) of the frames the boxes refer to.
@@ -137,8 +183,8 @@ def crop_labels(labels: Tensor, boxes: Tensor, crop_size: int, frame_size: tuple
         raise ValueError(f"rho must be in [0, 1], got {rho}")
     if labels.ndim != 3:
         raise ValueError(f"expected patch labels (F, h, w), got {tuple(labels.shape)}")
-    sounding = (labels == 1).float()[:, None]
-    pixels = F.interpolate(sounding, size=tuple(frame_size), mode="nearest")
+    foreground = (labels > 0).float()[:, None]
+    pixels = F.interpolate(foreground, size=tuple(frame_size), mode="nearest")
     count = take_crops(pixels, boxes, crop_size).sum(dim=(-3, -2, -1))
     needed = math.ceil(rho * crop_size * crop_size - 1e-9)
     return (count >= needed).float()

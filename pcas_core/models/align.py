@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
@@ -13,7 +15,7 @@ from torch import Tensor, nn
 from pcas_core.models.heads import ProjectionHead
 from pcas_core.models.visual import VisualClassifier, VisualOutput
 
-__all__ = ["AlignOutput", "AlignModel", "ema_update"]
+__all__ = ["AlignOutput", "AlignModel", "ema_update", "running_stats_kept"]
 
 
 class AlignOutput(NamedTuple):
@@ -46,6 +48,30 @@ def ema_update(target: nn.Module, source: nn.Module, momentum: float) -> None:
         raise ValueError(f"EMA momentum must be in [0, 1], got {momentum}")
     for t, s in zip(target.parameters(), source.parameters(), strict=True):
         t.lerp_(s, 1.0 - momentum)
+
+
+@contextlib.contextmanager
+def running_stats_kept(module: nn.Module) -> Iterator[None]:
+    """Inside, the BatchNorms of ``module`` that are in train mode still normalise with the batch's
+    statistics (the same outputs and gradients as outside) but leave their running statistics and
+    ``num_batches_tracked`` untouched; on exit every BatchNorm is as before.
+
+    How: ``track_running_stats`` is switched off for the duration, so ``torch.nn.BatchNorm*``,
+    timm's ``BatchNormAct2d`` and ``SyncBatchNorm`` pass no running buffers to ``batch_norm`` in
+    training. Used for CMCC's crop forward (small crops must not move the statistics every later
+    stage normalises full frames with) and for the gradient-share measurement. Eval-mode and
+    frozen BatchNorms are left as they are.
+    """
+    changed = [m for m in module.modules()
+               if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
+               and m.track_running_stats]
+    for m in changed:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m in changed:
+            m.track_running_stats = True
 
 
 class AlignModel(nn.Module):

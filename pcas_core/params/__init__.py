@@ -53,6 +53,9 @@ class PcasParams:
     predict: PredictConfig = PredictConfig()
 
 
+#: where ``dvc.yaml``'s ``demo_data`` stage writes the demo (the default ``data.root``)
+DEMO_ROOT = DataConfig().root
+
 #: section name -> its config class
 SECTIONS: dict[str, type] = {name: cls for name, cls in PcasParams.__annotations__.items()}
 
@@ -66,7 +69,10 @@ def check_couplings(p: PcasParams) -> None:
       (The encoder checks the exact token grid when it is built.)
     - ``train_audio.encoder: aisfx`` reads the log-mel its checkpoint was trained on:
       ``fbank.front_end`` must be ``aisfx``.
-    - The demo's clips must fit the audio encoder: ``demo.n_frames <= train_audio.model.max_steps``.
+    - When the pipeline reads the demo (``data.root`` is ``data/demo``, where ``dvc.yaml``'s
+      ``demo_data`` writes it), the demo's longest clip must fit the audio encoder: its frames
+      (10 when ``demo.clips.long`` asks for clips, else 5) ``<= train_audio.model.max_steps``.
+      Another ``data.root`` is not the demo, so ``demo`` does not bind it.
 
     Raises:
         ConfigError: naming both keys and their values.
@@ -82,9 +88,11 @@ def check_couplings(p: PcasParams) -> None:
         raise ConfigError(
             f"train_audio.encoder 'aisfx' needs fbank.front_end 'aisfx' (the log-mel its "
             f"checkpoint was trained on), got fbank.front_end {p.fbank.front_end!r}")
-    if p.demo.n_frames > m.max_steps:
-        raise ConfigError(f"demo.n_frames ({p.demo.n_frames}) exceeds train_audio.model.max_steps "
-                          f"({m.max_steps})")
+    longest = p.demo.clips.longest()
+    if Path(p.data.root) == Path(DEMO_ROOT) and longest > m.max_steps:
+        raise ConfigError(f"demo.clips ask for {longest}-frame clips (demo.clips.long: 10 frames) "
+                          f"but train_audio.model.max_steps is {m.max_steps}: the audio encoder "
+                          f"would not take them")
 
 
 def load_config(path: Path | str) -> PcasParams:

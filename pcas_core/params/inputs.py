@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal, Optional
+from dataclasses import asdict, dataclass, field
+from typing import ClassVar, Literal, Optional
 
 __all__ = ["BaseConfig", "DataConfig", "SplitCounts", "DemoClips", "DemoConfig", "FbankConfig"]
 
@@ -100,25 +100,55 @@ class SplitCounts:
 
 @dataclass(frozen=True)
 class DemoClips:
-    """``demo.clips``: single/silent are clips per class, multi clips in total."""
+    """``demo.clips``: clips per split of each clip kind (:mod:`pcas_core.demo.compose`):
+    ``always``, ``event`` and ``silent`` count clips per class (of the sounding class), ``multi``
+    and ``long`` clips in total."""
 
-    single: SplitCounts = SplitCounts(train=20, val=0, test=4)
-    multi: SplitCounts = SplitCounts(train=40, val=0, test=10)
-    silent: SplitCounts = SplitCounts(train=4, val=0, test=2)
+    always: SplitCounts = SplitCounts(train=6, val=0, test=1)
+    event: SplitCounts = SplitCounts(train=9, val=0, test=3)
+    silent: SplitCounts = SplitCounts(train=4, val=0, test=1)
+    multi: SplitCounts = SplitCounts(train=36, val=0, test=10)
+    long: SplitCounts = SplitCounts(train=20, val=0, test=5)
+
+    #: frames (= seconds) of a clip of each kind: AVSBench v1 clips (subsets v1s, v1m) have 5,
+    #: v2 clips (``long``) 10 (``pcas_core.data.table.RELEASED_FRAMES``)
+    FRAMES: ClassVar[dict[str, int]] = {"always": 5, "event": 5, "silent": 5, "multi": 5,
+                                        "long": 10}
+
+    def longest(self) -> int:
+        """Frames of the longest clip these counts ask for (0 when they ask for none)."""
+        return max((self.FRAMES[kind] for kind in self.FRAMES
+                    if any(asdict(getattr(self, kind)).values())), default=0)
 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """``demo``: how ``pcas demo-data`` composes the bundled demo (seed, frame side in pixels,
-    frames = seconds per clip, audio sample rate in Hz, classes, clip counts)."""
+    """``demo``: how ``pcas demo-data`` composes the bundled demo (:mod:`pcas_core.demo.compose`).
+
+    Attributes:
+        seed: seed of the composition (same seed: byte-identical files).
+        img_size: frame side in pixels.
+        sample_rate: audio sample rate in Hz (the recordings' own; no resampling).
+        noise_dbfs: RMS level in dBFS of the white ambient noise under every clip: all a clip's
+            audio holds in a second where nothing sounds. -90..-55, so that it stays at least
+            10 dB under the quietest sounding second (>= -45 dBFS, ``pcas_core.demo.soundtrack``).
+        classes: classes to compose (null: every class with media in the pools the splits use).
+        clips: clips per kind and split (:class:`DemoClips`).
+    """
 
     seed: int = 0
     img_size: int = 224
-    n_frames: int = 5
     sample_rate: int = 16000
+    noise_dbfs: float = -60.0
     classes: Optional[list[str]] = field(default_factory=lambda: [
-        "dog", "horse", "sheep", "cello", "guitar", "car", "duck", "lion"])
+        "dog", "sheep", "pig", "hen", "bird", "guitar", "car", "airplane"])
     clips: DemoClips = DemoClips()
+
+    def __post_init__(self) -> None:
+        if not -90.0 <= self.noise_dbfs <= -55.0:
+            raise ValueError(f"noise_dbfs must be in [-90, -55] dBFS, got {self.noise_dbfs}")
+        if self.img_size < 8 or self.sample_rate <= 0:
+            raise ValueError("img_size must be >= 8 pixels and sample_rate positive")
 
 
 @dataclass(frozen=True)
@@ -139,7 +169,7 @@ class FbankConfig:
     front_end: Literal["ast", "aisfx"] = "ast"
     sample_rate: int = 16000
     num_mel_bins: int = 128
-    target_length: int = 512
+    target_length: int = 1024
     frame_shift_ms: float = 10.0
     norm_mean: float = -4.2677393
     norm_std: float = 4.5689974

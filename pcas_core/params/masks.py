@@ -96,13 +96,15 @@ class BaselinesConfig:
 @dataclass(frozen=True)
 class EvaluateConfig:
     """``evaluate`` (METHOD §5): the segmentation head, its training, CRF post-processing (with
-    ``pseudo_masks.crf``'s kernels), baselines, plots (confusion sample stride, overlays)."""
+    ``pseudo_masks.crf``'s kernels), baselines, plots (confusion sample stride, overlays).
+    ``min_steps``: fewest optimiser steps of the head's training (as ``train_visual.min_steps``)."""
 
     features: Literal["patch", "final", "patch+final"] = "patch"
     hidden_dim: int = 64
     train_size: int = 56
     background_weight: float = 0.3
     epochs: int = 20
+    min_steps: int = 600
     batch_frames: int = 32
     batch_videos: int = 8
     lr: float = 0.001
@@ -112,6 +114,10 @@ class EvaluateConfig:
     confusion_stride: int = 8
     n_overlays: int = 12
     overlay_uid_contains: list[str] = field(default_factory=lambda: ["silent", "multi"])
+
+    def __post_init__(self) -> None:
+        if self.min_steps < 0:
+            raise ValueError(f"min_steps must be >= 0, got {self.min_steps}")
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ class TrainVisualConfig:
         augment, max_frames: per-clip augmentation; random frames per clip and step (0 = all).
         head_bias_prior, frame_pool, epochs, batch_videos, lr, warmup_epochs, weight_decay: the
             head's initial class probability, video pooling and the schedule.
+        min_steps: fewest optimiser steps of the run: when ``epochs`` x steps per epoch is
+            fewer, more epochs run (:func:`pcas_core.runtime.fit.fit`), warm-up keeping its share.
     """
 
     backbone: str = "tf_efficientnet_lite0"
@@ -44,14 +46,15 @@ class TrainVisualConfig:
     head_bias_prior: float = 0.01
     frame_pool: Pool = "max"
     epochs: int = 6
+    min_steps: int = 150
     batch_videos: int = 8
     lr: float = 0.0005
     warmup_epochs: float = 1.0
     weight_decay: float = 0.0001
 
     def __post_init__(self) -> None:
-        if self.frozen_stages < 0 or self.max_frames < 0:
-            raise ValueError("frozen_stages and max_frames must be >= 0")
+        if self.frozen_stages < 0 or self.max_frames < 0 or self.min_steps < 0:
+            raise ValueError("frozen_stages, max_frames and min_steps must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ class TVPModelConfig:
     num_heads: int = 4
     mlp_ratio: float = 4.0
     drop_rate: float = 0.0
-    max_steps: int = 5
+    max_steps: int = 10
     step_pool: Pool = "max"
     head_bias_prior: float = 0.01
 
@@ -108,6 +111,7 @@ class TrainAudioConfig:
             ``none`` (an unordered bag, for the ablation).
         init: ``none`` or the path of a local timm ViT weights file (AST's ImageNet init;
             ``encoder: ast`` only).
+        min_steps: fewest optimiser steps of the run (as ``train_visual.min_steps``).
         aisfx: the aisfx patch embedding's options (:class:`AisfxEncoderConfig`).
     """
 
@@ -118,6 +122,7 @@ class TrainAudioConfig:
     model: TVPModelConfig = TVPModelConfig()
     aisfx: AisfxEncoderConfig = AisfxEncoderConfig()
     epochs: int = 15
+    min_steps: int = 300
     batch_videos: int = 8
     lr: float = 0.0005
     warmup_epochs: float = 1.0
@@ -125,6 +130,8 @@ class TrainAudioConfig:
     eval_threshold: float = 0.5
 
     def __post_init__(self) -> None:
+        if self.min_steps < 0:
+            raise ValueError(f"min_steps must be >= 0, got {self.min_steps}")
         if self.encoder != "ast" and self.init not in ("", "none"):
             raise ValueError(f"init ({self.init!r}) initialises AST's patch embedding and blocks; "
                              f"with encoder {self.encoder!r} set init: none")
@@ -148,8 +155,26 @@ class AlignConfig:
         cmcc, w_cmcc, n_crops, crop_size, rho, tau_cmcc, cmcc_eps, ema_momentum: class-token
             contrast of K local crops of crop_size pixels (Eq. 3; paper rho 0.2, tau 0.5; ToCo's
             eps and EMA momentum).
+        token_contrast_start: fraction in [0, 1) of the run's optimiser steps before CMPC and
+            CMCC take part (the paper labels tokens once CMC has aligned them); before it they
+            are not computed. Step s takes part when s >= ceil(start * epochs * steps/epoch).
+        cmpc_labels: where CMPC's patch labels (and CMCC's crop labels) come from. ``sounding``:
+            the sounding map of g_p/g_a (METHOD §3), binary; with ``cmc: false`` nothing trains
+            g_a/g_v, so that map is the cosine of two random projections (a warning is logged).
+            ``cam``: ToCo's PTC labels from the detached CAM of the visual model's head on P_t,
+            restricted to the video's labels, multi-class (background 0, class k + 1 above
+            theta_hi, ignored between); a crop is then positive when >= rho of it is foreground.
+        token_norm: ``layernorm``: the final patch tokens CMPC contrasts and the class tokens the
+            CMCC heads read pass a parameter-free LayerNorm first; ``none`` (default): as they
+            come. A cosine is scale-invariant, so its gradient scales as 1 / token norm with or
+            without the LayerNorm; on the demo's stride-16 EfficientNet tokens the LayerNorm
+            changed CMPC's backbone gradient by < 1 %.
+        grad_share_batches: batches over which the stage measures each term's gradient on the
+            trainable backbone at the start and the end (``metrics/align.json``); 0 = off.
         augment, epochs, batch_videos, lr_backbone, lr_heads, warmup_epochs, weight_decay: the
-            schedule (paper: 9 epochs, 2 warm-up, learning rates 0.0006 / 0.0012).
+            schedule (paper: 9 epochs, 2 warm-up, learning rates 0.0006 / 0.0012; README gives
+            the ``dvc exp run -S`` recipe).
+        min_steps: fewest optimiser steps of the run (as ``train_visual.min_steps``).
     """
 
     embed_dim: int = 64
@@ -173,8 +198,13 @@ class AlignConfig:
     tau_cmcc: float = 0.5
     cmcc_eps: float = 1.0e-4
     ema_momentum: float = 0.9
+    token_contrast_start: float = 0.0
+    cmpc_labels: Literal["sounding", "cam"] = "sounding"
+    token_norm: Literal["layernorm", "none"] = "none"
+    grad_share_batches: int = 2
     augment: dict[str, Any] = field(default_factory=dict)
     epochs: int = 1
+    min_steps: int = 25
     batch_videos: int = 8
     lr_backbone: float = 0.0002
     lr_heads: float = 0.0005
@@ -190,6 +220,9 @@ class AlignConfig:
             "crop_size >= 1": self.crop_size >= 1,
             "temperature > 0 and tau_cmcc > 0": self.temperature > 0 and self.tau_cmcc > 0,
             "cmcc_eps >= 0": self.cmcc_eps >= 0,
+            "min_steps >= 0": self.min_steps >= 0,
+            "token_contrast_start in [0, 1)": 0.0 <= self.token_contrast_start < 1.0,
+            "grad_share_batches >= 0": self.grad_share_batches >= 0,
         }
         bad = [rule for rule, ok in checks.items() if not ok]
         if bad:

@@ -17,8 +17,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from pcas_core.data.constants import IGNORE_INDEX
 from pcas_core.data.dataset import AVSData
 from pcas_core.evaluation.baselines import sanity_baselines
-from pcas_core.evaluation.scoring import (Prediction, metrics_file, score, score_by_subset,
-                                          scored_class_names, scored_frames, scored_labels)
+from pcas_core.evaluation.scoring import (Prediction, metrics_file, score_by_kind,
+                                          score_by_subset, scored_class_names, scored_frames,
+                                          scored_labels)
 from pcas_core.evaluation.visualize import Overlay, confusion_rows, pick_overlay_frames
 from pcas_core.method.crf import DenseCRF
 from pcas_core.method.losses import segmentation_ce
@@ -94,7 +95,8 @@ def train_head(head: SegmentationHead, tokens: torch.Tensor, masks: np.ndarray,
 
     return fit(head, batches, compute_loss, epochs=cfg.epochs,
                steps_per_epoch=-(-len(tokens) // cfg.batch_frames),
-               groups=[(head.parameters(), cfg.lr)], weight_decay=cfg.weight_decay,
+               groups=[(head.parameters(), cfg.lr)], min_steps=cfg.min_steps,
+               weight_decay=cfg.weight_decay,
                device=device, logger=env.log, on_epoch=on_epoch, checkpoint=checkpoint)
 
 
@@ -104,7 +106,8 @@ class Evaluation:
 
     Attributes:
         metrics: the metrics file (:func:`pcas_core.evaluation.scoring.metrics_file`): the head in
-            both modes (and per subset), beside ``pseudo_masks`` and ``baseline.*``.
+            both modes (and per subset and clip kind), beside ``pseudo_masks`` and
+            ``baseline.*`` (each per clip kind too).
         per_class: columns ``class``, ``iou`` (clean mode, classes that occur).
         confusion: columns ``actual``, ``predicted``: one sampled foreground pixel per row.
         overlays: the frames to draw. class_names: names of the scored label space.
@@ -149,7 +152,8 @@ def evaluate_test_split(visual: VisualClassifier, head: SegmentationHead, data: 
     scores = score_by_subset(kind, method, gts, scored, batch_videos=batch)
     refs = {"pseudo_masks": pseudo, **{f"baseline.{k}": v for k, v in baselines.items()}}
     metrics = metrics_file(kind, "test", scores, {
-        name: score(kind, pred, gts, scored, batch_videos=batch) for name, pred in refs.items()})
+        name: score_by_kind(kind, pred, gts, scored, batch_videos=batch)
+        for name, pred in refs.items()})
     names = scored_class_names(kind, data.class_names)
     shown = scored_labels(kind, method.masks)  # binary kinds: foreground, as scored
     per_class = pd.DataFrame({"class": names, "iou": scores["clean"]["per_class_iou"]}).dropna()

@@ -39,7 +39,7 @@ from pcas_core.data.dataset import AVSData
 from pcas_core.data.images import resize_frame
 from pcas_core.data.video import VideoWriter, open_video, sample_frames, sample_plan, wave_segment
 from pcas_core.evaluation.baselines import background_masks
-from pcas_core.evaluation.scoring import (Prediction, metrics_file, score, score_by_subset,
+from pcas_core.evaluation.scoring import (Prediction, metrics_file, score_by_kind, score_by_subset,
                                           scored_frames)
 from pcas_core.evaluation.visualize import labelled_overlay, save_index_png
 from pcas_core.models.heads import SegmentationHead, head_config, load_segmentation_head
@@ -319,6 +319,6 @@ def score_dataset(models: TrainedModels, data: AVSData, cfg: PredictConfig, *,
     background = Prediction(background_masks(len(gts), gts.shape[1:]))
     result = metrics_file(kind, "test", score_by_subset(kind, method, gts, scored,
                                                         batch_videos=official_batch_videos),
-                          {"baseline.background": score(kind, background, gts, scored,
-                                                        batch_videos=official_batch_videos)})
+                          {"baseline.background": score_by_kind(
+                              kind, background, gts, scored, batch_videos=official_batch_videos)})
     return {"root": str(data.root), **result}

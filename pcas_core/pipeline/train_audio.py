@@ -168,9 +168,9 @@ def train_audio_encoder(model: TVPAudioEncoder, inputs: AudioInputs, cfg: TrainA
 
     return fit(model, lambda e: _loader(tensors, cfg.batch_videos, True, env.seed + e, ranks=True),
                compute_loss, epochs=cfg.epochs, steps_per_epoch=-(-n // cfg.batch_videos),
-               groups=[(model.parameters(), cfg.lr)], warmup_epochs=cfg.warmup_epochs,
-               weight_decay=cfg.weight_decay, device=device, amp=env.amp, logger=env.log,
-               on_epoch=on_epoch, checkpoint=checkpoint)
+               groups=[(model.parameters(), cfg.lr)], min_steps=cfg.min_steps,
+               warmup_epochs=cfg.warmup_epochs, weight_decay=cfg.weight_decay, device=device,
+               amp=env.amp, logger=env.log, on_epoch=on_epoch, checkpoint=checkpoint)
 
 
 @torch.no_grad()

@@ -75,9 +75,9 @@ def train_classifier(model: VisualClassifier, clips: Dataset, cfg: TrainVisualCo
                                             w_class_token=cfg.w_class_token)}
 
     return fit(model, batches, compute_loss, epochs=cfg.epochs, steps_per_epoch=steps,
-               groups=[(model.parameters(), cfg.lr)], warmup_epochs=cfg.warmup_epochs,
-               weight_decay=cfg.weight_decay, device=device, amp=env.amp, logger=env.log,
-               on_epoch=on_epoch, checkpoint=checkpoint)
+               groups=[(model.parameters(), cfg.lr)], min_steps=cfg.min_steps,
+               warmup_epochs=cfg.warmup_epochs, weight_decay=cfg.weight_decay, device=device,
+               amp=env.amp, logger=env.log, on_epoch=on_epoch, checkpoint=checkpoint)
 
 
 @torch.no_grad()

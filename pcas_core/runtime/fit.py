@@ -18,8 +18,8 @@ from tqdm import tqdm
 from pcas_core.runtime import distributed
 from pcas_core.runtime.resume import EpochCheckpoint, Restored
 
-__all__ = ["make_optimizer", "warmup_cosine", "fit", "autocast", "to_device", "host_syncs",
-           "FINITE_CHECK_EVERY"]
+__all__ = ["make_optimizer", "warmup_cosine", "schedule_epochs", "fit", "autocast", "to_device",
+           "host_syncs", "FINITE_CHECK_EVERY"]
 
 #: Steps between the host's looks at the loss (each look waits for the device). Between looks the
 #: per-term sums stay on the device, so a step never waits for the GPU; a NaN is caught at most
@@ -49,6 +49,22 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, *, total_steps: int,
         return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def schedule_epochs(epochs: int, steps_per_epoch: int, min_steps: int) -> int:
+    """Epochs a run takes so that it makes at least ``min_steps`` optimiser steps:
+    ``max(epochs, ceil(min_steps / steps_per_epoch))``. ``epochs`` 0 (no training) and an empty
+    epoch (``steps_per_epoch`` 0) stay as they are.
+
+    Raises:
+        ValueError: a negative argument.
+    """
+    if min(epochs, steps_per_epoch, min_steps) < 0:
+        raise ValueError(f"epochs ({epochs}), steps_per_epoch ({steps_per_epoch}) and min_steps "
+                         f"({min_steps}) must be >= 0")
+    if epochs == 0 or steps_per_epoch == 0:
+        return epochs
+    return max(epochs, -(-min_steps // steps_per_epoch))
 
 
 def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
@@ -92,7 +108,8 @@ def host_syncs(step: Callable[[], Any]) -> int:
 
 def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
         compute_loss: Callable[[Any], dict[str, Tensor]], *, epochs: int, steps_per_epoch: int,
-        groups: list[tuple[Iterable[nn.Parameter], float]], warmup_epochs: float = 0.0,
+        groups: list[tuple[Iterable[nn.Parameter], float]], min_steps: int = 0,
+        warmup_epochs: float = 0.0,
         weight_decay: float = 0.0, grad_clip: float = 0.0, device: torch.device,
         amp: bool = False, logger: logging.Logger | None = None,
         on_epoch: Callable[[int, dict[str, float]], None] | None = None,
@@ -102,10 +119,16 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
     Args:
         batches: ``epoch -> iterable of batches`` (so each epoch can reshuffle from its own seed).
         compute_loss: batch -> dict of scalar tensors; key ``"loss"`` is optimised, every key is
-            logged as its epoch mean.
+            logged as its epoch mean: the mean over the steps that returned it (a term that a
+            step leaves out, e.g. before the alignment's ``token_contrast_start``, is not counted
+            as 0; an epoch in which no step returned it has no such key).
         epochs, steps_per_epoch: schedule length (steps_per_epoch sizes the LR schedule).
         groups: ``(parameters, learning rate)`` per module group.
-        warmup_epochs: linear warm-up length in epochs.
+        min_steps: fewest optimiser steps of the run: when ``epochs * steps_per_epoch`` is
+            fewer, the run takes :func:`schedule_epochs` epochs instead (logged at INFO with
+            both step counts), the warm-up keeping its share of the run and the cosine decay
+            spanning all of it, so a small dataset does not stop after a handful of steps.
+        warmup_epochs: linear warm-up length in epochs (of ``epochs``).
         grad_clip: max global gradient norm (0: no clipping).
         device: where the model runs (batches are moved by ``compute_loss``).
         amp: bfloat16 autocast on CUDA.
@@ -124,13 +147,21 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
     values when each term is a :func:`pcas_core.runtime.distributed.mean_over_ranks`.
 
     Returns:
-        One dict per epoch with the mean of each logged term.
+        One dict per epoch (of the epochs run) with the mean of each logged term.
 
     Raises:
         FloatingPointError: the loss became NaN or infinite.
+        ValueError: a negative ``epochs``, ``steps_per_epoch`` or ``min_steps``.
         pcas_core.runtime.resume.ResumeError: a resume checkpoint made with other params.
     """
     logger = logger or logging.getLogger(__name__)
+    run_epochs = schedule_epochs(epochs, steps_per_epoch, min_steps)
+    if run_epochs != epochs:
+        logger.info("%d epochs x %d steps = %d optimiser steps, fewer than min_steps %d: running "
+                    "%d epochs (%d steps), warm-up %.3g epochs", epochs, steps_per_epoch,
+                    epochs * steps_per_epoch, min_steps, run_epochs, run_epochs * steps_per_epoch,
+                    warmup_epochs * run_epochs / epochs)
+        warmup_epochs, epochs = warmup_epochs * run_epochs / epochs, run_epochs
     optimizer = make_optimizer(groups, weight_decay)
     scheduler = warmup_cosine(optimizer, total_steps=epochs * steps_per_epoch,
                               warmup_steps=int(round(warmup_epochs * steps_per_epoch)))
@@ -143,6 +174,7 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
     step = distributed.ddp_step(model, compute_loss, device)  # compute_loss itself in one process
     for epoch in range(len(history), epochs):
         sums: dict[str, Tensor] = {}  # float64 on the device: no wait for the GPU per step
+        counts: dict[str, int] = {}  # steps that returned each term
         n = 0
         for batch in tqdm(batches(epoch), total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}",
                           leave=False, disable=None):
@@ -158,12 +190,13 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
             for k, v in terms.items():
                 v = v.detach().to(torch.float64)
                 sums[k] = sums[k] + v if k in sums else v
+                counts[k] = counts.get(k, 0) + 1
             n += 1
             if n % FINITE_CHECK_EVERY == 0:
                 _check_finite(sums["loss"], epoch, n)
         if n:
             _check_finite(sums["loss"], epoch, n)
-        means = distributed.all_mean({k: float(v) / n for k, v in sums.items()} if n else {})
+        means = distributed.all_mean({k: float(v) / counts[k] for k, v in sums.items()})
         history.append(means)
         lrs.append(float(scheduler.get_last_lr()[0]))
         if checkpoint is not None and distributed.is_main():

@@ -89,7 +89,8 @@ def _tiny_params(tmp_path: Path, data: dict) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["base"].update(device="cpu", amp=False)
     params["data"].update({k: str(v) if isinstance(v, Path) else v for k, v in data.items()})
-    params["train_visual"].update(epochs=1, batch_videos=2, backbone="vit_tiny_patch16_224",
+    params["train_visual"].update(epochs=1, min_steps=0, batch_videos=2,
+                                  backbone="vit_tiny_patch16_224",
                                   pretrained=False, token_layer=-1, frozen_stages=0,
                                   backbone_kwargs={"patch_size": 8, "depth": 1, "embed_dim": 24,
                                                    "num_heads": 2})
@@ -105,7 +106,7 @@ def test_fbank_and_train_visual_run_on_s4(tmp_path):
     out = run.invoke(app, ["fbank", "--params", str(params), "--out", str(tmp_path / "fb.h5")])
     assert out.exit_code == 0, out.output + repr(out.exception)
     with h5py.File(tmp_path / "fb.h5") as f:
-        assert f["fbank"].shape == (6, 512, 128) and f["n_steps"][:].tolist() == [5] * 6
+        assert f["fbank"].shape == (6, 1024, 128) and f["n_steps"][:].tolist() == [5] * 6
     out = run.invoke(app, ["train-visual", "--params", str(params),
                            "--model-out", str(tmp_path / "v.safetensors"),
                            "--store-out", str(tmp_path / "v.h5"),

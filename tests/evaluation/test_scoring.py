@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pcas_core.evaluation.scoring import (Prediction, metrics_file, score, score_by_subset, scored_class_names,
-                               scored_frames, scored_labels)
+from pcas_core.evaluation.scoring import (Prediction, metrics_file, score, score_by_kind,
+                                          score_by_subset, scored_class_names, scored_frames,
+                                          scored_labels)
 
 LABEL = np.array([[0, 1], [1, 1]], dtype=np.uint8)
 
@@ -107,3 +108,36 @@ def test_subsets_and_metrics_file_layout():
     assert set(out["pseudo_masks"]) == {"clean", "official"}
     one = score_by_subset("avss", Prediction(gts[:5].copy()), gts[:5], frames[:5], batch_videos=4)
     assert set(one) == {"clean", "official"}  # one subset: no per-subset entries
+
+
+def test_scores_per_clip_kind():
+    """Frames of two clip kinds: the predictions are right on the ``always`` clip and background
+    on the ``event`` clip, so each kind's score is that of its own frames alone."""
+    table = _frames({"a": ("v1s", 5), "b": ("v1s", 5), "c": ("v2", 10)})
+    table["kind"] = table["uid"].map({"a": "always", "b": "event", "c": "event"})
+    frames = scored_frames(table, require_all=True)
+    gts = np.stack([LABEL] * 20)
+    preds = gts.copy()
+    preds[5:] = 0  # b and c: background everywhere
+    method = score_by_subset("avss", Prediction(preds), gts, frames, batch_videos=4)
+    assert set(method) == {"clean", "official", "v1s", "v2", "by_kind"}
+    assert set(method["by_kind"]) == {"always", "event"}
+    always, event = method["by_kind"]["always"], method["by_kind"]["event"]
+    assert always["clean"]["miou_present"] == pytest.approx(1.0)
+    assert always["clean"]["n_frames"] == 5 and event["clean"]["n_frames"] == 15
+    # event: background IoU 1/4 on each of its 15 frames, class 1 never predicted: (0.25 + 0) / 2
+    assert event["clean"]["miou_present"] == pytest.approx(0.125)
+    assert event["official"]["n_padded"] == 5  # b's 5 padded frames; c has 10
+    ref = score_by_kind("avss", Prediction(np.zeros_like(gts)), gts, frames, batch_videos=4)
+    assert set(ref) == {"clean", "official", "by_kind"}
+    out = metrics_file("avss", "test", method, {"baseline.background": ref})
+    assert out["kind"] == "avss"  # the dataset's kind stays at the top
+    assert out["by_kind"]["always"]["clean"]["miou_present"] == pytest.approx(1.0)
+    assert set(out["by_kind"]["event"]) == {"clean", "official"}
+    assert set(out["by_kind"]["event"]["clean"]) == {"miou", "fscore", "miou_present"}
+    assert out["baseline"]["background"]["by_kind"]["event"]["clean"]["miou_present"] == \
+        pytest.approx(0.125)
+    # without the column: scored as before
+    plain = scored_frames(table.drop(columns="kind"), require_all=True)
+    assert "by_kind" not in score_by_kind("avss", Prediction(preds), gts, plain, batch_videos=4)
+    assert "by_kind" not in score_by_subset("avss", Prediction(preds), gts, plain, batch_videos=4)

@@ -11,8 +11,8 @@ from pcas_core.method.alignment import alignment_terms
 from pcas_core.pipeline.align import build_align_model
 from pcas_core.params import AlignConfig
 from pcas_core.params.parsing import parse
-from pcas_core.method.crops import (IGNORE, crop_labels, pair_labels, patch_labels, sample_crop_boxes,
-                             take_crops)
+from pcas_core.method.crops import (IGNORE, cam_patch_labels, crop_labels, pair_labels, patch_labels,
+                                    sample_crop_boxes, take_crops)
 from pcas_core.method.losses import cmcc_loss, cmpc_loss
 from pcas_core.models.align import ema_update
 from pcas_core.models.visual import build_visual
@@ -37,6 +37,46 @@ def test_pair_labels_by_hand():
     for i, j in [(0, 1), (1, 0), (1, 3), (3, 1)]:
         expect_diff[i, j] = 1
     assert torch.equal(same[0], expect_same) and torch.equal(diff[0], expect_diff)
+
+
+def test_cam_labels_by_hand_the_video_labels_decide_and_the_thresholds_are_exact():
+    # one frame, 6 patches (1 x 6), 3 classes; the video has classes 0 and 1, not 2
+    cam = torch.tensor([[[1.0, 0.7, 0.25, 0.5, 0.0, 0.0]],
+                        [[-3.0, -3.0, -3.0, 0.6, 1.0, 0.2]],   # relu, then min-max: unchanged
+                        [[0.0, 5.0, 5.0, 5.0, 4.0, 5.0]]])[None]  # highest, but not a video label
+    labels = cam_patch_labels(cam, torch.tensor([[1.0, 1.0, 0.0]]), 0.7, 0.25)
+    assert labels.dtype == torch.int16
+    # class index = column + 1; 0.7 exactly is foreground, 0.25 exactly background, 0.6 ignored
+    assert labels.tolist() == [[[1, 1, 0, IGNORE, 2, 0]]]
+    # with class 2 among the labels it wins where its min-max score (0, 1, 1, 1, 0.8, 1) is highest
+    assert cam_patch_labels(cam, torch.ones(1, 3), 0.7, 0.25).tolist() == [[[1, 3, 3, 3, 2, 3]]]
+    # a video without labels is background everywhere; each frame uses its own labels
+    two = cam_patch_labels(cam.repeat(2, 1, 1, 1), torch.tensor([[0.0, 0, 0], [1, 1, 0]]), 0.7, 0.25)
+    assert two[0].tolist() == [[0] * 6] and two[1].tolist() == labels[0].tolist()
+    with pytest.raises(ValueError, match="video labels"):
+        cam_patch_labels(cam, torch.ones(1, 2), 0.7, 0.25)
+
+
+def test_cam_label_maps_are_min_max_normalised_per_frame_and_class():
+    cam = torch.tensor([[[2.0, 4.0, 10.0]], [[0.0, 0.0, 0.0]]])[None]   # class 0: 0.0, 0.25, 1.0
+    labels = cam_patch_labels(cam * 7.0 + 0.0, torch.tensor([[1.0, 1.0]]), 0.7, 0.25)
+    assert labels.tolist() == [[[0, 0, 1]]]                          # class 1 constant: zeros
+
+
+def test_pair_labels_of_multi_class_patches():
+    same, diff = pair_labels(torch.tensor([[1, 2, 0, 2, IGNORE]], dtype=torch.int16))
+    expect_same = torch.zeros(5, 5)
+    expect_same[1, 3] = expect_same[3, 1] = 1           # the two patches of class 2
+    expect_diff = torch.zeros(5, 5)
+    for i, j in [(0, 1), (0, 2), (0, 3), (1, 2), (2, 3)]:  # two classes, or class and background
+        expect_diff[i, j] = expect_diff[j, i] = 1
+    assert torch.equal(same[0], expect_same) and torch.equal(diff[0], expect_diff)
+
+
+def test_crop_labels_count_every_foreground_class():
+    labels = torch.tensor([[[2, 0], [0, 5]]], dtype=torch.int16)   # 2x2 patches of 2x2 pixels
+    boxes = torch.tensor([[[0, 0], [2, 2], [0, 2]]])               # class 2, class 5, background
+    assert crop_labels(labels, boxes, 2, (4, 4), rho=1.0).tolist() == [[1.0, 1.0, 0.0]]
 
 
 def _cmpc(tokens, labels):
@@ -140,7 +180,9 @@ SECTION = {"embed_dim": 8, "hidden_dim": 0, "shared_patch_head": True, "w_cls": 
            "w_class_token": 1.0, "frame_pool": "max", "cmc": True, "w_cmc": 1.0,
            "temperature": 0.1, "cmpc": True, "w_cmpc": 0.2, "theta_hi": 0.7, "theta_lo": 0.25,
            "cmcc": True, "w_cmcc": 0.5, "n_crops": 3, "crop_size": 16, "rho": 0.2,
-           "tau_cmcc": 0.5, "cmcc_eps": 1e-4, "ema_momentum": 0.9, "augment": {}, "epochs": 1,
+           "tau_cmcc": 0.5, "cmcc_eps": 1e-4, "ema_momentum": 0.9, "token_contrast_start": 0.0,
+           "cmpc_labels": "sounding", "token_norm": "none", "grad_share_batches": 2,
+           "augment": {}, "epochs": 1, "min_steps": 0,
            "batch_videos": 2, "lr_backbone": 1e-4, "lr_heads": 1e-4, "warmup_epochs": 0,
            "weight_decay": 0.0}
 
@@ -162,6 +204,14 @@ def test_align_config_rejects_unknown_and_bad_keys():
         parse(AlignConfig, {**section, "theta_lo": 0.8}, "align")
     with pytest.raises(ValueError, match="align.cmc: expected true or false"):
         parse(AlignConfig, {**section, "cmc": "no"}, "align")
+    with pytest.raises(ValueError, match="token_contrast_start in \\[0, 1\\)"):
+        parse(AlignConfig, {**section, "token_contrast_start": 1.0}, "align")
+    with pytest.raises(ValueError, match="align.cmpc_labels: 'toco' is not one of"):
+        parse(AlignConfig, {**section, "cmpc_labels": "toco"}, "align")
+    with pytest.raises(ValueError, match="align.token_norm: 'batchnorm' is not one of"):
+        parse(AlignConfig, {**section, "token_norm": "batchnorm"}, "align")
+    with pytest.raises(ValueError, match="grad_share_batches >= 0"):
+        parse(AlignConfig, {**section, "grad_share_batches": -1}, "align")
 
 
 def _tiny_model(cfg):

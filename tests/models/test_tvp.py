@@ -342,9 +342,10 @@ def test_aisfx_frozen_blocks_do_not_train_and_the_saved_config_rebuilds_the_enco
     from pcas_core.models.tvp import load_audio_encoder
     from pcas_core.models.tvp import tvp_model_config
     from pcas_core.params import TrainAudioConfig
-    from pcas_core.params.training import AisfxEncoderConfig
+    from pcas_core.params.training import AisfxEncoderConfig, TVPModelConfig
 
-    cfg = TrainAudioConfig(encoder="aisfx", aisfx=AisfxEncoderConfig(frozen_blocks=3))
+    cfg = TrainAudioConfig(encoder="aisfx", model=TVPModelConfig(max_steps=5),
+                           aisfx=AisfxEncoderConfig(frozen_blocks=3))
     config = tvp_model_config(cfg, num_classes=4, target_length=221, n_mels=96, prompt_dim=8,
                               frames_per_second=44100 / 1024, frame_offset=-0.5, front_end="aisfx")
     with pytest.raises(ValueError, match="needs an fbank store made with fbank.front_end 'aisfx'"):

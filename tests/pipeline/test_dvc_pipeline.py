@@ -60,12 +60,19 @@ def test_full_run_then_nothing_to_do(project):
             assert 0.0 <= metrics[mode][key] <= 1.0
     for key in ("miou_present", "fg_miou", "fg_fscore"):
         assert 0.0 <= metrics["clean"][key] <= 1.0
-    # every demo test clip has 5 frames, so the official mode adds 5 padded frames per clip
-    assert metrics["official"]["n_padded"] == metrics["clean"]["n_frames"]
+    # the official mode pads each 5-frame test clip with 5 frames, the 10-frame long clip with none
+    long_frames = 10 * TINY["demo"]["clips"]["long"]["test"]
+    assert metrics["official"]["n_padded"] == metrics["clean"]["n_frames"] - long_frames
     assert set(metrics["baseline"]) == {"background", "listening", "looking"}
     assert metrics["baseline"]["background"]["clean"]["miou"] > 0.0
-    assert set(metrics["pseudo_masks"]) == {"clean", "official"}
-    assert {"v1s", "v1m"} <= set(metrics)  # the demo test split has two subsets
+    assert set(metrics["pseudo_masks"]) == {"clean", "official", "by_kind"}
+    assert {"v1s", "v1m", "v2"} <= set(metrics)  # the demo test split has three subsets
+    kinds = {"event", "silent", "multi", "long"}  # the kinds of TINY's test clips
+    assert set(metrics["by_kind"]) == kinds
+    assert set(metrics["baseline"]["looking"]["by_kind"]) == kinds
+    for name in ("visual", "audio"):
+        frame = json.loads((project / "metrics" / f"{name}.json").read_text())
+        assert set(frame["by_kind"]) == kinds and "frame_cls_train" in frame
     for stage in ("train_visual", "train_audio", "align", "evaluate"):
         assert (project / "dvclive" / stage / "plots" / "metrics" / "loss.tsv").is_file()
     assert len(list((project / "plots" / "overlays").glob("*.png"))) == 2

@@ -29,7 +29,7 @@ from pcas_core.storage.stores import concat_rows
 from pcas_core.models.heads import SegmentationHead, save_segmentation_head
 from pcas_core.models.tvp import TVPAudioEncoder
 from pcas_core.models.visual import build_visual
-from pcas_core.params import FbankConfig, PredictConfig
+from pcas_core.params import DemoClips, DemoConfig, FbankConfig, PredictConfig, SplitCounts
 from pcas_core.pipeline.predict import load_models, predict_video, to_model_audio
 from pcas_core.evaluation.scoring import Prediction, score, scored_frames
 from stages.cli import app
@@ -62,8 +62,11 @@ def setup(tmp_path_factory):
     torch.nn.init.normal_(head.net.weight, std=2.0)  # random but spatially varied masks
     save_segmentation_head(paths["head"], head, features="patch")
     root = base / "demo"
-    build_demo_dataset(ASSETS, root, seed=0, clips={"multi": {"test": 1}}, img_size=64,
-                       n_frames=N_FRAMES, sample_rate=SR, classes=["dog", "cello"])
+    none = SplitCounts()
+    build_demo_dataset(ASSETS, root, DemoConfig(
+        seed=0, img_size=64, sample_rate=SR, classes=["dog", "guitar"],
+        clips=DemoClips(always=none, event=none, silent=none, multi=SplitCounts(test=1),
+                        long=none)))
     data = open_dataset({"root": root, "img_size": SIZE, "label_source": "masks"},
                         needed_splits=("test",))
     clip = data.frames
@@ -79,6 +82,7 @@ def setup(tmp_path_factory):
         "base: {seed: 0, device: cpu, amp: false, threads: 0}\n"
         f"data: {{root: {root}, img_size: {SIZE}, label_source: masks}}\n"
         f"fbank: {json.dumps(asdict(FBANK))}\n"
+        f"train_audio: {{model: {{max_steps: {N_FRAMES}}}}}\n"
         "predict: {fps: 1, overlay_alpha: 0.55, batch_frames: 32, "
         f"batch_videos: 8, models: {json.dumps({k: str(v) for k, v in paths.items()})}}}\n")
     return {"base": base, "paths": paths, "data": data, "frames": frames, "wave": wave,

@@ -49,7 +49,7 @@ def test_batches_do_not_depend_on_workers(tmp_path):
 
 def test_training_is_identical_with_workers(tmp_path):
     states = []
-    cfg = TrainVisualConfig(epochs=2, batch_videos=2, lr=1e-3, warmup_epochs=0.0,
+    cfg = TrainVisualConfig(epochs=2, min_steps=0, batch_videos=2, lr=1e-3, warmup_epochs=0.0,
                             weight_decay=0.0)
     for workers in (0, 2, 2):
         seed_everything(0)

@@ -4,7 +4,8 @@
 trains in two Gloo processes; :func:`run` called in one process does the same in one. Each
 loop (visual classifier, TVP audio encoder, alignment with CMC + CMPC + CMCC, segmentation head)
 trains 2 epochs on 11 videos (or 13 frames) in global batches of 4, so the last batch splits
-unevenly (2 + 1), then encodes every item; rank 0 saves per-epoch losses and encodings.
+unevenly (2 + 1), then encodes every item; rank 0 saves per-epoch losses and encodings. The
+alignment's CMPC and CMCC start at its last step of epoch 0 (``token_contrast_start``).
 """
 
 from __future__ import annotations
@@ -71,9 +72,9 @@ def run() -> dict[str, np.ndarray]:
     env = RunEnv(seed=0, device=CPU, log=LOG)
 
     model = _visual()
-    hist = train_classifier(model, clips, TrainVisualConfig(epochs=2, batch_videos=BATCH, lr=1e-3,
-                                                            warmup_epochs=0.0, weight_decay=0.0),
-                            env)
+    hist = train_classifier(model, clips, TrainVisualConfig(epochs=2, min_steps=0, batch_videos=BATCH,
+                                                            lr=1e-3, warmup_epochs=0.0,
+                                                            weight_decay=0.0), env)
     out["visual_loss"] = np.array([h["loss"] for h in hist])
     out["visual_logits"] = _stack(list(visual_pass(model, clips, batch_videos=BATCH, env=env,
                                                    ranks=True)), "logits")
@@ -86,8 +87,9 @@ def run() -> dict[str, np.ndarray]:
     fbank, prompts = torch.randn(VIDEOS, 300, 32, generator=g), torch.randn(VIDEOS, 3, 8, generator=g)
     n_steps = torch.randint(1, 4, (VIDEOS,), generator=g)
     inputs = AudioInputs(fbank, prompts, 8, n_steps, clips.labels)
-    hist = train_audio_encoder(audio, inputs, TrainAudioConfig(epochs=2, batch_videos=BATCH,
-                                                               lr=1e-3, warmup_epochs=0.0,
+    hist = train_audio_encoder(audio, inputs, TrainAudioConfig(epochs=2, min_steps=0,
+                                                               batch_videos=BATCH, lr=1e-3,
+                                                               warmup_epochs=0.0,
                                                                weight_decay=0.0), env)
     out["audio_loss"] = np.array([h["loss"] for h in hist])
     steps = pd.DataFrame({"video": np.repeat(np.arange(VIDEOS), n_steps.numpy())})
@@ -95,12 +97,13 @@ def run() -> dict[str, np.ndarray]:
                                                  env=env, ranks=True)), "audio_token")
 
     cfg = dataclasses.replace(AlignConfig(), embed_dim=8, n_crops=3, crop_size=16, epochs=2,
-                              batch_videos=BATCH, lr_backbone=1e-3, lr_heads=1e-3,
-                              warmup_epochs=0.0)
+                              min_steps=0, batch_videos=BATCH, lr_backbone=1e-3, lr_heads=1e-3,
+                              warmup_epochs=0.0, token_contrast_start=0.3)  # from step 2 of 6
     tokens = torch.randn(len(clips.table), 6, generator=g).numpy()
     align = build_align_model(_visual(), 6, cfg)
     hist = train_alignment(align, AlignInputs(clips, clips.table, tokens), cfg, env)
-    for term in ("loss", "cls", "cmc", "cmpc", "cmcc", "crop_positive", "patch_ignored"):
+    for term in ("loss", "cls", "cmc", "cmpc", "cmcc", "crop_positive", "patch_ignored",
+                 "final_token_norm"):
         out[f"align_{term}"] = np.array([h[term] for h in hist])
     maps = list(maps_pass(align, clips, clips.table, tokens, batch_videos=BATCH, env=env,
                           ranks=True))
@@ -114,8 +117,8 @@ def run() -> dict[str, np.ndarray]:
     head = SegmentationHead(in_dim=head_tokens.shape[-1], num_classes=3, grid=(4, 4),
                             hidden_dim=0)
     hist = train_head(head, head_tokens, masks.numpy(),
-                      EvaluateConfig(epochs=2, batch_frames=BATCH, lr=1e-2, weight_decay=0.0,
-                                     train_size=16, background_weight=0.5), env)
+                      EvaluateConfig(epochs=2, min_steps=0, batch_frames=BATCH, lr=1e-2,
+                                     weight_decay=0.0, train_size=16, background_weight=0.5), env)
     out["head_loss"] = np.array([h["loss"] for h in hist])
     out["head_tokens"] = head_tokens.numpy()
     return out

@@ -34,6 +34,29 @@ def test_epoch_means_are_the_means_of_the_steps():
     assert history[1] == pytest.approx({"loss": 20.0, "half": 10.0})
 
 
+def test_a_term_that_only_some_steps_return_is_averaged_over_those_steps():
+    """The alignment's CMPC/CMCC before align.token_contrast_start: not counted as 0."""
+    w = torch.nn.Parameter(torch.ones(()))
+    model = torch.nn.Module()
+    model.w = w
+    late = {2: 4.0, 3: 8.0, 4: 30.0}  # step -> value of a term returned from step 2 on
+
+    def loss(step):
+        terms = {"loss": w * 0 + 1.0}
+        if step in late:
+            terms["late"] = torch.tensor(late[step])
+        return terms
+
+    history = fit(model, lambda e: list(range(3 * e, 3 * e + 3))[:3], loss, epochs=2,
+                  steps_per_epoch=3, groups=[(model.parameters(), 0.0)],
+                  device=torch.device("cpu"))
+    assert history[0] == pytest.approx({"loss": 1.0, "late": 4.0})   # one step of three
+    assert history[1] == pytest.approx({"loss": 1.0, "late": 19.0})  # (8 + 30) / 2, not / 3
+    history = fit(model, lambda e: [0, 1], loss, epochs=1, steps_per_epoch=2,
+                  groups=[(model.parameters(), 0.0)], device=torch.device("cpu"))
+    assert history == [{"loss": 1.0}]  # never returned in the epoch: no key
+
+
 def test_a_nan_loss_stops_training_within_the_check_interval(monkeypatch):
     monkeypatch.setattr(training, "FINITE_CHECK_EVERY", 3)
     values = [1.0, float("nan")] + [1.0] * 10
@@ -56,3 +79,45 @@ def test_finite_losses_run_every_step(monkeypatch):
     monkeypatch.setattr(training, "FINITE_CHECK_EVERY", 2)
     history, seen = _run([1.0] * 7)
     assert len(seen) == 7 and history[0]["loss"] == pytest.approx(1.0)
+
+
+def test_schedule_epochs_reaches_min_steps():
+    assert training.schedule_epochs(6, 26, 150) == 6  # the demo: 156 steps already
+    assert training.schedule_epochs(6, 4, 150) == 38  # 28 clips: 4 batches an epoch
+    assert training.schedule_epochs(2, 3, 6) == 2 and training.schedule_epochs(2, 3, 7) == 3
+    assert training.schedule_epochs(0, 4, 150) == 0  # no training stays no training
+    assert training.schedule_epochs(3, 0, 10) == 3
+    with pytest.raises(ValueError, match="min_steps"):
+        training.schedule_epochs(1, 1, -1)
+
+
+def _lr_run(epochs, min_steps, caplog=None):
+    """fit on a toy model, 3 batches an epoch, warm-up 1 epoch: (steps taken, lr at each epoch's end)."""
+    w = torch.nn.Parameter(torch.ones(()))
+    model = torch.nn.Module()
+    model.w = w
+    steps, lrs = [], []
+    history = fit(model, lambda e: [torch.tensor(1.0)] * 3,
+                  lambda v: steps.append(v) or {"loss": (v * w) ** 2}, epochs=epochs,
+                  steps_per_epoch=3, min_steps=min_steps, groups=[(model.parameters(), 0.1)],
+                  warmup_epochs=1.0, device=torch.device("cpu"),
+                  on_epoch=lambda e, values: lrs.append(values["lr"]))
+    assert len(history) == len(lrs)
+    return len(steps), lrs
+
+
+def test_min_steps_adds_epochs_and_the_schedule_spans_them(caplog):
+    # 2 epochs x 3 steps: warm-up 3 steps, cosine over steps 3..6
+    steps, lrs = _lr_run(2, min_steps=0)
+    assert steps == 6 and lrs == pytest.approx([0.1, 0.0])
+    # min_steps 10 -> 4 epochs (12 steps); warm-up keeps its half of the run (6 steps), the
+    # cosine decays over the other 6: lr factor after steps 3, 6, 9, 12 = 4/6, 1, 0.5, 0
+    with caplog.at_level("INFO"):
+        steps, lrs = _lr_run(2, min_steps=10)
+    assert steps == 12 and lrs == pytest.approx([0.1 * 4 / 6, 0.1, 0.05, 0.0], abs=1e-12)
+    assert "2 epochs x 3 steps = 6 optimiser steps, fewer than min_steps 10: running 4 epochs " \
+           "(12 steps)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert _lr_run(2, min_steps=6)[0] == 6  # already enough: unchanged, nothing logged
+    assert "min_steps" not in caplog.text

@@ -1,0 +1,95 @@
+"""Frame-level classification of a trained classifier (the looking stage's frame logits, the
+listening stage's step logits s_t): the content of ``metrics/visual.json`` / ``metrics/audio.json``,
+and the warning when a classifier has collapsed to predicting no class at all."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from pcas_core.data.dataset import AVSData
+from pcas_core.evaluation.metrics import BY_KIND, frame_classification_from_logits
+
+__all__ = ["VISUAL_THRESHOLD", "frame_scores_file", "predicts_no_class", "warn_if_no_class"]
+
+#: sigmoid threshold of the visual classifier's frame-level scores (its frame logits)
+VISUAL_THRESHOLD = 0.5
+#: keys reported per clip kind
+_KIND_KEYS = ("f1", "precision", "recall", "n_frames")
+
+
+def frame_scores_file(logits: np.ndarray, data: AVSData, *, threshold: float) -> dict:
+    """Frame-level classification of every frame of ``data`` against the classes in its mask
+    (:func:`pcas_core.evaluation.metrics.frame_classification_scores`, micro-averaged; frames
+    without a mask are skipped).
+
+    Args:
+        logits: (M, C) float32 per-frame class logits of every frame of ``data``, in frame-table
+            order (``C`` = the dataset's foreground classes).
+        data: the dataset (train and test splits are scored).
+        threshold: sigmoid threshold of a predicted class.
+
+    Returns:
+        ``{"frame_cls_test": {...}, "frame_cls_train": {...}}`` (precision, recall, f1,
+        accuracy, n_frames each) plus, when the frame table has a ``kind`` column,
+        ``"by_kind": {kind: {"f1", "precision", "recall", "n_frames"}}`` over the test split.
+
+    Raises:
+        ValueError: ``logits`` does not have one row per frame and one column per class.
+    """
+    if logits.shape != (len(data.frames), data.labels.shape[1]):
+        raise ValueError(f"expected ({len(data.frames)}, {data.labels.shape[1]}) logits, one row "
+                         f"per frame, got {logits.shape}")
+    targets = data.frame_classes()
+    out = {}
+    for split in ("test", "train"):
+        rows = data.frames_in(split)
+        out[f"frame_cls_{split}"] = frame_classification_from_logits(
+            logits[rows], targets[rows], threshold=threshold)
+    if "kind" in data.frames:
+        test = data.frames_in("test")
+        kinds = data.frames["kind"].to_numpy()
+        out[BY_KIND] = {}
+        for name in sorted(set(kinds[test])):
+            rows = test & (kinds == name)
+            scores = frame_classification_from_logits(logits[rows], targets[rows],
+                                                      threshold=threshold)
+            out[BY_KIND][str(name)] = {k: scores[k] for k in _KIND_KEYS}
+    return out
+
+
+def predicts_no_class(logits: np.ndarray, threshold: float) -> bool:
+    """True when no row of ``logits`` ((M, C) float) has a class with sigmoid >= ``threshold``
+    (also for M = 0)."""
+    if not len(logits):
+        return True
+    probs = 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+    return not bool((probs >= threshold).any())
+
+
+def warn_if_no_class(logits: np.ndarray, *, stage: str, split: str, threshold: float,
+                     logger: logging.Logger, threshold_key: str | None = None) -> bool:
+    """Log a WARNING when a trained classifier predicts no class on any frame of ``split``: it
+    has collapsed to background (e.g. too few optimiser steps on a small dataset), and every
+    stage after it inherits that.
+
+    Args:
+        logits: (M, C) float frame logits of the split's frames.
+        stage: the stage that trained it (``train_visual``, ``train_audio``), named in the
+            message with its ``min_steps`` / ``epochs`` keys.
+        split: the split the logits are of.
+        threshold: the sigmoid threshold of a predicted class; ``threshold_key`` the params key
+            that sets it, if any.
+
+    Returns:
+        Whether it warned.
+    """
+    if not predicts_no_class(logits, threshold):
+        return False
+    key = f" ({threshold_key})" if threshold_key else ""
+    logger.warning("%s: no class reaches sigmoid >= %s%s on any of the %d %s frames: the trained "
+                   "classifier has collapsed to background, and every later stage inherits it. "
+                   "Train with more optimiser steps: raise %s.min_steps or %s.epochs.",
+                   stage, threshold, key, len(logits), split, stage, stage)
+    return True
