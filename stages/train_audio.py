@@ -8,7 +8,7 @@ import typer
 from pcas_core.data.dataset import open_dataset
 from pcas_core.evaluation.frame_scores import frame_scores_file, warn_if_no_class
 from pcas_core.pipeline.train_audio import (audio_inputs, audio_pass, build_audio_encoder,
-                                            train_audio_encoder)
+                                            train_audio_encoder, with_trunk_cells)
 from pcas_core.runtime.curves import epoch_curves
 from pcas_core.runtime.distributed import is_main, on_main
 from pcas_core.runtime.resume import EpochCheckpoint
@@ -40,6 +40,7 @@ def train_audio(
     with open_store(fbank_store, "fbank") as fbank:  # fbank rows are read batch by batch
         inputs = audio_inputs(data, fbank, visual_store, cfg)
         model, model_cfg = build_audio_encoder(inputs, cfg)
+        inputs = with_trunk_cells(model, inputs, batch_videos=cfg.batch_videos, env=env)
         checkpoint = EpochCheckpoint.for_stage("train_audio", run.params,
                                                [fbank_store, visual_store], logger=run.log)
         with epoch_curves(curves_out) as on_epoch:

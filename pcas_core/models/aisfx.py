@@ -178,14 +178,24 @@ class AisfxPatchEmbed(nn.Module):
         ``[8j, 8j + 8)``, centre ``8j + 4``."""
         return torch.arange(self.grid_size[1], dtype=torch.float64) * 8 + 4
 
-    def forward(self, logmel: Tensor) -> Tensor:
-        """``(B, L, n_mels)`` float -> ``(B, F'*T', D)``; token index ``f * T' + j``."""
+    @property
+    def frozen_trunk(self) -> bool:
+        """True when all four conv blocks are frozen: :meth:`trunk_cells` is then a fixed
+        function of the input, which a training loop may compute once per video."""
+        return self.cnn.frozen_blocks == 4
+
+    def trunk_cells(self, logmel: Tensor) -> Tensor:
+        """The conv blocks' cells before the projection: ``(B, L, n_mels)`` float ->
+        ``(B, F'*T', 512)``, token index ``f * T' + j``."""
         fmap = self.cnn(logmel)  # (B, 512, T', F')
         if self.tokens == "columns":
-            cells = fmap.mean(dim=3).transpose(1, 2)  # (B, T', 512)
-        else:
-            cells = fmap.permute(0, 3, 2, 1).flatten(1, 2)  # (B, F'*T', 512), f-major
-        return self.proj(cells)
+            return fmap.mean(dim=3).transpose(1, 2)  # (B, T', 512)
+        return fmap.permute(0, 3, 2, 1).flatten(1, 2)  # (B, F'*T', 512), f-major
+
+    def forward(self, logmel: Tensor, *, trunk: bool = False) -> Tensor:
+        """``(B, L, n_mels)`` float -> ``(B, F'*T', D)``; token index ``f * T' + j``.
+        ``trunk=True``: the input is already :meth:`trunk_cells` ``(B, F'*T', 512)``."""
+        return self.proj(logmel if trunk else self.trunk_cells(logmel))
 
 
 def aisfx_checkpoint_path() -> Path:

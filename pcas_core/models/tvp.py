@@ -52,6 +52,7 @@ from pcas_core.models.tvp_tokens import (NoPrompts, PromptEmbed,  # noqa: E402
 
 __all__ = [
     "ENCODERS",
+    "PROMPT_MASKS",
     "TVPAudioEncoder",
     "TVPOutput",
     "tvp_model_config",
@@ -61,6 +62,9 @@ __all__ = [
 
 #: ``train_audio.encoder`` choices: the patch embedding.
 ENCODERS = ("ast", "aisfx")
+
+#: ``train_audio.prompt_mask`` choices: which prompts an audio token may attend to.
+PROMPT_MASKS = ("step", "none")
 
 
 def tvp_model_config(cfg: TrainAudioConfig, *, num_classes: int, target_length: int, n_mels: int,
@@ -86,7 +90,8 @@ def tvp_model_config(cfg: TrainAudioConfig, *, num_classes: int, target_length: 
     return {**asdict(cfg.model), "num_classes": int(num_classes),
             "target_length": int(target_length), "n_mels": int(n_mels),
             "prompt_dim": int(prompt_dim), "use_prompts": bool(cfg.tvp),
-            "prompt_position": cfg.prompt_position, "frames_per_step": float(frames_per_second),
+            "prompt_position": cfg.prompt_position, "prompt_norm": cfg.prompt_norm,
+            "prompt_mask": cfg.prompt_mask, "frames_per_step": float(frames_per_second),
             "frame_offset": float(frame_offset), "front_end": front_end,
             "encoder": cfg.encoder, "aisfx_frozen_blocks": cfg.aisfx.frozen_blocks,
             "aisfx_tokens": cfg.aisfx.tokens}
@@ -145,6 +150,12 @@ class TVPAudioEncoder(nn.Module):
         use_prompts: insert one prompt token before each step's patches; False gives plain AST.
         prompt_position: time identity of the prompts: ``step_mean`` | ``learned`` | ``none``
             (see :class:`pcas_core.models.tvp_tokens.PromptEmbed`).
+        prompt_norm: ``layernorm`` | ``none``: v_t normalised before W_p (see
+            :class:`pcas_core.models.tvp_tokens.PromptEmbed`).
+        prompt_mask: ``step``: an audio token of step t attends to prompt p_t and to no other
+            prompt, so every step hears its own frame's v_t whatever the prompts' time
+            identity (CLS, prompts and audio tokens are attended as usual); ``none``: every
+            token attends to every prompt.
         step_pool: ``"max"`` or ``"mean"`` pooling of step logits over valid steps.
         head_bias_prior: initial probability of every class (see
             :func:`pcas_core.models.heads.init_prior_bias`).
@@ -171,6 +182,8 @@ class TVPAudioEncoder(nn.Module):
         front_end: str = "ast",
         use_prompts: bool = True,
         prompt_position: str = "step_mean",
+        prompt_norm: str = "none",
+        prompt_mask: str = "none",
         step_pool: str = "max",
         head_bias_prior: float = 0.01,
         encoder: str = "ast",
@@ -180,12 +193,16 @@ class TVPAudioEncoder(nn.Module):
         super().__init__()
         if step_pool not in ("max", "mean"):
             raise ValueError(f"step_pool must be 'max' or 'mean', got {step_pool!r}")
+        if prompt_mask not in PROMPT_MASKS:
+            raise ValueError(f"train_audio.prompt_mask must be one of {PROMPT_MASKS}, "
+                             f"got {prompt_mask!r}")
         if encoder not in ENCODERS:
             raise ValueError(f"train_audio.encoder must be one of {ENCODERS}, got {encoder!r}")
         self.num_classes, self.n_mels, self.target_length = num_classes, n_mels, target_length
         self.patch_size, self.embed_dim, self.prompt_dim = patch_size, embed_dim, prompt_dim
         self.max_steps, self.use_prompts, self.step_pool = max_steps, use_prompts, step_pool
         self.head_bias_prior, self.encoder, self.front_end = head_bias_prior, encoder, front_end
+        self.prompt_mask = prompt_mask
 
         if encoder == "ast":
             self.patch_embed = SpectrogramPatchEmbed(
@@ -220,7 +237,7 @@ class TVPAudioEncoder(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, num_patches, embed_dim))  # audio patches only
         self.prompt_embed = (
             PromptEmbed(prompt_dim=prompt_dim, embed_dim=embed_dim, max_steps=max_steps,
-                        position=prompt_position)
+                        position=prompt_position, norm=prompt_norm)
             if use_prompts else NoPrompts(embed_dim=embed_dim)
         )
         self.pos_drop = nn.Dropout(drop_rate)
@@ -248,6 +265,13 @@ class TVPAudioEncoder(nn.Module):
             order.extend((1 + n_prompts + torch.nonzero(patch_step == t).flatten()).tolist())
         seq_index = torch.tensor(order, dtype=torch.long)
         concat_step = torch.cat([torch.tensor([-1]), torch.arange(n_prompts), patch_step])
+        is_prompt = torch.cat([torch.zeros(1, dtype=torch.bool), torch.ones(n_prompts, dtype=torch.bool),
+                               torch.zeros(num_patches, dtype=torch.bool)])[seq_index]
+        step = concat_step[seq_index]
+        # (N_seq, N_seq), True = query may attend key: an audio query of step t reads prompt t only
+        audio_query = (~is_prompt & (step >= 0))[:, None]
+        other_prompt = is_prompt[None, :] & (step[None, :] != step[:, None])
+        self.register_buffer("step_prompt_mask", ~(audio_query & other_prompt), persistent=False)
         patch_seq_pos = torch.empty(num_patches, dtype=torch.long)
         patch_seq_pos[seq_index[seq_index > n_prompts] - 1 - n_prompts] = torch.nonzero(seq_index > n_prompts).flatten()
         self.register_buffer("seq_index", seq_index, persistent=False)
@@ -265,9 +289,39 @@ class TVPAudioEncoder(nn.Module):
                     nn.init.zeros_(m.bias)
         init_prior_bias(self.head, self.head_bias_prior)
 
-    def _check_inputs(self, fbank: Tensor, prompts: Tensor | None, n_steps: Tensor) -> int:
-        """Validates shapes and returns T, the number of steps reported."""
+    @property
+    def frozen_trunk(self) -> bool:
+        """True when the patch embedding starts with a frozen trunk (aisfx with all four conv
+        blocks frozen) whose output :meth:`trunk_cells` a loop may compute once per video."""
+        return bool(self.patch_embed.frozen_trunk)
+
+    @torch.no_grad()
+    def trunk_cells(self, fbank: Tensor) -> Tensor:
+        """The frozen trunk's output ``(B, N, W)`` float of features ``(B, L, n_mels)``, the input
+        of ``forward(..., trunk=True)`` (the same encoder output as from the features).
+
+        Raises:
+            ValueError: the encoder has no frozen trunk (:attr:`frozen_trunk`), or features of
+                another shape.
+        """
+        if not self.frozen_trunk:
+            raise ValueError("this audio encoder has no frozen trunk (encoder aisfx with "
+                             "train_audio.aisfx.frozen_blocks 4 has one)")
         if fbank.ndim != 3 or fbank.shape[1:] != (self.target_length, self.n_mels):
+            raise ValueError(f"fbank must be (B, L={self.target_length}, n_mels={self.n_mels}), "
+                             f"got {tuple(fbank.shape)}")
+        return self.patch_embed.trunk_cells(fbank)
+
+    def _check_inputs(self, fbank: Tensor, prompts: Tensor | None, n_steps: Tensor,
+                      trunk: bool = False) -> int:
+        """Validates shapes and returns T, the number of steps reported."""
+        if trunk:
+            if not self.frozen_trunk:
+                raise ValueError("trunk=True, but this audio encoder has no frozen trunk")
+            if fbank.ndim != 3 or fbank.shape[1] != self.patch_embed.num_patches:
+                raise ValueError(f"trunk cells must be (B, N={self.patch_embed.num_patches}, W), "
+                                 f"got {tuple(fbank.shape)}")
+        elif fbank.ndim != 3 or fbank.shape[1:] != (self.target_length, self.n_mels):
             raise ValueError(
                 f"fbank must be (B, L={self.target_length}, n_mels={self.n_mels}), got {tuple(fbank.shape)}"
             )
@@ -292,8 +346,9 @@ class TVPAudioEncoder(nn.Module):
             raise ValueError(f"n_steps must lie in [1, T={num_steps}], got {n_steps.tolist()}")
         return num_steps
 
-    def forward_features(self, fbank: Tensor, prompts: Tensor | None, n_steps: Tensor) -> Tensor:
-        """Embed, run the masked blocks and the final norm.
+    def forward_features(self, fbank: Tensor, prompts: Tensor | None, n_steps: Tensor, *,
+                         trunk: bool = False) -> Tensor:
+        """Embed, run the masked blocks and the final norm (``trunk``: as :meth:`forward`).
 
         Args:
             fbank: ``(B, L, n_mels)`` float32 features of the encoder's front end
@@ -308,18 +363,20 @@ class TVPAudioEncoder(nn.Module):
         Raises:
             ValueError: see :meth:`forward`.
         """
-        num_steps = self._check_inputs(fbank, prompts, n_steps)
+        num_steps = self._check_inputs(fbank, prompts, n_steps, trunk)
         batch = fbank.shape[0]
         if prompts is None:
             prompts = fbank.new_zeros(batch, self.max_steps, self.prompt_dim)
         prompts = F.pad(prompts, (0, 0, 0, self.max_steps - num_steps))  # steps >= T are masked below
-        patches = self.patch_embed(fbank) + self.pos_embed
+        patches = self.patch_embed(fbank, trunk=trunk) + self.pos_embed
         step_pos = torch.einsum("sn,bnd->bsd", self.step_assign, self.pos_embed)  # (1, S, D)
         prompt_tokens = self.prompt_embed(prompts, step_pos)
         tokens = torch.cat([self.cls_token.expand(batch, -1, -1), prompt_tokens, patches], dim=1)
         x = self.pos_drop(tokens[:, self.seq_index])
         key_valid = self.token_step[None, :] < n_steps.to(self.token_step.device)[:, None]  # CLS: -1
         attn_mask = key_valid[:, None, None, :]  # (B, 1, 1, N_seq), True = attend
+        if self.prompt_mask == "step" and self.use_prompts:
+            attn_mask = attn_mask & self.step_prompt_mask  # (B, 1, N_seq, N_seq)
         for block in self.blocks:
             x = block(x, attn_mask=attn_mask)
         return self.norm(x)
@@ -346,8 +403,12 @@ class TVPAudioEncoder(nn.Module):
             video_logits = (step_logits * valid).sum(1) / valid.sum(1).clamp_min(1)
         return TVPOutput(step_tokens, step_logits, video_logits, step_valid)
 
-    def forward(self, fbank: Tensor, prompts: Tensor | None, n_steps: Tensor) -> TVPOutput:
+    def forward(self, fbank: Tensor, prompts: Tensor | None, n_steps: Tensor, *,
+                trunk: bool = False) -> TVPOutput:
         """Encode a batch of fbanks with one visual prompt per step.
+
+        ``trunk=True``: ``fbank`` holds :meth:`trunk_cells` of the features instead, ``(B, N, W)``
+        (a loop computes a frozen trunk once per video); the output is the same.
 
         Args:
             fbank: ``(B, L, n_mels)`` float32 features, L = target_length frames of the front end.
@@ -365,8 +426,9 @@ class TVPAudioEncoder(nn.Module):
                 ``use_prompts=True``; prompts is not ``(B, T, prompt_dim)`` with 1 <= T <= max_steps;
                 n_steps is not an integer ``(B,)`` tensor in ``[1, T]``.
         """
-        num_steps = self._check_inputs(fbank, prompts, n_steps)
-        return self.forward_head(self.forward_features(fbank, prompts, n_steps), n_steps, num_steps)
+        num_steps = self._check_inputs(fbank, prompts, n_steps, trunk)
+        return self.forward_head(self.forward_features(fbank, prompts, n_steps, trunk=trunk),
+                                 n_steps, num_steps)
 
 
 def load_audio_encoder(path: Path) -> tuple[TVPAudioEncoder, dict[str, Any]]:

@@ -19,7 +19,10 @@ from torch import Tensor, nn
 import pcas_core  # noqa: F401  (import shim before timm)
 from timm.layers import trunc_normal_  # noqa: E402
 
-__all__ = ["PROMPT_POSITIONS", "STEP_SECONDS", "token_centre_seconds", "assign_token_steps",
+#: How v_t is normalised before W_p (``train_audio.prompt_norm``).
+PROMPT_NORMS = ("layernorm", "none")
+
+__all__ = ["PROMPT_NORMS", "PROMPT_POSITIONS", "STEP_SECONDS", "token_centre_seconds", "assign_token_steps",
            "assign_patch_steps", "SpectrogramPatchEmbed", "PromptEmbed", "NoPrompts"]
 
 #: How a prompt token knows its time step (``train_audio.prompt_position``).
@@ -139,14 +142,28 @@ class SpectrogramPatchEmbed(nn.Module):
         ``j * tstride + patch_size / 2``."""
         return _column_centres(self.grid_size[1], patch_size=self.patch_size, tstride=self.tstride)
 
-    def forward(self, fbank: Tensor) -> Tensor:
-        """``(B, L, n_mels)`` float -> ``(B, F'*T', D)``; token index ``f * T' + j``."""
+    #: AST's patch embedding is trained with the rest: no fixed trunk to compute once.
+    frozen_trunk = False
+
+    def forward(self, fbank: Tensor, *, trunk: bool = False) -> Tensor:
+        """``(B, L, n_mels)`` float -> ``(B, F'*T', D)``; token index ``f * T' + j``.
+
+        Raises:
+            ValueError: ``trunk=True`` (AST has no frozen trunk).
+        """
+        if trunk:
+            raise ValueError("the AST patch embedding has no frozen trunk to take cells of")
         x = self.proj(fbank.transpose(1, 2).unsqueeze(1))  # (B, D, F', T')
         return x.flatten(2).transpose(1, 2)
 
 
 class PromptEmbed(nn.Module):
-    """TVP prompt tokens p_t = W_p v_t + e_prompt + e_t: ``(B, S, prompt_dim)`` -> ``(B, S, D)``.
+    """TVP prompt tokens p_t = W_p n(v_t) + e_prompt + e_t: ``(B, S, prompt_dim)`` -> ``(B, S, D)``.
+
+    ``n`` (``norm``) is a parameter-free LayerNorm over v_t's channels (``layernorm``) or the
+    identity (``none``). A visual feature's scale is the backbone's (the demo's stride-16
+    EfficientNet features have norm ~60), so without it W_p v_t outweighs the time identity e_t
+    (norm ~0.2 at init) by orders of magnitude; normalised, every v_t enters at the same scale.
 
     The time identity e_t of step t (``position``):
     - ``step_mean``: the mean of the position embeddings of step t's audio patches, i.e. the
@@ -159,18 +176,23 @@ class PromptEmbed(nn.Module):
         embed_dim: token width D.
         max_steps: S, number of steps (prompts).
         position: one of :data:`PROMPT_POSITIONS`.
+        norm: one of :data:`PROMPT_NORMS`.
 
     Raises:
-        ValueError: unknown ``position``.
+        ValueError: unknown ``position`` or ``norm``.
     """
 
     def __init__(self, *, prompt_dim: int, embed_dim: int, max_steps: int,
-                 position: str = "step_mean") -> None:
+                 position: str = "step_mean", norm: str = "none") -> None:
         super().__init__()
         if position not in PROMPT_POSITIONS:
             raise ValueError(f"train_audio.prompt_position must be one of {PROMPT_POSITIONS}, "
                              f"got {position!r}")
+        if norm not in PROMPT_NORMS:
+            raise ValueError(f"train_audio.prompt_norm must be one of {PROMPT_NORMS}, got {norm!r}")
         self.position = position
+        self.norm = (nn.LayerNorm(prompt_dim, elementwise_affine=False) if norm == "layernorm"
+                     else nn.Identity())
         self.proj = nn.Linear(prompt_dim, embed_dim)
         self.type_embed = nn.Parameter(torch.zeros(1, 1, embed_dim))  # e_prompt
         trunc_normal_(self.type_embed, std=0.02)
@@ -181,7 +203,7 @@ class PromptEmbed(nn.Module):
     def forward(self, prompts: Tensor, step_pos: Tensor) -> Tensor:
         """``prompts (B, S, prompt_dim)`` float, ``step_pos (1, S, D)`` mean position embedding of
         each step's patches -> ``(B, S, D)``."""
-        tokens = self.proj(prompts) + self.type_embed
+        tokens = self.proj(self.norm(prompts)) + self.type_embed
         if self.position == "step_mean":
             return tokens + step_pos
         if self.position == "learned":

@@ -109,6 +109,10 @@ class TrainAudioConfig:
         prompt_position: the time identity of prompt p_t: ``step_mean`` (the mean position
             embedding of step t's audio patches), ``learned`` (a learned per-step embedding) or
             ``none`` (an unordered bag, for the ablation).
+        prompt_norm: ``layernorm``: v_t passes a parameter-free LayerNorm before W_p, so the
+            backbone's feature scale does not drown the prompt's time identity | ``none``.
+        prompt_mask: ``step``: an audio token of step t attends to prompt p_t only among the
+            prompts (time carried by the attention pattern itself) | ``none``: to every prompt.
         init: ``none`` or the path of a local timm ViT weights file (AST's ImageNet init;
             ``encoder: ast`` only).
         min_steps: fewest optimiser steps of the run (as ``train_visual.min_steps``).
@@ -118,6 +122,8 @@ class TrainAudioConfig:
     tvp: bool = True
     encoder: Literal["ast", "aisfx"] = "ast"
     prompt_position: Literal["step_mean", "learned", "none"] = "step_mean"
+    prompt_norm: Literal["layernorm", "none"] = "layernorm"
+    prompt_mask: Literal["step", "none"] = "step"
     init: str = "none"
     model: TVPModelConfig = TVPModelConfig()
     aisfx: AisfxEncoderConfig = AisfxEncoderConfig()

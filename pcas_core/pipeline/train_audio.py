@@ -5,7 +5,7 @@ audio, then pass every video for the ``audio`` store (a_t and s_t of every frame
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from pcas_core.storage.stores import StoreReader, read_rows, store_rows
 from pcas_core.storage.views import StoreRowsView
 
 __all__ = ["AudioInputs", "audio_inputs", "build_audio_encoder", "train_audio_encoder",
-           "encode_steps", "audio_pass", "frame_steps", "step_prompts", "steps_to_frames"]
+           "with_trunk_cells", "encode_steps", "audio_pass", "frame_steps", "step_prompts", "steps_to_frames"]
 
 
 def frame_steps(frames: pd.DataFrame) -> np.ndarray:
@@ -79,6 +79,8 @@ class AudioInputs:
         n_steps: (V,) int64 frames (= seconds) of each video.
         labels: (V, C) float32 video-level labels.
         clock: the frame clock and front end of ``fbank`` (default: the AST fbank at 10 ms).
+        trunk: ``fbank`` holds the encoder's frozen-trunk cells (V, N, W) instead of features
+            (:func:`with_trunk_cells`).
     """
 
     fbank: Any
@@ -87,13 +89,15 @@ class AudioInputs:
     n_steps: torch.Tensor
     labels: torch.Tensor
     clock: FrameTiming = AST_CLOCK
+    trunk: bool = False
 
     def videos(self, index: np.ndarray) -> AudioInputs:
         """The inputs of the videos ``index`` ((V',) int64 or (V,) bool), in that order."""
         index = torch.from_numpy(np.array(index))
         return AudioInputs(self.fbank[index],
                            self.prompts[index] if self.prompts is not None else None,
-                           self.prompt_dim, self.n_steps[index], self.labels[index], self.clock)
+                           self.prompt_dim, self.n_steps[index], self.labels[index], self.clock,
+                           self.trunk)
 
 
 def audio_inputs(data: AVSData, fbank: StoreReader, visual_store: Path,
@@ -134,6 +138,29 @@ def build_audio_encoder(inputs: AudioInputs, cfg: TrainAudioConfig
     return model, config
 
 
+@torch.no_grad()
+def with_trunk_cells(model: TVPAudioEncoder, inputs: AudioInputs, *, batch_videos: int,
+                     env: RunEnv) -> AudioInputs:
+    """When the encoder's patch embedding starts with a frozen trunk (``encoder: aisfx`` with all
+    four conv blocks frozen, :attr:`TVPAudioEncoder.frozen_trunk`), its output for every video,
+    computed once here, in place of the features: the trunk is a fixed function (eval-mode
+    BatchNorm, no gradient), so training and the store pass give the same encoder outputs while
+    the CNN runs once per video instead of once per epoch. Otherwise ``inputs`` unchanged.
+
+    The cells are held in memory: (V, N, 512) float32, about 0.11 MB per 10-second video with
+    ``aisfx.tokens: columns`` (1.3 GB for AVSS's 12,000 videos; ``cells`` tokens: 12 times more).
+    """
+    if not model.frozen_trunk or inputs.trunk:
+        return inputs
+    device = env.device
+    model.to(device).eval()
+    parts = []
+    for (fb,) in _loader([inputs.fbank], batch_videos, False, 0):
+        with autocast(device, env.amp):
+            parts.append(model.trunk_cells(fb.to(device)).float().cpu())
+    return replace(inputs, fbank=torch.cat(parts), trunk=True)
+
+
 def _loader(tensors: list[Any], batch: int, shuffle: bool, seed: int,
             ranks: bool = False) -> DataLoader:
     gen = torch.Generator().manual_seed(seed) if shuffle else None
@@ -163,7 +190,7 @@ def train_audio_encoder(model: TVPAudioEncoder, inputs: AudioInputs, cfg: TrainA
 
     def compute_loss(batch):
         fb, pr, ns, y = (t.to(device) for t in batch)
-        out = model(fb, pr if prompts is not None else None, ns)
+        out = model(fb, pr if prompts is not None else None, ns, trunk=inputs.trunk)
         return {"loss": video_bce(out.video_logits.float(), y)}
 
     return fit(model, lambda e: _loader(tensors, cfg.batch_videos, True, env.seed + e, ranks=True),
@@ -175,9 +202,10 @@ def train_audio_encoder(model: TVPAudioEncoder, inputs: AudioInputs, cfg: TrainA
 
 @torch.no_grad()
 def _step_batches(model: TVPAudioEncoder, fbank: Any, prompts: torch.Tensor | None,
-                  n_steps: torch.Tensor, *, batch_videos: int, env: RunEnv,
-                  ranks: bool) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(step tokens (b, T, D), step logits (b, T, C)) float32 of consecutive batches of videos."""
+                  n_steps: torch.Tensor, *, batch_videos: int, env: RunEnv, ranks: bool,
+                  trunk: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(step tokens (b, T, D), step logits (b, T, C)) float32 of consecutive batches of videos
+    (``trunk``: ``fbank`` holds frozen-trunk cells, :func:`with_trunk_cells`)."""
     device = env.device
     model.to(device).eval()
     prompt_t = prompts if prompts is not None else torch.zeros(len(fbank), 1, 1)
@@ -186,7 +214,7 @@ def _step_batches(model: TVPAudioEncoder, fbank: Any, prompts: torch.Tensor | No
         for fb, pr, ns in _loader([fbank, prompt_t, n_steps], batch_videos, False, 0, ranks):
             with autocast(device, env.amp):
                 out = model(fb.to(device), pr.to(device) if prompts is not None else None,
-                            ns.to(device))
+                            ns.to(device), trunk=trunk)
             yield out.step_tokens.float().cpu().numpy(), out.step_logits.float().cpu().numpy()
 
     yield from (gather_in_order(encoded(), batch_count(len(fbank), batch_videos)) if ranks
@@ -226,7 +254,7 @@ def audio_pass(model: TVPAudioEncoder, inputs: AudioInputs, frames: pd.DataFrame
     """
     rows, steps = VideoRows(frames), frame_steps(frames)
     batches = _step_batches(model, inputs.fbank, inputs.prompts, inputs.n_steps,
-                            batch_videos=batch_videos, env=env, ranks=ranks)
+                            batch_videos=batch_videos, env=env, ranks=ranks, trunk=inputs.trunk)
     for b, (tokens, logits) in enumerate(batches):
         first = b * batch_videos
         videos = torch.arange(first, first + len(tokens))

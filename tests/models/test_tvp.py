@@ -383,3 +383,90 @@ def test_aisfx_encoder_starts_from_the_checkpoint_and_refuses_an_ast_init(tmp_pa
     assert calls == [model.patch_embed.cnn]
     with pytest.raises(ValueError, match="set init: none"):
         ast_init.init_audio_encoder(model, str(tmp_path / "vit.safetensors"))
+
+
+def _time_share(model: TVPAudioEncoder, fbank, prompts, n_steps) -> float:
+    """How much of what the prompts do to a_1 depends on which prompt sits at step 1: the change
+    of a_1 when p_1 and p_2 swap, over its change when every prompt is zeroed (1: a_1 hears only
+    its own frame's v_t; 0: the prompts are an unordered bag to it)."""
+    swapped = prompts[:, [1, 0, *range(2, prompts.shape[1])]]
+    with torch.no_grad():
+        a, b = model(fbank, prompts, n_steps), model(fbank, swapped, n_steps)
+        z = model(fbank, torch.zeros_like(prompts), n_steps)
+    return float((a.step_tokens[:, 0] - b.step_tokens[:, 0]).norm()
+                 / (a.step_tokens[:, 0] - z.step_tokens[:, 0]).norm())
+
+
+def test_the_default_prompts_carry_their_time_step_at_init():
+    """With the shipped train_audio params (prompt_norm layernorm, prompt_mask step), a freshly
+    initialised encoder's a_1 depends on which prompt is p_1 about as much as on the prompts at
+    all; with both off, swapping p_1 and p_2 moves a_1 by a tiny fraction (the time identity is
+    a 0.02-std position mean beside W_p v_t)."""
+    from pcas_core.models.tvp import tvp_model_config
+    from pcas_core.params import TrainAudioConfig
+
+    config = tvp_model_config(TrainAudioConfig(), num_classes=4, target_length=300, n_mels=32,
+                              prompt_dim=8)
+    assert (config["prompt_norm"], config["prompt_mask"]) == ("layernorm", "step")
+    config.update(max_steps=3, embed_dim=32, depth=1, num_heads=2)
+    fbank, prompts, n_steps = _inputs()
+    prompts = 60 * prompts  # a backbone's feature scale (demo EfficientNet: norm ~60)
+    torch.manual_seed(0)
+    default = TVPAudioEncoder(**config).eval()
+    torch.manual_seed(0)
+    bag = TVPAudioEncoder(**{**config, "prompt_norm": "none", "prompt_mask": "none"}).eval()
+    assert _time_share(default, fbank, prompts, n_steps) > 0.5
+    assert _time_share(bag, fbank, prompts, n_steps) < 0.05
+
+
+def test_step_mask_lets_an_audio_token_read_its_own_prompt_only():
+    """prompt_mask step, one block: a_1 does not depend on p_2 or p_3 at all (not even with no
+    time identity, prompt_position none), but does on p_1; with two blocks p_2 reaches a_1 only
+    indirectly, through the tokens that did read it."""
+    fbank, prompts, n_steps = _inputs()
+    other = prompts.clone()
+    other[:, 1:] = torch.randn(2, 2, 8)
+    own = prompts.clone()
+    own[:, 0] = torch.randn(2, 8)
+    one = _model(prompt_mask="step", prompt_position="none")
+    with torch.no_grad():
+        base, moved, mine = (one(fbank, p, n_steps).step_tokens[:, 0] for p in (prompts, other, own))
+    torch.testing.assert_close(base, moved, rtol=0, atol=1e-6)
+    assert (base - mine).norm() > 1e-4
+    two = _model(prompt_mask="step", prompt_position="none", depth=2)
+    with torch.no_grad():
+        assert (two(fbank, prompts, n_steps).step_tokens[:, 0]
+                - two(fbank, other, n_steps).step_tokens[:, 0]).norm() > 0
+    with pytest.raises(ValueError, match="prompt_mask"):
+        _model(prompt_mask="diagonal")
+
+
+def test_layernormed_prompts_ignore_the_scale_of_v_t():
+    model = _model(prompt_norm="layernorm")
+    fbank, prompts, n_steps = _inputs()
+    with torch.no_grad():
+        a, b = model(fbank, prompts, n_steps), model(fbank, 63 * prompts, n_steps)
+    torch.testing.assert_close(a.step_tokens, b.step_tokens, rtol=1e-4, atol=1e-5)
+    plain = _model()
+    with torch.no_grad():
+        assert not torch.allclose(plain(fbank, prompts, n_steps).step_tokens,
+                                  plain(fbank, 63 * prompts, n_steps).step_tokens, atol=1e-4)
+
+
+def test_a_frozen_aisfx_trunk_computed_once_gives_the_same_encoder_outputs():
+    from pcas_core.pipeline.train_audio import AudioInputs, with_trunk_cells
+    from pcas_core.runtime.stage import RunEnv
+
+    model = _aisfx_model(aisfx_frozen_blocks=4)
+    logmel, prompts, n_steps = _aisfx_inputs()
+    inputs = AudioInputs(logmel, prompts, 8, n_steps, torch.zeros(2, 4))
+    cached = with_trunk_cells(model, inputs, batch_videos=1, env=RunEnv())
+    assert cached.trunk and cached.fbank.shape == (2, 27, 512)
+    with torch.no_grad():
+        direct = model(logmel, prompts, n_steps)
+        via = model(cached.fbank, prompts, n_steps, trunk=True)
+    torch.testing.assert_close(via.step_logits, direct.step_logits, rtol=1e-5, atol=1e-5)
+    assert with_trunk_cells(_aisfx_model(aisfx_frozen_blocks=3), inputs, batch_videos=1,
+                            env=RunEnv()) is inputs  # a trainable block: nothing to cache
+    with pytest.raises(ValueError, match="frozen trunk"):
+        _model()(logmel, prompts, n_steps, trunk=True)
