@@ -2,7 +2,7 @@
 
 import typer
 
-from . import (align, check_data, demo_data, evaluate, fbank, predict, pseudo_masks,
+from . import (align, check_data, demo_data, evaluate, fbank, predict, pseudo_masks, report,
                train_audio, train_visual)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -16,6 +16,8 @@ app.add_typer(pseudo_masks.app, name="pseudo-masks", help="Pseudo-masks with den
 app.add_typer(evaluate.app, name="evaluate", help="Segmentation head, test metrics, overlays.")
 app.command("check-data", help="Validate a dataset folder: counts and every problem (not a DVC "
             "stage).")(check_data.check_data)
+app.add_typer(report.app, name="report", help="Paper tables with their spread from `dvc exp show` "
+              "(not a DVC stage).")
 app.command(name="predict", help="Masks of the sounding objects in your own video (see "
             "README); or --root: another dataset's test split scored.")(predict.predict)
 

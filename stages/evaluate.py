@@ -10,7 +10,8 @@ from pcas_core.data.dataset import open_dataset
 from pcas_core.evaluation.visualize import write_overlays
 from pcas_core.models.heads import save_segmentation_head
 from pcas_core.models.visual import load_visual
-from pcas_core.pipeline.evaluate import build_head, evaluate_test_split, train_head, training_tokens
+from pcas_core.pipeline.evaluate import (build_head, evaluate_test_split, head_reads,
+                                         stored_head_audio, train_head, training_tokens)
 from pcas_core.runtime.curves import epoch_curves
 from pcas_core.runtime.distributed import is_main
 from pcas_core.runtime.resume import EpochCheckpoint
@@ -20,8 +21,8 @@ from pcas_core.storage.stores import read_rows
 
 app = typer.Typer(add_completion=False)
 
-#: keys of pseudo_masks that evaluate reads: the baselines' theta_a, background score, CRF and
-#: workers, and the head's CRF kernels (dvc.yaml lists the same keys)
+#: keys of pseudo_masks that evaluate reads: the baselines' (and the head's audio gate's) theta_a,
+#: background score, CRF and workers, and the head's CRF kernels (dvc.yaml lists the same keys)
 SHARED = ("pseudo_masks.audio_threshold", "pseudo_masks.bg_score", "pseudo_masks.use_crf",
           "pseudo_masks.score_floor", "pseudo_masks.crf", "pseudo_masks.workers", "scoring")
 
@@ -30,7 +31,7 @@ SHARED = ("pseudo_masks.audio_threshold", "pseudo_masks.bg_score", "pseudo_masks
 def evaluate(
     visual_model: Annotated[Path, typer.Option(exists=True, help="Aligned checkpoint.")] = Path("models/visual_aligned.safetensors"),
     pseudo_store: Annotated[Path, typer.Option(exists=True, help="pseudo_masks store.")] = Path("features/pseudo_masks.h5"),
-    audio_store: Annotated[Path, typer.Option(exists=True, help="audio store (listening baseline).")] = Path("features/audio.h5"),
+    audio_store: Annotated[Path, typer.Option(exists=True, help="audio store (listening baseline; what the head hears).")] = Path("features/audio.h5"),
     visual_store: Annotated[Path, typer.Option(exists=True, help="visual store (looking baseline).")] = Path("features/visual.h5"),
     maps_store: Annotated[Path, typer.Option(exists=True, help="maps store (looking baseline).")] = Path("features/maps.h5"),
     head_out: Annotated[Path, typer.Option(help="Segmentation head (.safetensors), for pcas predict.")] = Path("models/seg_head.safetensors"),
@@ -43,21 +44,28 @@ def evaluate(
 ) -> None:
     """Train the head (params `data`, `evaluate`), predict the test split and score it in the
     clean and official modes, beside the raw test pseudo-masks and the sanity baselines (which
-    read `pseudo_masks`' threshold, background score and CRF)."""
+    read `pseudo_masks`' threshold, background score and CRF; the head's audio gate reads the
+    threshold too)."""
     run = start_stage("evaluate", params, "data", "evaluate", *SHARED, ranks=True)
     cfg, env = run.config.evaluate, run.env
     data = open_dataset(run.config.data)
     visual, _ = load_visual(visual_model)
-    checkpoint = EpochCheckpoint.for_stage("evaluate", run.params, [visual_model, pseudo_store],
+    checkpoint = EpochCheckpoint.for_stage("evaluate", run.params,
+                                           [visual_model, pseudo_store, audio_store],
                                            logger=run.log)
+    train = data.split("train").frames
     tokens = training_tokens(visual, data, cfg, env)
-    head = build_head(tokens, data, visual, cfg)
-    masks = read_rows(pseudo_store, "pseudo_masks", data.split("train").frames, ["mask"])["mask"]
+    reads = head_reads(cfg, run.config.pseudo_masks)
+    audio = stored_head_audio(audio_store, train, reads, num_foreground=data.labels.shape[1],
+                              conditioned=cfg.audio_condition != "none")
+    head = build_head(tokens, data, visual, cfg, audio_dim=audio.vector.shape[1])
+    masks = read_rows(pseudo_store, "pseudo_masks", train, ["mask"])["mask"]
     with epoch_curves(curves_out) as on_epoch:
-        train_head(head, tokens, masks, cfg, env, on_epoch=on_epoch, checkpoint=checkpoint)
+        train_head(head, tokens, masks, cfg, env, audio=audio, on_epoch=on_epoch,
+                   checkpoint=checkpoint)
     if not is_main():  # the rest (test prediction, scores, plots) runs in rank 0 alone
         return
-    save_segmentation_head(head_out, head, features=cfg.features)
+    save_segmentation_head(head_out, head, reads)
     result = evaluate_test_split(visual, head, data, cfg, run.config.pseudo_masks,
                                  run.config.scoring, env, pseudo_store=pseudo_store,
                                  audio_store=audio_store, visual_store=visual_store,

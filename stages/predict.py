@@ -44,7 +44,7 @@ def predict(    video: Annotated[Optional[Path], typer.Argument(help="Video with
     if root is not None:
         data = open_dataset(replace(typed.data, root=str(root), img_size=models.img_size),
                             needed_splits=("test",))
-        result = score_dataset(models, data, cfg,
+        result = score_dataset(models, data, cfg, fbank=typed.fbank,
                                official_batch_videos=typed.scoring.official_batch_videos, env=env)
         write_json(out / "metrics.json", result)
         log.info("%s test split: clean miou %.4f, official miou %.4f (background everywhere: "

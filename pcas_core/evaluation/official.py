@@ -30,13 +30,19 @@ OpenNLPLab/AVSBench print. Every quirk, with where it comes from:
    averaged over the batch's frames with a non-empty ground truth, maxed over t; a batch whose
    ground truths are all empty scores 0 and still counts in the average. The number therefore
    depends on the batch size (``test.sh``: ``--test_batch_size 4`` videos), a parameter here.
+6. **AVSS label-255 pixels count in the prediction area** (``_batch_miou_fscore``): the code
+   shifts both maps by one (``predict = argmax + 1``, ``target = label + 1``), masks the
+   prediction with ``target > 0``, which every pixel passes, and histograms each over
+   ``[1, 71]``. A pixel labelled 255 (target 256) is outside the label histogram and never
+   equals a prediction, so its label area and intersection are unchanged, but its predicted
+   class counts it in its prediction area (and union): a false positive. The clean mode drops
+   such pixels. The official colour loader never produces 255 (unknown colours become
+   background), but ``labels_semantic`` masks and ToCo-style ignore labels do.
 
 Differences that remain (all below the printed precision): the official code counts in float32
 (``torch.histc``, sums), this module in float64; precision/recall use ``+1e-20`` denominators
-there and an exact 0 for 0/0 here (the same value); label pixels equal to ``ignore_index`` are
-excluded as in the clean mode (the official colour loader never produces them: unknown colours
-become background); prediction values outside ``[0, num_classes)`` count in no class, as
-``torch.histc`` ignores values outside its range.
+there and an exact 0 for 0/0 here (the same value); prediction values outside
+``[0, num_classes)`` count in no class, as ``torch.histc`` ignores values outside its range.
 """
 
 from __future__ import annotations
@@ -80,11 +86,12 @@ def padded_frames(n_frames: np.ndarray | int) -> np.ndarray:
 
 
 class OfficialAVSSAccumulator:
-    """71-class mIoU and F-score as ``avss/test.py`` prints them (quirks 2 and 3 above).
+    """71-class mIoU and F-score as ``avss/test.py`` prints them (quirks 2, 3 and 6 above).
 
     Args:
         num_classes: number of classes (71).
-        ignore_index: label value excluded from scoring (never present in official labels).
+        ignore_index: label value outside every label area and intersection, whose pixels
+            still count in the prediction area of their predicted class (quirk 6).
         beta2: F-score beta^2 (0.3).
     """
 
@@ -101,7 +108,7 @@ class OfficialAVSSAccumulator:
 
         Args:
             pred: ``(H, W)`` integer predicted class indices.
-            label: ``(H, W)`` integer ground-truth class indices.
+            label: ``(H, W)`` integer ground-truth class indices (``ignore_index``: quirk 6).
             count: how many identical frames this stands for (>= 0).
 
         Raises:
@@ -110,8 +117,11 @@ class OfficialAVSSAccumulator:
         """
         if count < 0:
             raise ValueError(f"count must be >= 0, got {count}")
-        inter, area_p, area_l = (a.astype(np.float64) for a in
-                                 avss_frame_stats(pred, label, self.num_classes, self.ignore_index))
+        inter, _, area_l = (a.astype(np.float64) for a in
+                            avss_frame_stats(pred, label, self.num_classes, self.ignore_index))
+        every = np.asarray(pred).reshape(-1).astype(np.int64)  # ignore-labelled pixels too
+        area_p = np.bincount(every[(every >= 0) & (every < self.num_classes)],
+                             minlength=self.num_classes).astype(np.float64)
         union = area_p + area_l - inter
         with np.errstate(divide="ignore", invalid="ignore"):
             precision, recall = inter / area_p, inter / area_l

@@ -1,10 +1,12 @@
 """Small heads: projections into the shared audio-visual space (METHOD §3) and the segmentation
-head trained on pseudo-masks (METHOD §5), with the head's checkpoint (its config and which visual
-tokens it reads)."""
+head trained on pseudo-masks (METHOD §5): its optional audio conditioning (FiLM or concatenation),
+the audio gate on its logits (K_t), and its checkpoint (its config, which visual tokens and which
+audio it reads)."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -14,7 +16,9 @@ from torch import Tensor, nn
 from pcas_core.storage.weights import load_checkpoint, save_checkpoint
 
 __all__ = ["ProjectionHead", "SegmentationHead", "AttentionPool", "init_prior_bias", "FEATURES",
-           "check_features", "head_config", "save_segmentation_head", "load_segmentation_head"]
+           "AUDIO_CONDITIONS", "AUDIO_INPUTS", "NoAudio", "FiLM", "AudioConcat", "audio_gate",
+           "HeadInputs", "check_features", "head_config", "needs_audio", "save_segmentation_head",
+           "load_segmentation_head"]
 
 #: what the segmentation head reads (``evaluate.features``): P_t (the tokens of ``token_layer``),
 #: the final layer's patch tokens, or both concatenated on the channel axis
@@ -92,75 +96,243 @@ class AttentionPool(nn.Module):
         return (weights * tokens).sum(dim=1)
 
 
+#: how the segmentation head hears the frame's audio (``evaluate.audio_condition``)
+AUDIO_CONDITIONS = ("none", "film", "concat")
+#: what it hears (``evaluate.audio_input``): a_t (the ``audio`` store's ``audio_token``) or the
+#: audio scores sigmoid(s_t)
+AUDIO_INPUTS = ("token", "scores")
+
+
+def _check_audio(audio: Tensor | None, batch: int, width: int) -> Tensor:
+    if audio is None or audio.ndim != 2 or audio.shape != (batch, width):
+        got = None if audio is None else tuple(audio.shape)
+        raise ValueError(f"this head is conditioned on audio: expected a ({batch}, {width}) audio "
+                         f"vector per frame, got {got}")
+    return audio
+
+
+class NoAudio(nn.Identity):
+    """The absent audio conditioning: the features pass unchanged and the audio is not read."""
+
+    def forward(self, x: Tensor, audio: Tensor | None = None) -> Tensor:  # noqa: ARG002
+        return x
+
+
+class FiLM(nn.Module):
+    """Feature-wise linear modulation (Perez et al. 2018, "FiLM: Visual Reasoning with a General
+    Conditioning Layer"): ``x_c * gamma_c(a) + beta_c(a)`` per channel c, with
+    ``[gamma - 1, beta] = W a + b`` a linear map of the frame's audio vector a.
+
+    W and b start at zero, so gamma = 1 and beta = 0 exactly: the modulated head starts as the
+    plain head, and the audio's say grows from there.
+
+    Args:
+        audio_dim: width A of the audio vector.
+        width: channels C of the modulated features.
+    """
+
+    def __init__(self, *, audio_dim: int, width: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(audio_dim, 2 * width)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: Tensor, audio: Tensor | None) -> Tensor:
+        """(B, C, h, w) float features, (B, A) float audio -> (B, C, h, w).
+
+        Raises:
+            ValueError: no audio, or not (B, A).
+        """
+        a = _check_audio(audio, x.shape[0], self.proj.in_features)
+        d_gamma, beta = self.proj(a.to(x.dtype)).chunk(2, dim=1)
+        return x * (1.0 + d_gamma[:, :, None, None]) + beta[:, :, None, None]
+
+
+class AudioConcat(nn.Module):
+    """The frame's audio vector broadcast over the patch grid and concatenated to the tokens'
+    channels: (B, D, h, w), (B, A) -> (B, D + A, h, w).
+
+    Args:
+        audio_dim: width A of the audio vector.
+    """
+
+    def __init__(self, *, audio_dim: int) -> None:
+        super().__init__()
+        self.audio_dim = audio_dim
+
+    def forward(self, x: Tensor, audio: Tensor | None) -> Tensor:
+        """Raises ValueError: no audio, or not (B, A)."""
+        a = _check_audio(audio, x.shape[0], self.audio_dim).to(x.dtype)
+        return torch.cat([x, a[:, :, None, None].expand(-1, -1, *x.shape[2:])], dim=1)
+
+
 class SegmentationHead(nn.Module):
-    """A light per-patch classifier upsampled to the frame: a 1x1 conv over the patch grid.
+    """A light per-patch classifier upsampled to the frame (METHOD §5), optionally conditioned on
+    the frame's audio (``evaluate.audio_condition``).
+
+    Layout: tokens on their grid -> ``concat`` (audio channels appended, or nothing) -> ``embed``
+    (conv3x3-BN, or nothing for the linear head) -> ``film`` (per-channel audio scale and shift
+    of those hidden features, after the BatchNorm and before the ReLU as in the FiLM-ed blocks of
+    Perez et al. 2018; of the tokens themselves for the linear head; or nothing) -> ``act`` (ReLU,
+    or nothing) -> ``classifier`` (1x1 conv to the classes) -> bilinear to the frame. Absent parts
+    are identities, so ``audio_condition="none"`` is the plain head: the same parameters, in the
+    same order, drawn from the same random stream, computing the same function.
 
     Args:
         in_dim: patch token width D.
-        num_classes: output classes (71 with background).
+        num_classes: output classes K (71 with background).
         grid: patch grid (h, w).
         hidden_dim: 0 for one linear 1x1 conv; else conv3x3-BN-ReLU then 1x1 conv.
+        audio_condition: ``none`` | ``film`` | ``concat`` (:data:`AUDIO_CONDITIONS`).
+        audio_dim: width A of the audio vector (> 0 exactly when conditioned).
     """
 
     def __init__(self, *, in_dim: int, num_classes: int = 71, grid: tuple[int, int] = (14, 14),
-                 hidden_dim: int = 0) -> None:
+                 hidden_dim: int = 0, audio_condition: str = "none", audio_dim: int = 0) -> None:
         super().__init__()
-        self.grid = tuple(grid)
-        self.num_classes = num_classes
+        if audio_condition not in AUDIO_CONDITIONS:
+            raise ValueError(f"audio_condition must be one of {AUDIO_CONDITIONS}, got "
+                             f"{audio_condition!r}")
+        if (audio_condition != "none") != (audio_dim > 0):
+            raise ValueError(f"audio_dim must be > 0 exactly when the head is conditioned on audio "
+                             f"(audio_condition {audio_condition!r}, audio_dim {audio_dim})")
+        self.in_dim, self.grid, self.num_classes = in_dim, tuple(grid), num_classes
+        self.hidden_dim, self.audio_condition, self.audio_dim = hidden_dim, audio_condition, audio_dim
+        concat = audio_condition == "concat"
+        width_in = in_dim + (audio_dim if concat else 0)
+        width = hidden_dim if hidden_dim > 0 else width_in
+        self.concat = AudioConcat(audio_dim=audio_dim) if concat else NoAudio()
         if hidden_dim > 0:
-            self.net = nn.Sequential(nn.Conv2d(in_dim, hidden_dim, 3, padding=1),
-                                     nn.BatchNorm2d(hidden_dim), nn.ReLU(inplace=True),
-                                     nn.Conv2d(hidden_dim, num_classes, 1))
+            self.embed = nn.Sequential(nn.Conv2d(width_in, hidden_dim, 3, padding=1),
+                                       nn.BatchNorm2d(hidden_dim))
+            self.act = nn.ReLU(inplace=True)
         else:
-            self.net = nn.Conv2d(in_dim, num_classes, 1)
+            self.embed, self.act = nn.Identity(), nn.Identity()
+        self.classifier = nn.Conv2d(width, num_classes, 1)
+        # created last, so that a seed draws the same embed and classifier weights with or
+        # without FiLM (whose own weights start at zero anyway)
+        self.film = FiLM(audio_dim=audio_dim, width=width) if audio_condition == "film" \
+            else NoAudio()
 
-    def forward(self, patch_tokens: Tensor, out_size: tuple[int, int]) -> Tensor:
-        """(B, N, D) patch tokens -> (B, num_classes, H, W) logits, bilinear to ``out_size`` pixels."""
+    def forward(self, patch_tokens: Tensor, out_size: tuple[int, int],
+                audio: Tensor | None = None) -> Tensor:
+        """(B, N, D) patch tokens (and (B, A) audio vectors for a conditioned head; ignored by
+        the plain one) -> (B, num_classes, H, W) logits, bilinear to ``out_size`` pixels.
+
+        Raises:
+            ValueError: N is not the grid's size; a conditioned head without (B, A) audio.
+        """
         b, n, d = patch_tokens.shape
         h, w = self.grid
         if n != h * w:
             raise ValueError(f"expected {h * w} patch tokens for grid {self.grid}, got {n}")
-        x = patch_tokens.transpose(1, 2).reshape(b, d, h, w)
-        return F.interpolate(self.net(x), size=out_size, mode="bilinear", align_corners=False)
+        x = self.concat(patch_tokens.transpose(1, 2).reshape(b, d, h, w), audio)
+        x = self.act(self.film(self.embed(x), audio))
+        return F.interpolate(self.classifier(x), size=out_size, mode="bilinear",
+                             align_corners=False)
 
 
-def save_segmentation_head(path: Path, head: SegmentationHead, *, features: str) -> None:
-    """Save a trained head with its constructor config and its input ``features`` (see
-    :data:`FEATURES`), so that :func:`load_segmentation_head` rebuilds it alone.
+def audio_gate(logits: Tensor, allowed: Tensor) -> Tensor:
+    """The audio's class rule on a head's logits (METHOD §4's K_t, applied to the head): the
+    logits of foreground classes outside K_t set to -inf, so the softmax, the cross-entropy and
+    the argmax see background and the classes of K_t only. Background is never gated.
+
+    Args:
+        logits: (B, K, H, W) float class logits (class 0 background).
+        allowed: (B, K - 1) bool, foreground column k (class k + 1) is in the frame's K_t
+            (:func:`pcas_core.pipeline.inference.head_audio`); all True leaves the logits as they are.
+
+    Returns:
+        (B, K, H, W) logits, the gated classes at -inf.
 
     Raises:
-        ValueError: unknown ``features``.
+        ValueError: shapes that disagree.
     """
-    check_features(features)
-    save_checkpoint(path, head, {**head_config(head), "features": features})
+    b, k = logits.shape[:2]
+    if logits.ndim != 4 or tuple(allowed.shape) != (b, k - 1):
+        raise ValueError(f"expected logits (B, K, H, W) and allowed (B, K - 1), got "
+                         f"{tuple(logits.shape)} and {tuple(allowed.shape)}")
+    keep = torch.cat([torch.ones_like(allowed[:, :1]), allowed], dim=1).to(torch.bool)
+    return logits.masked_fill(~keep[:, :, None, None], float("-inf"))
+
+
+@dataclass(frozen=True)
+class HeadInputs:
+    """What a trained segmentation head reads besides its weights, recorded in its checkpoint.
+
+    Attributes:
+        features: which visual tokens (:data:`FEATURES`).
+        audio_input: what a conditioned head hears (:data:`AUDIO_INPUTS`): ``token`` a_t (its
+            width must be the audio encoder's), ``scores`` sigmoid(s_t) (one per foreground class).
+        audio_gate: the head was trained, and predicts, with :func:`audio_gate` on K_t.
+        audio_threshold: theta_a of that K_t (``pseudo_masks.audio_threshold`` at training).
+    """
+
+    features: str = "patch"
+    audio_input: str = "token"
+    audio_gate: bool = False
+    audio_threshold: float = 0.3
+
+    def __post_init__(self) -> None:
+        check_features(self.features)
+        if self.audio_input not in AUDIO_INPUTS:
+            raise ValueError(f"audio_input must be one of {AUDIO_INPUTS}, got {self.audio_input!r}")
 
 
 def head_config(head: SegmentationHead) -> dict:
-    """Constructor arguments of ``head``: ``in_dim``, ``num_classes``, ``grid``, ``hidden_dim``."""
-    deep = isinstance(head.net, torch.nn.Sequential)
-    first = head.net[0] if deep else head.net
-    return {"in_dim": first.in_channels, "num_classes": head.num_classes, "grid": list(head.grid),
-            "hidden_dim": first.out_channels if deep else 0}
+    """Constructor arguments of ``head``: ``in_dim``, ``num_classes``, ``grid``, ``hidden_dim``,
+    ``audio_condition``, ``audio_dim``."""
+    return {"in_dim": head.in_dim, "num_classes": head.num_classes, "grid": list(head.grid),
+            "hidden_dim": head.hidden_dim, "audio_condition": head.audio_condition,
+            "audio_dim": head.audio_dim}
 
 
-def load_segmentation_head(path: Path) -> tuple[SegmentationHead, str]:
-    """Rebuild a head saved by :func:`save_segmentation_head`.
+def needs_audio(head: SegmentationHead, inputs: HeadInputs) -> bool:
+    """True when the head reads the frame's audio: conditioned on it, or gated by K_t."""
+    return head.audio_condition != "none" or inputs.audio_gate
+
+
+def save_segmentation_head(path: Path, head: SegmentationHead, inputs: HeadInputs) -> None:
+    """Save a trained head with its constructor config and what it reads (:class:`HeadInputs`),
+    so that :func:`load_segmentation_head` rebuilds it alone and a caller knows its audio."""
+    save_checkpoint(path, head, {**head_config(head), **asdict(inputs)})
+
+
+#: state-dict names of heads saved before the audio options (one ``net`` Sequential)
+_OLD_NAMES = (("net.0.", "embed.0."), ("net.1.", "embed.1."), ("net.3.", "classifier."),
+              ("net.", "classifier."))
+
+
+def _renamed(key: str) -> str:
+    for old, new in _OLD_NAMES:
+        if key.startswith(old):
+            return new + key[len(old):]
+    return key
+
+
+def load_segmentation_head(path: Path) -> tuple[SegmentationHead, HeadInputs]:
+    """Rebuild a head saved by :func:`save_segmentation_head` (or by the version before the
+    audio options, whose config lacks them: a plain head, no gate).
 
     Returns:
-        ``(head on the CPU in eval mode, features)``.
+        ``(head on the CPU in eval mode, what it reads)``.
 
     Raises:
         FileNotFoundError / ValueError: as :func:`pcas_core.storage.weights.load_checkpoint`, or the
             config lacks a key (names the file).
     """
     state, config = load_checkpoint(path)
+    legacy = "audio_condition" not in config
     try:
         head = SegmentationHead(in_dim=int(config["in_dim"]),
                                 num_classes=int(config["num_classes"]),
-                                grid=tuple(config["grid"]), hidden_dim=int(config["hidden_dim"]))
-        features = str(config["features"])
+                                grid=tuple(config["grid"]), hidden_dim=int(config["hidden_dim"]),
+                                audio_condition=str(config.get("audio_condition", "none")),
+                                audio_dim=int(config.get("audio_dim", 0)))
+        inputs = HeadInputs(str(config["features"]), **{
+            k: config[k] for k in ("audio_input", "audio_gate", "audio_threshold") if k in config})
     except KeyError as err:
         raise ValueError(f"{path}: not a segmentation-head checkpoint (no {err} in its config)") \
             from err
-    head.load_state_dict(state)
-    return head.eval(), features
+    head.load_state_dict({_renamed(k): v for k, v in state.items()} if legacy else state)
+    return head.eval(), inputs

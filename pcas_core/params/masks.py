@@ -97,9 +97,24 @@ class BaselinesConfig:
 class EvaluateConfig:
     """``evaluate`` (METHOD §5): the segmentation head, its training, CRF post-processing (with
     ``pseudo_masks.crf``'s kernels), baselines, plots (confusion sample stride, overlays).
-    ``min_steps``: fewest optimiser steps of the head's training (as ``train_visual.min_steps``)."""
+
+    Attributes:
+        audio_gate: the head hears K_t = {k : sigmoid(s_t,k) >= pseudo_masks.audio_threshold}
+            (the pseudo-masks' rule, from the ``audio`` store's logits): foreground logits outside
+            K_t are -inf in the training loss and at test time (``pcas predict`` too), so it
+            predicts background or a class of K_t only.
+        audio_condition: ``none`` (METHOD §5: patch tokens only) | ``film`` (per-channel scale
+            and shift of the head's hidden features from the audio vector, starting as the
+            identity) | ``concat`` (the audio vector appended to every token).
+        audio_input: the audio vector of a conditioned head: ``token`` (a_t, the ``audio``
+            store's ``audio_token``) | ``scores`` (sigmoid(s_t)).
+        min_steps: fewest optimiser steps of the head's training (as ``train_visual.min_steps``).
+    """
 
     features: Literal["patch", "final", "patch+final"] = "patch"
+    audio_gate: bool = False
+    audio_condition: Literal["none", "film", "concat"] = "none"
+    audio_input: Literal["token", "scores"] = "token"
     hidden_dim: int = 64
     train_size: int = 56
     background_weight: float = 0.3

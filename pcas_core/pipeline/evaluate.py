@@ -1,7 +1,11 @@
 """Stage ``evaluate`` (METHOD §5): a light segmentation head on the aligned model's tokens, trained
 with the training pseudo-masks (:func:`pcas_core.method.losses.segmentation_ce`), then the test
 split predicted (:mod:`pcas_core.pipeline.inference`) and scored in both metric modes beside the
-test pseudo-masks and the sanity baselines, with the pictures people look at."""
+test pseudo-masks and the sanity baselines, with the pictures people look at.
+
+The head may hear the frame's audio (the ``audio`` store): gated by K_t (``audio_gate``: the
+pseudo-masks' rule, in the loss and at test time) and/or conditioned on a_t or sigmoid(s_t)
+(``audio_condition``, ``audio_input``)."""
 
 from __future__ import annotations
 
@@ -23,10 +27,10 @@ from pcas_core.evaluation.scoring import (Prediction, metrics_file, score_by_kin
 from pcas_core.evaluation.visualize import Overlay, confusion_rows, pick_overlay_frames
 from pcas_core.method.crf import DenseCRF
 from pcas_core.method.losses import segmentation_ce
-from pcas_core.models.heads import SegmentationHead
+from pcas_core.models.heads import HeadInputs, SegmentationHead, audio_gate
 from pcas_core.models.visual import VisualClassifier
 from pcas_core.params import EvaluateConfig, PseudoMasksConfig, ScoringConfig
-from pcas_core.pipeline.inference import head_inputs, predict_test_split
+from pcas_core.pipeline.inference import HeadAudio, head_audio, head_inputs, predict_test_split
 from pcas_core.runtime.curves import EpochCallback
 from pcas_core.runtime.distributed import rank_batches
 from pcas_core.runtime.fit import fit
@@ -34,8 +38,8 @@ from pcas_core.runtime.resume import EpochCheckpoint
 from pcas_core.runtime.stage import RunEnv
 from pcas_core.storage.stores import read_rows
 
-__all__ = ["training_tokens", "build_head", "train_head", "Evaluation",
-           "evaluate_test_split"]
+__all__ = ["training_tokens", "head_reads", "stored_head_audio", "build_head", "train_head",
+           "Evaluation", "evaluate_test_split"]
 
 
 def training_tokens(visual: VisualClassifier, data: AVSData, cfg: EvaluateConfig,
@@ -48,36 +52,79 @@ def training_tokens(visual: VisualClassifier, data: AVSData, cfg: EvaluateConfig
                        features=cfg.features, batch_videos=cfg.batch_videos, env=env, ranks=True)
 
 
+def head_reads(cfg: EvaluateConfig, masks: PseudoMasksConfig) -> HeadInputs:
+    """What the head of ``cfg`` reads (recorded in its checkpoint): its visual ``features``, its
+    audio input, and the gate with the pseudo-masks' theta_a (``pseudo_masks.audio_threshold``)."""
+    return HeadInputs(cfg.features, cfg.audio_input, cfg.audio_gate, masks.audio_threshold)
+
+
+def stored_head_audio(audio_store: Path, frames: pd.DataFrame, inputs: HeadInputs, *,
+                      conditioned: bool, num_foreground: int) -> HeadAudio:
+    """What the head hears of ``frames`` (:func:`pcas_core.pipeline.inference.head_audio`), from
+    the ``audio`` store's ``audio_token`` (a_t) and ``logits`` (s_t); the store is not opened
+    when the head hears nothing.
+
+    Raises:
+        FileNotFoundError / ValueError: the store is missing, or lacks a frame (names it).
+    """
+    if not (conditioned or inputs.audio_gate):
+        return head_audio(inputs, conditioned=False, n_frames=len(frames),
+                          num_foreground=num_foreground)
+    rows = read_rows(audio_store, "audio", frames, ["audio_token", "logits"])
+    return head_audio(inputs, conditioned=conditioned, n_frames=len(frames),
+                      num_foreground=num_foreground, logits=rows["logits"],
+                      tokens=rows["audio_token"])
+
+
 def build_head(tokens: torch.Tensor, data: AVSData, visual: VisualClassifier,
-               cfg: EvaluateConfig) -> SegmentationHead:
+               cfg: EvaluateConfig, *, audio_dim: int = 0) -> SegmentationHead:
     """The head of ``cfg`` for tokens of this width on ``visual``'s grid, predicting the
-    dataset's classes (background included)."""
+    dataset's classes (background included); conditioned on audio vectors of width
+    ``audio_dim`` (``HeadAudio.vector.shape[1]``) when ``cfg.audio_condition`` is not ``none``.
+
+    Raises:
+        ValueError: a conditioned head without audio (``audio_dim`` 0).
+    """
+    conditioned = cfg.audio_condition != "none"
     return SegmentationHead(in_dim=tokens.shape[-1], num_classes=data.labels.shape[1] + 1,
-                            grid=visual.grid, hidden_dim=cfg.hidden_dim)
+                            grid=visual.grid, hidden_dim=cfg.hidden_dim,
+                            audio_condition=cfg.audio_condition,
+                            audio_dim=audio_dim if conditioned else 0)
 
 
 def train_head(head: SegmentationHead, tokens: torch.Tensor, masks: np.ndarray,
-               cfg: EvaluateConfig, env: RunEnv, *, on_epoch: EpochCallback | None = None,
+               cfg: EvaluateConfig, env: RunEnv, *, audio: HeadAudio | None = None,
+               on_epoch: EpochCallback | None = None,
                checkpoint: EpochCheckpoint | None = None) -> list[dict[str, float]]:
     """Train ``head`` in place: cross-entropy of its upsampled logits against the pseudo-masks.
 
     The loss is computed at ``cfg.train_size`` pixels: masks are brought there with
     nearest-neighbour sampling and the logits upsampled to it (saves memory and time over the
     full frame; the head only sees a patch grid anyway); class 0 weighs
-    ``cfg.background_weight``, 255 is ignored.
+    ``cfg.background_weight``, 255 is ignored. With the gate (``audio.gated``) the foreground
+    logits outside each frame's K_t are -inf before the cross-entropy
+    (:func:`pcas_core.models.heads.audio_gate`), and a pixel whose pseudo-label lies outside K_t
+    is ignored (none is when the pseudo-masks were made with the same theta_a and logits: they
+    hold only classes of K_t).
 
     Args:
         tokens: (M, N, D) float32 head input tokens of the training frames.
         masks: (M, H, W) uint8 pseudo-masks (class index, 255 ignored).
         env: seed (per-epoch shuffling ``seed + epoch``), device, log.
+        audio: what the head hears of each training frame; None for a plain head.
         on_epoch: per-epoch callback of :func:`pcas_core.runtime.fit.fit` (training curves).
         checkpoint: resume checkpoint of :func:`pcas_core.runtime.fit.fit` (None: none written).
 
     Raises:
-        ValueError: as many tokens as masks are needed.
+        ValueError: as many tokens as masks (and audio rows) are needed.
     """
     if len(tokens) != len(masks):
         raise ValueError(f"{len(tokens)} frames of tokens but {len(masks)} pseudo-masks")
+    if audio is None:
+        audio = head_audio(HeadInputs(cfg.features), conditioned=False, n_frames=len(tokens),
+                           num_foreground=head.num_classes - 1)
+    if len(audio.vector) != len(tokens):
+        raise ValueError(f"{len(tokens)} frames of tokens but audio of {len(audio.vector)}")
     size = (cfg.train_size, cfg.train_size)
     target = F.interpolate(torch.from_numpy(masks)[:, None].float(), size=size,
                            mode="nearest")[:, 0].long()
@@ -85,12 +132,17 @@ def train_head(head: SegmentationHead, tokens: torch.Tensor, masks: np.ndarray,
 
     def batches(epoch: int) -> DataLoader:
         gen = torch.Generator().manual_seed(env.seed + epoch)
-        return DataLoader(TensorDataset(tokens, target), generator=gen, batch_sampler=rank_batches(
-            len(tokens), cfg.batch_frames, shuffle=True, generator=gen))
+        return DataLoader(TensorDataset(tokens, target, audio.vector, audio.allowed),
+                          generator=gen, batch_sampler=rank_batches(
+                              len(tokens), cfg.batch_frames, shuffle=True, generator=gen))
 
     def compute_loss(batch):
-        x, y = (t.to(device) for t in batch)
-        return {"loss": segmentation_ce(head(x, size), y, background_weight=cfg.background_weight,
+        x, y, a, allowed = (t.to(device) for t in batch)
+        keep = torch.cat([torch.ones_like(allowed[:, :1]), allowed], dim=1)  # (B, K), 0 = bg
+        heard = keep.gather(1, y.clamp_max(keep.shape[1] - 1).flatten(1)).view_as(y)
+        y = y.masked_fill(~heard, IGNORE_INDEX)  # pseudo-labels outside K_t (255 stays 255)
+        return {"loss": segmentation_ce(audio_gate(head(x, size, a), allowed), y,
+                                        background_weight=cfg.background_weight,
                                         ignore_index=IGNORE_INDEX)}
 
     return fit(head, batches, compute_loss, epochs=cfg.epochs,
@@ -124,8 +176,9 @@ def evaluate_test_split(visual: VisualClassifier, head: SegmentationHead, data: 
                         cfg: EvaluateConfig, masks: PseudoMasksConfig, scoring: ScoringConfig,
                         env: RunEnv, *, pseudo_store: Path, audio_store: Path,
                         visual_store: Path, maps_store: Path) -> Evaluation:
-    """Predict the test split with the head (CRF with ``masks.crf`` when ``cfg.crf``) and score it
-    in the clean and official modes beside the test pseudo-masks and the sanity baselines
+    """Predict the test split with the head (CRF with ``masks.crf`` when ``cfg.crf``; the audio
+    it hears from ``audio_store``, :func:`stored_head_audio`) and score it in the clean and
+    official modes beside the test pseudo-masks and the sanity baselines
     (:func:`pcas_core.evaluation.baselines.sanity_baselines`), which read the ``audio``,
     ``visual`` and ``maps`` stores.
 
@@ -139,9 +192,13 @@ def evaluate_test_split(visual: VisualClassifier, head: SegmentationHead, data: 
     """
     kind, test = data.dataset, data.split("test")
     scored = scored_frames(test.frames, require_all=True)
+    audio = stored_head_audio(audio_store, test.frames, head_reads(cfg, masks),
+                              conditioned=head.audio_condition != "none",
+                              num_foreground=head.num_classes - 1)
     method, images, pad = predict_test_split(
         visual, head, test, features=cfg.features, batch_videos=cfg.batch_videos,
-        batch_frames=cfg.batch_frames, env=env, crf=DenseCRF(masks.crf) if cfg.crf else None)
+        batch_frames=cfg.batch_frames, env=env, audio=audio,
+        crf=DenseCRF(masks.crf) if cfg.crf else None)
     baselines = sanity_baselines(images, read_rows(audio_store, "audio", scored, ["logits"])["logits"],
                                  read_rows(maps_store, "maps", scored, ["cam"])["cam"],
                                  read_rows(visual_store, "visual", scored, ["logits"])["logits"],

@@ -7,12 +7,19 @@ Per clip of T frames (at most the audio encoder's ``max_steps`` seconds), with n
    audio scores ``sigmoid(s_t)`` (METHOD §2);
 3. the aligned visual model gives patch tokens and frame logits, visual scores
    ``sigmoid(W_v v_t)`` (METHOD §3);
-4. the segmentation head turns the patch tokens into a class-index mask (METHOD §5).
+4. the segmentation head turns the patch tokens into a class-index mask (METHOD §5); a head
+   that hears (:func:`head_audio`) also reads the frame's audio: its vector a_t or sigmoid(s_t)
+   (``evaluate.audio_condition``), and K_t = {k : sigmoid(s_t,k) >= theta_a}, outside which its
+   foreground logits are -inf (``evaluate.audio_gate``, :func:`pcas_core.models.heads.audio_gate`).
 
 The masks come from :func:`segment` alone (steps 3-4). ``evaluate`` calls it on the test split
-(:func:`predict_test_split`) and ``pcas predict`` through
+(:func:`predict_test_split`, the audio from the ``audio`` store) and ``pcas predict`` through
 :func:`pcas_core.pipeline.predict.predict_clip`, which runs the whole path on a clip, so both give
-the same masks for the same frames and models.
+the same masks for the same frames, audio and models.
+
+The official AVSS padded frame (:func:`padded_frame`) has no audio (the official test zeroes the
+audio features of padded steps): its audio vector is zeros and its K_t is empty, so a gated head
+predicts background everywhere on it (:meth:`HeadAudio.silent`).
 """
 
 from __future__ import annotations
@@ -27,14 +34,14 @@ from torch.utils.data import Dataset
 from pcas_core.data.dataset import AVSData
 from pcas_core.data.loader import video_loader
 from pcas_core.evaluation.scoring import Prediction
-from pcas_core.models.heads import SegmentationHead, check_features
+from pcas_core.models.heads import HeadInputs, SegmentationHead, audio_gate, check_features
 from pcas_core.models.visual import VisualClassifier
 from pcas_core.runtime.distributed import batch_count, gather_in_order
 from pcas_core.runtime.fit import autocast
 from pcas_core.runtime.stage import RunEnv
 
-__all__ = ["CRF", "head_inputs", "PaddedFrame", "padded_frame", "predict_masks", "segment",
-           "predict_test_split"]
+__all__ = ["CRF", "head_inputs", "HeadAudio", "sounding_mask", "head_audio", "PaddedFrame",
+           "padded_frame", "predict_masks", "segment", "predict_test_split"]
 
 #: a dense CRF: ``(image (H, W, 3) uint8, probs (K, H, W) float32) -> refined probs (K, H, W)``
 CRF = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -77,6 +84,75 @@ def head_inputs(model: VisualClassifier, clips: Dataset, *, features: str, batch
                           if ranks else encoded()))
 
 
+class HeadAudio(NamedTuple):
+    """What the segmentation head hears of M frames (:func:`head_audio`).
+
+    Attributes:
+        vector: (M, A) float32 audio vector of a conditioned head (A = 0 for a plain head).
+        allowed: (M, C) bool, foreground column k may be predicted (K_t with the gate, else all).
+        gated: whether ``allowed`` is K_t (the gate) rather than every class.
+    """
+
+    vector: torch.Tensor
+    allowed: torch.Tensor
+    gated: bool
+
+    def rows(self, index: slice | np.ndarray) -> HeadAudio:
+        """The same for the frames ``index``."""
+        return HeadAudio(self.vector[index], self.allowed[index], self.gated)
+
+    def silent(self, n: int = 1) -> HeadAudio:
+        """``n`` frames without audio (the official padded frame): zero vectors, and no class
+        allowed by a gate (so the gated head predicts background there)."""
+        return HeadAudio(torch.zeros(n, self.vector.shape[1]),
+                         torch.full((n, self.allowed.shape[1]), not self.gated), self.gated)
+
+
+def sounding_mask(logits: np.ndarray, threshold: float) -> np.ndarray:
+    """K_t of M frames as a mask: (M, C) float step logits -> (M, C) bool
+    ``sigmoid(s_t,k) >= threshold``, in float64 as
+    :func:`pcas_core.method.pseudo_masks.sounding_classes` computes it for the pseudo-masks."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64))) >= threshold
+
+
+def head_audio(inputs: HeadInputs, *, conditioned: bool, n_frames: int, num_foreground: int,
+               logits: np.ndarray | None = None, tokens: np.ndarray | None = None) -> HeadAudio:
+    """What a head with ``inputs`` hears of ``n_frames`` frames.
+
+    Args:
+        inputs: the head's :class:`pcas_core.models.heads.HeadInputs` (audio input, gate, theta_a).
+        conditioned: the head is conditioned on audio (``audio_condition`` not ``none``).
+        num_foreground: C, the head's foreground classes.
+        logits: (M, C) float32 step logits s_t of each frame's second; needed with the gate or
+            ``audio_input: scores``.
+        tokens: (M, Da) float32 audio tokens a_t; needed by a conditioned head with
+            ``audio_input: token``.
+
+    Returns:
+        The vector (a_t, sigmoid(s_t) in float32, or (M, 0)) and ``allowed`` (K_t of
+        :func:`sounding_mask` at ``inputs.audio_threshold``, or all True).
+
+    Raises:
+        ValueError: an input the head needs is missing, or has another row count or class count.
+    """
+    def need(array: np.ndarray | None, what: str) -> torch.Tensor:
+        if array is None or len(array) != n_frames:
+            raise ValueError(f"the segmentation head needs {what} of each of the {n_frames} frames"
+                             f", got {None if array is None else np.shape(array)}")
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+    use_scores = conditioned and inputs.audio_input == "scores"
+    step = need(logits, "step logits s_t") if inputs.audio_gate or use_scores else None
+    if step is not None and step.shape[1] != num_foreground:
+        raise ValueError(f"step logits have {step.shape[1]} classes, the head {num_foreground} "
+                         "foreground classes")
+    vector = (step.sigmoid() if use_scores else need(tokens, "audio tokens a_t")) if conditioned \
+        else torch.zeros(n_frames, 0)
+    allowed = torch.from_numpy(sounding_mask(logits, inputs.audio_threshold)) \
+        if inputs.audio_gate else torch.ones(n_frames, num_foreground, dtype=torch.bool)
+    return HeadAudio(vector, allowed, inputs.audio_gate)
+
+
 class PaddedFrame(NamedTuple):
     """The official AVSS padded frame (:mod:`pcas_core.evaluation.official`, quirk 1) through the ViT.
 
@@ -117,13 +193,17 @@ def padded_frame(model: VisualClassifier, size: int, *, features: str,
 
 @torch.no_grad()
 def predict_masks(head: SegmentationHead, tokens: torch.Tensor, out_size: tuple[int, int], *,
-                  batch_frames: int, device: torch.device, images: np.ndarray | None = None,
+                  batch_frames: int, device: torch.device, audio: HeadAudio | None = None,
+                  images: np.ndarray | None = None,
                   crf: CRF | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Predicted class masks, optionally refined by a dense CRF.
 
     Args:
         tokens: (M, N, D) float32 head input tokens.
         out_size: (H, W) pixels.
+        audio: what the head hears of each frame (:func:`head_audio`); None for a plain head.
+            With the gate, classes outside K_t get probability 0 (after the CRF too), so no
+            mask holds them.
         images: (M, H, W, 3) uint8 frames, needed with ``crf``.
         crf: e.g. :class:`pcas_core.method.crf.DenseCRF`.
 
@@ -131,17 +211,27 @@ def predict_masks(head: SegmentationHead, tokens: torch.Tensor, out_size: tuple[
         ``(masks (M, H, W) uint8 class index, foreground (M, H, W) float32 = 1 - p(background))``.
 
     Raises:
-        ValueError: ``crf`` without one image per frame.
+        ValueError: ``crf`` without one image per frame; audio for another number of frames or
+            that the head cannot read.
     """
     if crf is not None and (images is None or len(images) != len(tokens)):
         raise ValueError("CRF post-processing needs one image per frame")
+    if audio is None:
+        audio = head_audio(HeadInputs(), conditioned=False, n_frames=len(tokens),
+                           num_foreground=head.num_classes - 1)
+    if len(audio.vector) != len(tokens):
+        raise ValueError(f"audio of {len(audio.vector)} frames for {len(tokens)} frames of tokens")
     head.to(device).eval()
     masks, foreground = [], []
     for start in range(0, len(tokens), batch_frames):
-        probs = head(tokens[start:start + batch_frames].to(device), out_size).softmax(dim=1).cpu()
+        part = audio.rows(slice(start, start + batch_frames))
+        logits = head(tokens[start:start + batch_frames].to(device), out_size,
+                      part.vector.to(device))
+        probs = audio_gate(logits, part.allowed.to(device)).softmax(dim=1).cpu()
         if crf is not None:
             probs = torch.from_numpy(np.stack([
                 crf(images[start + i], p.numpy().astype(np.float32)) for i, p in enumerate(probs)]))
+            probs = audio_gate(probs, part.allowed).clamp_min(0.0)  # gated classes: 0, not -inf
         masks.append(probs.argmax(dim=1).numpy().astype(np.uint8))
         foreground.append((1.0 - probs[:, 0]).numpy().astype(np.float32))
     return np.concatenate(masks), np.concatenate(foreground)
@@ -149,7 +239,7 @@ def predict_masks(head: SegmentationHead, tokens: torch.Tensor, out_size: tuple[
 
 def segment(aligned: VisualClassifier, head: SegmentationHead, clips: Dataset, *, features: str,
             out_size: tuple[int, int], batch_videos: int, batch_frames: int, env: RunEnv,
-            images: np.ndarray | None = None,
+            audio: HeadAudio | None = None, images: np.ndarray | None = None,
             crf: CRF | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Masks of every frame of ``clips``: the aligned model's tokens through the head (METHOD §5).
 
@@ -157,7 +247,8 @@ def segment(aligned: VisualClassifier, head: SegmentationHead, clips: Dataset, *
         clips: videos as items (``VideoClips`` or ``ArrayClips``, normalised with the aligned
             model's mean/std).
         features, batch_videos: as in :func:`head_inputs`.
-        out_size, batch_frames, images, crf: as in :func:`predict_masks`.
+        out_size, batch_frames, audio, images, crf: as in :func:`predict_masks` (``audio`` of
+            every frame of ``clips``, in order).
 
     Returns:
         ``(masks (M, H, W) uint8 class index, foreground (M, H, W) float32 = 1 - p(background))``
@@ -165,20 +256,23 @@ def segment(aligned: VisualClassifier, head: SegmentationHead, clips: Dataset, *
     """
     tokens = head_inputs(aligned, clips, features=features, batch_videos=batch_videos, env=env)
     return predict_masks(head, tokens, out_size, batch_frames=batch_frames, device=env.device,
-                         images=images, crf=crf)
+                         audio=audio, images=images, crf=crf)
 
 
 def predict_test_split(aligned: VisualClassifier, head: SegmentationHead, test: AVSData, *,
                        features: str, batch_videos: int, batch_frames: int, env: RunEnv,
+                       audio: HeadAudio | None = None,
                        crf: CRF | None = None) -> tuple[Prediction, np.ndarray, PaddedFrame]:
     """The method's prediction on a test split as the metrics need it: masks and foreground
     probabilities of the annotated frames (:func:`segment`), plus the head's prediction on the
-    official AVSS padded frame (:func:`padded_frame`). ``evaluate`` and ``pcas predict --root``
-    both score this.
+    official AVSS padded frame (:func:`padded_frame`, heard as :meth:`HeadAudio.silent`).
+    ``evaluate`` and ``pcas predict --root`` both score this.
 
     Args:
         test: the test split (frames at the models' ``img_size``), decoded by
             ``env.num_workers`` DataLoader processes.
+        audio: what the head hears of every frame of ``test`` (frame-table order); None for a
+            plain head.
         crf: as in :func:`segment` (applied to the padded frame too).
 
     Returns:
@@ -189,10 +283,11 @@ def predict_test_split(aligned: VisualClassifier, head: SegmentationHead, test: 
     masks, foreground = segment(aligned, head,
                                 test.clips(aligned.mean, aligned.std, num_workers=env.num_workers),
                                 features=features, out_size=size, batch_videos=batch_videos,
-                                batch_frames=batch_frames, env=env,
+                                batch_frames=batch_frames, env=env, audio=audio,
                                 images=test.images() if crf is not None else None, crf=crf)
     pad = padded_frame(aligned, test.img_size, features=features, env=env)
     pad_mask, pad_fg = predict_masks(head, pad.tokens, size, batch_frames=1, device=env.device,
+                                     audio=None if audio is None else audio.silent(1),
                                      images=pad.image[None], crf=crf)
     return (Prediction(masks[has], foreground[has], pad_mask[0], pad_fg[0]), test.images(has),
             pad)

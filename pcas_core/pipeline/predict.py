@@ -42,19 +42,20 @@ from pcas_core.evaluation.baselines import background_masks
 from pcas_core.evaluation.scoring import (Prediction, metrics_file, score_by_kind, score_by_subset,
                                           scored_frames)
 from pcas_core.evaluation.visualize import labelled_overlay, save_index_png
-from pcas_core.models.heads import SegmentationHead, head_config, load_segmentation_head
+from pcas_core.models.heads import HeadInputs, SegmentationHead, load_segmentation_head, needs_audio
 from pcas_core.models.tvp import TVPAudioEncoder, load_audio_encoder
 from pcas_core.models.visual import VisualClassifier, load_visual
 from pcas_core.params import FbankConfig, PredictConfig
-from pcas_core.pipeline.inference import predict_test_split, segment
-from pcas_core.pipeline.train_audio import encode_steps
+from pcas_core.pipeline.fbank import fbank_pass
+from pcas_core.pipeline.inference import HeadAudio, head_audio, predict_test_split, segment
+from pcas_core.pipeline.train_audio import encode_steps, frame_steps, step_prompts
 from pcas_core.pipeline.train_visual import visual_pass
 from pcas_core.runtime.stage import RunEnv
 from pcas_core.storage.atomic import atomic_path
 from pcas_core.storage.stores import concat_rows
 
 __all__ = ["TrainedModels", "load_models", "ClipPrediction", "predict_clip", "check_fbank_params",
-           "to_model_audio", "predict_video", "score_dataset"]
+           "to_model_audio", "dataset_audio", "predict_video", "score_dataset"]
 
 
 @dataclass
@@ -65,8 +66,9 @@ class TrainedModels:
         visual: stage-1 classifier (its v_t are the TVP prompts it was trained with).
         audio: TVP audio encoder.
         aligned: the visual model after contrastive alignment (patch tokens, visual scores).
-        head: segmentation head on the aligned model's ``features`` tokens.
-        features: ``patch`` | ``final`` | ``patch+final`` (see :func:`head_inputs`).
+        head: segmentation head on the aligned model's ``inputs.features`` tokens.
+        inputs: what the head reads (:class:`pcas_core.models.heads.HeadInputs`: visual
+            features, audio input, audio gate and its theta_a).
         img_size: frame side in pixels the visual models take.
         audio_config: the encoder's config (``target_length``, ``n_mels``, ``max_steps``, ...).
     """
@@ -75,9 +77,21 @@ class TrainedModels:
     audio: TVPAudioEncoder
     aligned: VisualClassifier
     head: SegmentationHead
-    features: str
+    inputs: HeadInputs
     img_size: int
     audio_config: dict[str, Any]
+
+    @property
+    def features(self) -> str:
+        """``patch`` | ``final`` | ``patch+final`` (see :func:`head_inputs`)."""
+        return self.inputs.features
+
+    def head_audio(self, logits: np.ndarray, tokens: np.ndarray) -> HeadAudio:
+        """What the head hears of M frames from the encoder's (M, C) step logits and (M, D)
+        step tokens (:func:`pcas_core.pipeline.inference.head_audio`)."""
+        return head_audio(self.inputs, conditioned=self.head.audio_condition != "none",
+                          n_frames=len(logits), num_foreground=self.head.num_classes - 1,
+                          logits=logits, tokens=tokens)
 
 
 def load_models(*, visual: Path, audio: Path, aligned: Path, head: Path) -> TrainedModels:
@@ -86,23 +100,31 @@ def load_models(*, visual: Path, audio: Path, aligned: Path, head: Path) -> Trai
 
     Raises:
         FileNotFoundError / ValueError: a checkpoint is missing or unreadable, or the models do not
-            fit (prompt width, frame size, patch grid, head width); the message names the files.
+            fit (prompt width, frame size, patch grid, head width, the width of the audio the head
+            hears, the classes of its gate); the message names the files.
     """
     vis, vis_cfg = load_visual(visual)
     enc, enc_cfg = load_audio_encoder(audio)
     ali, ali_cfg = load_visual(aligned)
-    seg, features = load_segmentation_head(head)
+    seg, inputs = load_segmentation_head(head)
     if enc.use_prompts and enc.prompt_dim != vis.embed_dim:
         raise ValueError(f"{audio} takes prompts of width {enc.prompt_dim} but {visual} gives "
                          f"v_t of width {vis.embed_dim}: not models of the same run")
     if int(vis_cfg["img_size"]) != int(ali_cfg["img_size"]):
         raise ValueError(f"{visual} takes {vis_cfg['img_size']} px frames, {aligned} "
                          f"{ali_cfg['img_size']} px: not models of the same run")
-    width = ali.embed_dim * (2 if features == "patch+final" else 1)
-    if tuple(seg.grid) != tuple(ali.grid) or head_config(seg)["in_dim"] != width:
-        raise ValueError(f"{head} (grid {seg.grid}, {head_config(seg)['in_dim']} channels) does "
-                         f"not fit {aligned} (grid {ali.grid}, {features} tokens of width {width})")
-    return TrainedModels(vis.eval(), enc, ali.eval(), seg, features, int(ali_cfg["img_size"]),
+    width = ali.embed_dim * (2 if inputs.features == "patch+final" else 1)
+    if tuple(seg.grid) != tuple(ali.grid) or seg.in_dim != width:
+        raise ValueError(f"{head} (grid {seg.grid}, {seg.in_dim} channels) does not fit "
+                         f"{aligned} (grid {ali.grid}, {inputs.features} tokens of width {width})")
+    if needs_audio(seg, inputs) and seg.num_classes - 1 != enc.num_classes:
+        raise ValueError(f"{head} hears {seg.num_classes - 1} foreground classes, {audio} scores "
+                         f"{enc.num_classes}: not models of the same run")
+    heard = enc.embed_dim if inputs.audio_input == "token" else enc.num_classes
+    if seg.audio_condition != "none" and seg.audio_dim != heard:
+        raise ValueError(f"{head} hears {inputs.audio_input} vectors of width {seg.audio_dim}, "
+                         f"{audio} gives {heard}: not models of the same run")
+    return TrainedModels(vis.eval(), enc, ali.eval(), seg, inputs, int(ali_cfg["img_size"]),
                          enc_cfg)
 
 
@@ -126,7 +148,8 @@ class ClipPrediction:
 def predict_clip(models: TrainedModels, frames: np.ndarray, fbank: torch.Tensor,
                  phase: np.ndarray, step: np.ndarray, *, batch_frames: int,
                  env: RunEnv) -> ClipPrediction:
-    """The whole test-time path on one clip.
+    """The whole test-time path on one clip; a head that hears gets each frame's a_t and s_t
+    (its K_t when gated, :meth:`TrainedModels.head_audio`).
 
     A clip holds P phases of up to ``max_steps`` seconds: phase p is one TVP input (its own fbank,
     one prompt per second). At 1 frame per second P = 1 and frame t is step t, as in AVSBench;
@@ -162,12 +185,13 @@ def predict_clip(models: TrainedModels, frames: np.ndarray, fbank: torch.Tensor,
         prompts = np.zeros((n_phases, int(n_steps.max()), pooled.shape[1]), dtype=np.float32)
         prompts[phase, step] = pooled
         prompts = torch.from_numpy(prompts)
-    _, logits = encode_steps(models.audio, fbank.float(), prompts,
-                             torch.from_numpy(n_steps.astype(np.int64)), batch_videos=n_phases,
-                             env=env)
+    tokens, logits = encode_steps(models.audio, fbank.float(), prompts,
+                                  torch.from_numpy(n_steps.astype(np.int64)),
+                                  batch_videos=n_phases, env=env)
     clips = ArrayClips([frames], models.aligned.mean, models.aligned.std)
     masks, foreground = segment(models.aligned, models.head, clips, features=models.features,
-                                out_size=size, batch_videos=1, batch_frames=batch_frames, env=env)
+                                out_size=size, batch_videos=1, batch_frames=batch_frames, env=env,
+                                audio=models.head_audio(logits[phase, step], tokens[phase, step]))
     visual_logits = concat_rows(visual_pass(models.aligned, clips, batch_videos=1,
                                             env=env))["logits"]
     return ClipPrediction(masks, foreground,
@@ -288,16 +312,58 @@ def predict_video(models: TrainedModels, video: Path, out: Path, cfg: PredictCon
     return summary
 
 
+def dataset_audio(models: TrainedModels, data: AVSData, fbank: FbankConfig, *,
+                  batch_videos: int, env: RunEnv) -> tuple[np.ndarray, np.ndarray]:
+    """The audio encoder on every video of ``data``, as the ``fbank`` and ``train_audio`` stages
+    make the ``audio`` store: the fbank of each track (:func:`pcas_core.pipeline.fbank.fbank_pass`),
+    the stage-1 v_t as prompts, the encoder's step tokens and logits at each frame's step.
+
+    Returns:
+        ``(tokens (M, D), logits (M, C))`` float32 per frame, in frame-table order; videos are
+        encoded ``batch_videos`` at a time (memory does not grow with the dataset).
+
+    Raises:
+        ValueError: a video longer than the encoder's ``max_steps``, or fbank params that differ
+            from the encoder's (:func:`check_fbank_params`).
+    """
+    check_fbank_params(models, fbank)
+    frames, n_videos = data.frames, len(data.metadata)
+    video, step, max_steps = frames["video"].to_numpy(), frame_steps(frames), models.audio.max_steps
+    if step.max(initial=0) >= max_steps:
+        raise ValueError(f"{data.root}: a video has {step.max() + 1} frames, the audio encoder "
+                         f"takes at most max_steps={max_steps}")
+    prompts = None
+    if models.audio.use_prompts:
+        clips = data.clips(models.visual.mean, models.visual.std, num_workers=env.num_workers)
+        pooled = concat_rows(visual_pass(models.visual, clips, batch_videos=batch_videos,
+                                         env=env))["pooled_patch"]
+        prompts = torch.from_numpy(step_prompts(frames, pooled, n_videos, int(max_steps)))
+    tracks, tokens, logits = fbank_pass(data, fbank), [], []
+    for first in range(0, n_videos, batch_videos):
+        rows = [next(tracks) for _ in range(min(batch_videos, n_videos - first))]
+        tok, lg = encode_steps(
+            models.audio, torch.from_numpy(np.concatenate([r["fbank"] for r in rows])),
+            None if prompts is None else prompts[first:first + len(rows)],
+            torch.from_numpy(np.concatenate([r["n_steps"] for r in rows]).astype(np.int64)),
+            batch_videos=len(rows), env=env)
+        here = (video >= first) & (video < first + len(rows))
+        tokens.append(tok[video[here] - first, step[here]])
+        logits.append(lg[video[here] - first, step[here]])
+    return np.concatenate(tokens), np.concatenate(logits)
+
+
 def score_dataset(models: TrainedModels, data: AVSData, cfg: PredictConfig, *,
-                  official_batch_videos: int, env: RunEnv) -> dict:
+                  fbank: FbankConfig, official_batch_videos: int, env: RunEnv) -> dict:
     """The models on the test split of another dataset, scored as `evaluate` scores its own:
-    the same prediction (:func:`pcas_core.pipeline.inference.predict_test_split`) and the same metrics file
-    (:func:`pcas_core.evaluation.scoring.metrics_file`, clean and official modes), beside predicting
-    background everywhere.
+    the same prediction (:func:`pcas_core.pipeline.inference.predict_test_split`, a head that
+    hears getting the encoder's audio of each frame, :func:`dataset_audio`) and the same metrics
+    file (:func:`pcas_core.evaluation.scoring.metrics_file`, clean and official modes), beside
+    predicting background everywhere.
 
     Args:
         data: an opened dataset whose ``img_size`` is the models' frame size.
         cfg: the ``predict`` section (videos and frames per batch).
+        fbank: the ``fbank`` section (read only when the head hears).
         official_batch_videos: videos per official S4/MS3 test batch (``scoring``).
 
     Returns:
@@ -305,16 +371,20 @@ def score_dataset(models: TrainedModels, data: AVSData, cfg: PredictConfig, *,
 
     Raises:
         ValueError: the dataset's frame size differs from the models', or it has no test split or
-            a test frame without mask (names the root).
+            a test frame without mask (names the root); as :func:`dataset_audio`.
     """
     if data.img_size != models.img_size:
         raise ValueError(f"{data.root}: opened at {data.img_size} px, the models take "
                          f"{models.img_size} px frames")
     test = data.split("test")
     scored = scored_frames(test.frames, require_all=True)
+    audio = None
+    if needs_audio(models.head, models.inputs):
+        tokens, logits = dataset_audio(models, test, fbank, batch_videos=cfg.batch_videos, env=env)
+        audio = models.head_audio(logits, tokens)
     method, _, _ = predict_test_split(models.aligned, models.head, test, features=models.features,
                                       batch_videos=cfg.batch_videos, batch_frames=cfg.batch_frames,
-                                      env=env)
+                                      env=env, audio=audio)
     gts, kind = test.masks(), data.dataset
     background = Prediction(background_masks(len(gts), gts.shape[1:]))
     result = metrics_file(kind, "test", score_by_subset(kind, method, gts, scored,

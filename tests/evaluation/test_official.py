@@ -129,3 +129,26 @@ def test_official_binary_errors():
         official_binary_scores(PRED, GT, np.array([0]), batch_videos=0)
     with pytest.raises(ValueError, match="one video id per frame"):
         official_binary_scores(PRED, GT, np.array([0, 1]), batch_videos=1)
+
+
+def test_label_255_pixels_count_in_the_official_prediction_area_only():
+    """Quirk 6 by hand: two pixels labelled 255, predicted 1 and 2. Official: class 0 IoU 1;
+    class 1 inter 1, prediction area 2 (one of them the 255 pixel), label area 1 -> IoU 1/2,
+    P 1/2, R 1; class 2 prediction area 1 (the other 255 pixel), label area 0 -> IoU 0, counted.
+    The clean mode drops both pixels: classes 0 and 1 perfect, class 2 not counted."""
+    label = np.array([[0, 255], [1, 255]], dtype=np.uint8)
+    pred = np.array([[0, 1], [1, 2]], dtype=np.uint8)
+    official, clean = OfficialAVSSAccumulator(), AVSSAccumulator()
+    official.update(pred, label)
+    clean.update(pred, label)
+    out = official.compute()
+    assert out["miou"] == pytest.approx((1.0 + 0.5 + 0.0) / 71)
+    assert out["fscore"] == pytest.approx((1.0 + _f(0.5, 1.0) + 0.0) / 71)
+    assert official.count[:3].tolist() == [1, 1, 1]
+    c = clean.compute()
+    assert c["miou"] == pytest.approx(2.0 / 71) and c["miou_present"] == pytest.approx(1.0)
+    # without 255 labels the two modes still agree
+    same, ref = OfficialAVSSAccumulator(), AVSSAccumulator()
+    same.update(pred, np.array([[0, 1], [1, 2]], np.uint8))
+    ref.update(pred, np.array([[0, 1], [1, 2]], np.uint8))
+    assert same.compute()["miou"] == pytest.approx(ref.compute()["miou"], rel=1e-12)

@@ -26,7 +26,7 @@ from pcas_core.pipeline.train_audio import encode_steps, step_prompts
 from pcas_core.pipeline.train_visual import visual_pass
 from pcas_core.runtime.stage import RunEnv
 from pcas_core.storage.stores import concat_rows
-from pcas_core.models.heads import SegmentationHead, save_segmentation_head
+from pcas_core.models.heads import HeadInputs, SegmentationHead, save_segmentation_head
 from pcas_core.models.tvp import TVPAudioEncoder
 from pcas_core.models.visual import build_visual
 from pcas_core.params import DemoClips, DemoConfig, FbankConfig, PredictConfig, SplitCounts
@@ -59,8 +59,8 @@ def setup(tmp_path_factory):
     save_checkpoint(paths["aligned"], build_visual(vcfg), vcfg)
     save_checkpoint(paths["audio"], TVPAudioEncoder(**acfg), acfg)
     head = SegmentationHead(in_dim=24, grid=(4, 4))
-    torch.nn.init.normal_(head.net.weight, std=2.0)  # random but spatially varied masks
-    save_segmentation_head(paths["head"], head, features="patch")
+    torch.nn.init.normal_(head.classifier.weight, std=2.0)  # random but spatially varied masks
+    save_segmentation_head(paths["head"], head, HeadInputs("patch"))
     root = base / "demo"
     none = SplitCounts()
     build_demo_dataset(ASSETS, root, DemoConfig(
@@ -259,3 +259,85 @@ def test_1080p_30fps_stereo_44k_is_sampled_and_resampled(setup, tmp_path):
         assert ov.streams.audio[0].rate == 44100 and ov.streams.audio[0].channels == 2
         frames = [f.to_ndarray(format="rgb24") for f in ov.decode(video=0)]
     assert len(frames) == 4 and frames[0].shape == (1080, 1920, 3)
+
+
+def _gated_paths(setup, tmp_path, threshold, condition="none", audio_input="token"):
+    """The setup's models with the head saved again, gated at ``threshold`` (and conditioned)."""
+    torch.manual_seed(0)
+    head = SegmentationHead(in_dim=24, grid=(4, 4), audio_condition=condition,
+                            audio_dim=0 if condition == "none" else
+                            (24 if audio_input == "token" else 70))
+    torch.nn.init.normal_(head.classifier.weight, std=2.0)
+    if condition == "film":
+        torch.nn.init.normal_(head.film.proj.weight, std=0.5)
+    path = tmp_path / f"head_{condition}.safetensors"
+    save_segmentation_head(path, head, HeadInputs("patch", audio_input, True, threshold))
+    return {**setup["paths"], "head": path}
+
+
+@pytest.mark.parametrize("condition, audio_input", [("none", "token"), ("film", "token"),
+                                                    ("concat", "scores")])
+def test_gated_predict_paints_no_class_outside_k_t(setup, tmp_path, condition, audio_input):
+    """With the gate, every mask pixel is background or a class of its frame's K_t
+    (sigmoid(s_t) >= theta_a, theta_a from the head's checkpoint), the masks are those of the
+    pipeline's own path with the same audio, and the gate changes the masks."""
+    _, ref_audio = _pipeline_path(setup)
+    theta = float(np.quantile(ref_audio, 0.9))  # a few classes per frame
+    paths = _gated_paths(setup, tmp_path, theta, condition, audio_input)
+    models = load_models(**paths)
+    assert models.inputs.audio_gate and models.inputs.audio_threshold == theta
+    out = tmp_path / "out"
+    predict_video(models, setup["video"], out, PredictConfig(fps=1), fbank=FBANK,
+                  audio_threshold=theta, class_names=[str(i) for i in range(71)],
+                  palette=voc_palette(), env=ENV, progress=False)
+    got = np.stack([np.asarray(Image.open(p)) for p in sorted((out / "masks").glob("*.png"))])
+    allowed = ref_audio >= theta
+    assert allowed.any(axis=1).all() and not allowed.all(axis=1).any()
+    for t in range(N_FRAMES):
+        painted = set(np.unique(got[t]).tolist()) - {0}
+        assert painted <= set((np.flatnonzero(allowed[t]) + 1).tolist()), t
+    assert (got > 0).any()  # not background everywhere
+    if condition == "none":  # the same head without its gate
+        test = setup["data"].split("test")
+        ungated, _ = segment(models.aligned, models.head,
+                             test.clips(models.aligned.mean, models.aligned.std),
+                             features="patch", out_size=(SIZE, SIZE), batch_videos=8,
+                             batch_frames=32, env=ENV)
+        assert not np.array_equal(got, ungated)
+        # where the ungated head painted a heard class, the gated one paints it too
+        heard = np.take_along_axis(np.c_[np.ones(N_FRAMES, bool), allowed][:, :, None, None]
+                                   .repeat(SIZE, 2).repeat(SIZE, 3),
+                                   ungated[:, None].astype(np.int64), 1)[:, 0]
+        np.testing.assert_array_equal(got[heard & (ungated > 0)], ungated[heard & (ungated > 0)])
+
+
+def test_root_with_a_gated_head_hears_the_dataset_audio(setup, tmp_path):
+    """`--root` runs fbank and the audio encoder on the other dataset: the frames' logits are
+    those of the pipeline's own audio path, and the scored masks obey the gate."""
+    from pcas_core.pipeline.predict import dataset_audio, score_dataset
+    _, ref_audio = _pipeline_path(setup)
+    theta = float(np.quantile(ref_audio, 0.9))
+    models = load_models(**_gated_paths(setup, tmp_path, theta))
+    test = setup["data"].split("test")
+    tokens, logits = dataset_audio(models, test, FBANK, batch_videos=8, env=ENV)
+    assert tokens.shape == (N_FRAMES, 24) and logits.shape == (N_FRAMES, 70)
+    np.testing.assert_allclose(torch.from_numpy(logits).sigmoid().numpy(), ref_audio, atol=1e-6)
+    metrics = score_dataset(models, setup["data"], PredictConfig(), fbank=FBANK,
+                            official_batch_videos=4, env=ENV)
+    assert metrics["clean"]["n_frames"] == N_FRAMES
+    assert metrics["official"]["n_padded"] == N_FRAMES
+    # the official padded frame has no audio: the gated head paints background there
+    from pcas_core.pipeline.inference import predict_test_split
+    pred, _, _ = predict_test_split(models.aligned, models.head, test, features="patch",
+                                    batch_videos=8, batch_frames=32, env=ENV,
+                                    audio=models.head_audio(logits, tokens))
+    assert (pred.padded_mask == 0).all() and (pred.masks > 0).any()
+
+
+def test_a_head_that_hears_another_width_is_refused(setup, tmp_path):
+    head = SegmentationHead(in_dim=24, grid=(4, 4), audio_condition="film", audio_dim=23)
+    path = tmp_path / "wrong.safetensors"
+    save_segmentation_head(path, head, HeadInputs("patch", "token"))
+    with pytest.raises(ValueError, match="vectors of width 23") as err:
+        load_models(**{**setup["paths"], "head": path})
+    assert str(path) in str(err.value)
