@@ -110,4 +110,4 @@ def store_timing(path: Path) -> FrameTiming:
         pcas_core.params.parsing.ConfigError: the recorded ``fbank`` params do not parse.
     """
     recorded = read_store_attrs(Path(path))["params"].get("fbank", {})
-    return front_end_timing(parse(FbankConfig, recorded, "fbank"))
+    return front_end_timing(parse(FbankConfig, {"front_end": "ast", **recorded}, "fbank"))

@@ -166,7 +166,7 @@ class FbankConfig:
             audio, and aisfx covers the same span with its own frames.
     """
 
-    front_end: Literal["ast", "aisfx"] = "ast"
+    front_end: Literal["ast", "aisfx"] = "aisfx"
     sample_rate: int = 16000
     num_mel_bins: int = 128
     target_length: int = 1024

@@ -128,7 +128,7 @@ class EvaluateConfig:
     baselines: BaselinesConfig = BaselinesConfig()
     confusion_stride: int = 8
     n_overlays: int = 12
-    overlay_uid_contains: list[str] = field(default_factory=lambda: ["silent", "multi"])
+    overlay_uid_contains: list[str] = field(default_factory=lambda: ["silent", "event", "multi"])
 
     def __post_init__(self) -> None:
         if self.min_steps < 0:

@@ -120,7 +120,7 @@ class TrainAudioConfig:
     """
 
     tvp: bool = True
-    encoder: Literal["ast", "aisfx"] = "ast"
+    encoder: Literal["ast", "aisfx"] = "aisfx"
     prompt_position: Literal["step_mean", "learned", "none"] = "step_mean"
     prompt_norm: Literal["layernorm", "none"] = "layernorm"
     prompt_mask: Literal["step", "none"] = "step"
@@ -204,7 +204,7 @@ class AlignConfig:
     tau_cmcc: float = 0.5
     cmcc_eps: float = 1.0e-4
     ema_momentum: float = 0.9
-    token_contrast_start: float = 0.0
+    token_contrast_start: float = 0.25
     cmpc_labels: Literal["sounding", "cam"] = "sounding"
     token_norm: Literal["layernorm", "none"] = "none"
     grad_share_batches: int = 2

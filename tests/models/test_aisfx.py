@@ -215,7 +215,7 @@ def test_front_end_resamples_silence_stays_zero_and_16k_audio_leaves_the_top_ban
 def test_front_ends_shapes_clocks_and_the_unchanged_ast_path(tmp_path):
     from pcas_core.storage.stores import write_store
 
-    ast, aisfx = FbankConfig(target_length=512), FbankConfig(front_end="aisfx", target_length=512)
+    ast, aisfx = FbankConfig(front_end="ast", target_length=512), FbankConfig(front_end="aisfx", target_length=512)
     assert front_end_shape(ast) == (512, 128) and front_end_shape(aisfx) == (221, 96)
     assert front_end_shape(FbankConfig(front_end="aisfx", target_length=1024)) == (442, 96)  # 10.24 s
     assert front_end_timing(ast).frames_per_second == 100.0 and front_end_timing(ast).frame_offset == 0
@@ -240,8 +240,8 @@ def test_predict_refuses_fbank_params_of_another_front_end():
                                            "frames_per_step": 44100 / 1024})
     check_fbank_params(models, FbankConfig(front_end="aisfx", target_length=512))
     with pytest.raises(ValueError, match="fbank.front_end gives ast"):
-        check_fbank_params(models, FbankConfig(target_length=512))
+        check_fbank_params(models, FbankConfig(front_end="ast", target_length=512))
     legacy = SimpleNamespace(audio_config={"target_length": 512, "n_mels": 128, "frames_per_step": 100})
-    check_fbank_params(legacy, FbankConfig(target_length=512))  # from before front_end was recorded
+    check_fbank_params(legacy, FbankConfig(front_end="ast", target_length=512))  # from before front_end was recorded
     with pytest.raises(ValueError, match="fbank.frame_shift_ms gives 50"):
-        check_fbank_params(legacy, FbankConfig(frame_shift_ms=20.0, target_length=512))
+        check_fbank_params(legacy, FbankConfig(front_end="ast", frame_shift_ms=20.0, target_length=512))

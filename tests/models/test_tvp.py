@@ -405,7 +405,7 @@ def test_the_default_prompts_carry_their_time_step_at_init():
     from pcas_core.models.tvp import tvp_model_config
     from pcas_core.params import TrainAudioConfig
 
-    config = tvp_model_config(TrainAudioConfig(), num_classes=4, target_length=300, n_mels=32,
+    config = tvp_model_config(TrainAudioConfig(encoder="ast"), num_classes=4, target_length=300, n_mels=32,
                               prompt_dim=8)
     assert (config["prompt_norm"], config["prompt_mask"]) == ("layernorm", "step")
     config.update(max_steps=3, embed_dim=32, depth=1, num_heads=2)

@@ -49,7 +49,7 @@ def test_every_key_of_params_yaml_is_a_field_and_round_trips():
     (lambda p: p["train_audio"]["model"].update(max_steps=5), "demo.clips ask for 10-frame clips"),
     (lambda p: p["demo"].update(noise_dbfs=-20.0), "demo: noise_dbfs must be in [-90, -55] dBFS"),
     (lambda p: p["align"].update(min_steps=-1), "min_steps >= 0"),
-    (lambda p: p["train_audio"].update(encoder="aisfx"), "train_audio.encoder 'aisfx' needs fbank.front_end 'aisfx'"),
+    (lambda p: p["fbank"].update(front_end="ast") or p["train_audio"].update(encoder="aisfx"), "train_audio.encoder 'aisfx' needs fbank.front_end 'aisfx'"),
     (lambda p: p["train_audio"].update(encoder="cnn"), "train_audio.encoder: 'cnn' is not one of ['ast', 'aisfx']"),
     (lambda p: p["fbank"].update(front_end="aisfx") or p["train_audio"].update(encoder="aisfx", init="vit.pth"),
      "with encoder 'aisfx' set init: none"),

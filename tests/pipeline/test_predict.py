@@ -36,7 +36,8 @@ from stages.cli import app
 
 ASSETS = Path(__file__).resolve().parents[2] / "data" / "demo-assets"
 SIZE, N_FRAMES, SR = 32, 5, 16000
-FBANK = FbankConfig(sample_rate=SR, num_mel_bins=32, target_length=500, frame_shift_ms=10.0)
+FBANK = FbankConfig(sample_rate=SR, num_mel_bins=32, target_length=500, frame_shift_ms=10.0,
+                    front_end="ast")
 CPU = torch.device("cpu")
 ENV = RunEnv(device=CPU)
 
@@ -82,7 +83,7 @@ def setup(tmp_path_factory):
         "base: {seed: 0, device: cpu, amp: false, threads: 0}\n"
         f"data: {{root: {root}, img_size: {SIZE}, label_source: masks}}\n"
         f"fbank: {json.dumps(asdict(FBANK))}\n"
-        f"train_audio: {{model: {{max_steps: {N_FRAMES}}}}}\n"
+        f"train_audio: {{encoder: ast, model: {{max_steps: {N_FRAMES}}}}}\n"
         "predict: {fps: 1, overlay_alpha: 0.55, batch_frames: 32, "
         f"batch_videos: 8, models: {json.dumps({k: str(v) for k, v in paths.items()})}}}\n")
     return {"base": base, "paths": paths, "data": data, "frames": frames, "wave": wave,
