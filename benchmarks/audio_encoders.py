@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pcas_core.audio.front_end import front_end_shape, front_end_timing  # noqa: E402
-from pcas_core.models.tvp import TVPAudioEncoder, tvp_model_config  # noqa: E402
+from pcas_core.models.tvp import TVPAudioEncoder  # noqa: E402
+from pcas_core.pipeline.train_audio import tvp_model_config  # noqa: E402
 from pcas_core.params import load_config  # noqa: E402
 
 

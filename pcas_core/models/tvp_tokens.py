@@ -13,6 +13,8 @@ unordered bag (swapping v_1 and v_2 leaves every a_t unchanged), kept for the ab
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor, nn
 
@@ -22,7 +24,7 @@ from timm.layers import trunc_normal_  # noqa: E402
 #: How v_t is normalised before W_p (``train_audio.prompt_norm``).
 PROMPT_NORMS = ("layernorm", "none")
 
-__all__ = ["PROMPT_NORMS", "PROMPT_POSITIONS", "STEP_SECONDS", "token_centre_seconds", "assign_token_steps",
+__all__ = ["SequenceLayout", "sequence_layout", "PROMPT_NORMS", "PROMPT_POSITIONS", "STEP_SECONDS", "token_centre_seconds", "assign_token_steps",
            "assign_patch_steps", "SpectrogramPatchEmbed", "PromptEmbed", "NoPrompts"]
 
 #: How a prompt token knows its time step (``train_audio.prompt_position``).
@@ -221,3 +223,48 @@ class NoPrompts(nn.Module):
     def forward(self, prompts: Tensor, step_pos: Tensor | None = None) -> Tensor:
         """Returns a ``(B, 0, D)`` tensor of ``prompts``' dtype and device."""
         return prompts.new_zeros(prompts.shape[0], 0, self.embed_dim)
+
+
+class SequenceLayout(NamedTuple):
+    """Where each token of the TVP sequence ``[CLS] [p_1] [audio tokens of step 1] [p_2] ...``
+    sits, for N audio tokens and S prompts (S = 0 without prompts), N_seq = 1 + S + N.
+
+    Attributes:
+        seq_index: (N_seq,) int64: the sequence gathers ``[CLS, prompts, audio tokens]``
+            (concatenated in that order, audio tokens frequency-major) at these positions.
+        token_step: (N_seq,) int64 step of each sequence token (-1 for CLS), for the key mask of
+            invalid steps.
+        patch_seq_pos: (N,) int64 sequence position of each audio token's output.
+        step_prompt_mask: (N_seq, N_seq) bool, True = the query may attend the key: False only
+            where an audio token of step t would read the prompt of another step (used with
+            ``prompt_mask: step``).
+    """
+
+    seq_index: Tensor
+    token_step: Tensor
+    patch_seq_pos: Tensor
+    step_prompt_mask: Tensor
+
+
+def sequence_layout(patch_step: Tensor, *, max_steps: int, use_prompts: bool) -> SequenceLayout:
+    """The :class:`SequenceLayout` of audio tokens with steps ``patch_step`` ((N,) int64, e.g.
+    :func:`assign_token_steps` repeated over frequency), one prompt per step when ``use_prompts``
+    (PCAS's Temporal Visual Prompting, METHOD §2)."""
+    n_prompts = max_steps if use_prompts else 0
+    num_patches = len(patch_step)
+    order: list[int] = [0]
+    for t in range(max_steps):
+        if n_prompts:
+            order.append(1 + t)
+        order.extend((1 + n_prompts + torch.nonzero(patch_step == t).flatten()).tolist())
+    seq_index = torch.tensor(order, dtype=torch.long)
+    concat_step = torch.cat([torch.tensor([-1]), torch.arange(n_prompts), patch_step])
+    is_prompt = torch.cat([torch.zeros(1, dtype=torch.bool), torch.ones(n_prompts, dtype=torch.bool),
+                           torch.zeros(num_patches, dtype=torch.bool)])[seq_index]
+    step = concat_step[seq_index]
+    audio_query = (~is_prompt & (step >= 0))[:, None]
+    other_prompt = is_prompt[None, :] & (step[None, :] != step[:, None])
+    patch_seq_pos = torch.empty(num_patches, dtype=torch.long)
+    audio = seq_index > n_prompts
+    patch_seq_pos[seq_index[audio] - 1 - n_prompts] = torch.nonzero(audio).flatten()
+    return SequenceLayout(seq_index, step, patch_seq_pos, ~(audio_query & other_prompt))

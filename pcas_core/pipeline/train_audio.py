@@ -5,7 +5,7 @@ audio, then pass every video for the ``audio`` store (a_t and s_t of every frame
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from pcas_core.data.dataset import AVSData
 from pcas_core.data.table import VideoRows
 from pcas_core.method.losses import video_bce
 from pcas_core.models.ast_init import init_audio_encoder
-from pcas_core.models.tvp import TVPAudioEncoder, tvp_model_config
+from pcas_core.models.tvp import TVPAudioEncoder
 from pcas_core.params import TrainAudioConfig
 from pcas_core.runtime.curves import EpochCallback
 from pcas_core.runtime.distributed import batch_count, gather_in_order, rank_batches
@@ -29,7 +29,7 @@ from pcas_core.runtime.stage import RunEnv
 from pcas_core.storage.stores import StoreReader, read_rows, store_rows
 from pcas_core.storage.views import StoreRowsView
 
-__all__ = ["AudioInputs", "audio_inputs", "build_audio_encoder", "train_audio_encoder",
+__all__ = ["AudioInputs", "audio_inputs", "tvp_model_config", "build_audio_encoder", "train_audio_encoder",
            "with_trunk_cells", "encode_steps", "audio_pass", "frame_steps", "step_prompts", "steps_to_frames"]
 
 
@@ -117,6 +117,36 @@ def audio_inputs(data: AVSData, fbank: StoreReader, visual_store: Path,
     return AudioInputs(StoreRowsView(fbank, "fbank", rows), prompts, int(pooled.shape[1]),
                        torch.from_numpy(fbank.rows("n_steps", rows).astype(np.int64)),
                        torch.from_numpy(data.labels), store_timing(fbank.path))
+
+
+def tvp_model_config(cfg: TrainAudioConfig, *, num_classes: int, target_length: int, n_mels: int,
+                     prompt_dim: int, frames_per_second: float = 100.0, frame_offset: float = 0.0,
+                     front_end: str = "ast") -> dict[str, Any]:
+    """The encoder's constructor config (JSON-able; saved in its checkpoint): ``train_audio.model``
+    plus the switches ``tvp`` (``use_prompts``), ``prompt_position`` and ``encoder`` (with
+    ``aisfx``'s options), and the data's shapes and frame clock.
+
+    Args:
+        cfg: the ``train_audio`` section.
+        num_classes: foreground classes. target_length, n_mels: fbank frames and mel bins.
+        prompt_dim: width D of the prompts v_t (the visual store's ``pooled_patch``).
+        frames_per_second, frame_offset, front_end: the fbank store's frame clock and front end
+            (:func:`pcas_core.audio.front_end.store_timing`; defaults: the AST fbank at 10 ms).
+
+    Raises:
+        ValueError: ``encoder: aisfx`` on features of another front end.
+    """
+    if cfg.encoder == "aisfx" and front_end != "aisfx":
+        raise ValueError(f"train_audio.encoder 'aisfx' needs an fbank store made with "
+                         f"fbank.front_end 'aisfx', this one was made with {front_end!r}")
+    return {**asdict(cfg.model), "num_classes": int(num_classes),
+            "target_length": int(target_length), "n_mels": int(n_mels),
+            "prompt_dim": int(prompt_dim), "use_prompts": bool(cfg.tvp),
+            "prompt_position": cfg.prompt_position, "prompt_norm": cfg.prompt_norm,
+            "prompt_mask": cfg.prompt_mask, "frames_per_step": float(frames_per_second),
+            "frame_offset": float(frame_offset), "front_end": front_end,
+            "encoder": cfg.encoder, "aisfx_frozen_blocks": cfg.aisfx.frozen_blocks,
+            "aisfx_tokens": cfg.aisfx.tokens}
 
 
 def build_audio_encoder(inputs: AudioInputs, cfg: TrainAudioConfig

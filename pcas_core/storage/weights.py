@@ -7,6 +7,7 @@ PyTorch ``.pth``/``.pt`` files (for user-supplied pretrained weights) with
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from pcas_core.storage.atomic import atomic_path
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load_weights_file"]
+__all__ = ["save_checkpoint", "load_checkpoint", "load_weights_file", "sha256_of"]
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, config: dict[str, Any]) -> None:
@@ -79,3 +80,13 @@ def load_weights_file(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: expected a mapping of parameter names to tensors")
     return state
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks (to check packaged weights against a pinned
+    value before reading them)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

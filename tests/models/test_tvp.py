@@ -340,7 +340,7 @@ def test_aisfx_swapping_two_prompts_changes_a1_only_when_prompts_know_their_step
 def test_aisfx_frozen_blocks_do_not_train_and_the_saved_config_rebuilds_the_encoder(tmp_path):
     from pcas_core.storage.weights import save_checkpoint
     from pcas_core.models.tvp import load_audio_encoder
-    from pcas_core.models.tvp import tvp_model_config
+    from pcas_core.pipeline.train_audio import tvp_model_config
     from pcas_core.params import TrainAudioConfig
     from pcas_core.params.training import AisfxEncoderConfig, TVPModelConfig
 
@@ -402,7 +402,7 @@ def test_the_default_prompts_carry_their_time_step_at_init():
     initialised encoder's a_1 depends on which prompt is p_1 about as much as on the prompts at
     all; with both off, swapping p_1 and p_2 moves a_1 by a tiny fraction (the time identity is
     a 0.02-std position mean beside W_p v_t)."""
-    from pcas_core.models.tvp import tvp_model_config
+    from pcas_core.pipeline.train_audio import tvp_model_config
     from pcas_core.params import TrainAudioConfig
 
     config = tvp_model_config(TrainAudioConfig(encoder="ast"), num_classes=4, target_length=300, n_mels=32,
