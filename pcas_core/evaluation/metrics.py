@@ -230,6 +230,31 @@ def foreground_binary(mask: np.ndarray, ignore_index: int = IGNORE_INDEX) -> np.
     return ((mask != 0) & (mask != ignore_index)).astype(np.uint8)
 
 
+def absent_class_frames(preds: np.ndarray, gts: np.ndarray,
+                        ignore_index: int = IGNORE_INDEX) -> float:
+    """Share of frames whose predicted mask holds a foreground class that the frame's ground
+    truth does not: a silent object painted, or a class confused for another (pcas's own
+    diagnostic, not an AVSBench metric; pixels the ground truth ignores are not looked at).
+
+    Args:
+        preds, gts: (M, H, W) uint8 class-index masks (0 background).
+
+    Returns:
+        A fraction in [0, 1]; 0 for no frame.
+
+    Raises:
+        ValueError: shapes differ.
+    """
+    if preds.shape != gts.shape:
+        raise ValueError(f"predictions {preds.shape} and ground truth {gts.shape} differ")
+    absent = 0
+    for p, g in zip(preds, gts):
+        seen = p[g != ignore_index]
+        if np.setdiff1d(np.unique(seen[seen > 0]), np.unique(g)).size:
+            absent += 1
+    return absent / len(preds) if len(preds) else 0.0
+
+
 def frame_classification_scores(probs: np.ndarray, targets: np.ndarray, threshold: float = 0.5) -> dict:
     """Micro-averaged multi-label scores of per-frame class predictions (METHOD §2, TVP audio).
 

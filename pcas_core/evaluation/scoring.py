@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from pcas_core.data.constants import IGNORE_INDEX
-from pcas_core.evaluation.metrics import (BY_KIND, AVSSAccumulator, binary_fscore, binary_miou,
+from pcas_core.evaluation.metrics import (BY_KIND, AVSSAccumulator, absent_class_frames,
+                                          binary_fscore, binary_miou,
                                           foreground_binary)
 from pcas_core.evaluation.official import (OfficialAVSSAccumulator, official_binary_scores,
                                         padded_frames)
@@ -40,11 +41,12 @@ MODES = ("clean", "official")
 KEYS = {
     "semantic": {
         "method": {"clean": ("miou", "fscore", "miou_present", "fscore_present", "fg_miou",
-                             "fg_fscore", "n_frames"),
+                             "fg_fscore", "absent_class_frames", "n_frames"),
                    "official": ("miou", "fscore", "miou_noBg", "fscore_noBg", "n_frames",
                                 "n_padded")},
-        "subset": {"clean": ("miou", "fscore", "miou_present"), "official": ("miou", "fscore")},
-        "reference": {"clean": ("miou", "fscore", "miou_present", "fg_miou"),
+        "subset": {"clean": ("miou", "fscore", "miou_present", "absent_class_frames"),
+                   "official": ("miou", "fscore")},
+        "reference": {"clean": ("miou", "fscore", "miou_present", "fg_miou", "absent_class_frames"),
                       "official": ("miou", "fscore")},
     },
     "binary": {
@@ -127,6 +129,7 @@ def _semantic(pred: Prediction, gts: np.ndarray, frames: pd.DataFrame) -> dict:
     out["clean"]["fg_miou"] = binary_miou(fg_hard, fg_gt)
     out["clean"]["fg_fscore"] = binary_fscore(fg_hard if pred.foreground is None else
                                               pred.foreground, fg_gt)
+    out["clean"]["absent_class_frames"] = absent_class_frames(pred.masks, gts)
     return out
 
 

@@ -118,3 +118,21 @@ def test_frame_classification_from_logits_thresholds_the_sigmoid():
     scores = frame_classification_from_logits(logits, targets)
     assert scores["accuracy"] == 1.0 and scores["f1"] == 1.0
     assert frame_classification_from_logits(logits, targets, threshold=0.9)["recall"] == 0.0
+
+
+def test_absent_class_frames_counts_frames_painting_a_class_the_truth_lacks():
+    from pcas_core.evaluation.metrics import absent_class_frames
+
+    gt = np.zeros((4, 2, 2), np.uint8)
+    gt[:, 0, 0] = 3                     # class 3 sounds in every frame
+    gt[3, 1, 1] = 255                   # an ignored pixel
+    pred = np.zeros_like(gt)
+    pred[0, 0, 0] = 3                   # right class: fine
+    pred[1, 1, 1] = 5                   # a class the frame lacks (a silent object): counted
+    pred[2, 0, 0] = 3
+    pred[2, 0, 1] = 3                   # the right class spilling over: fine
+    pred[3, 1, 1] = 5                   # only where the truth is ignored: not looked at
+    assert absent_class_frames(pred, gt) == 0.25
+    assert absent_class_frames(pred[:0], gt[:0]) == 0.0
+    with pytest.raises(ValueError):
+        absent_class_frames(pred[:2], gt)

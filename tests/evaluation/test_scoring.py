@@ -134,7 +134,9 @@ def test_scores_per_clip_kind():
     assert out["kind"] == "avss"  # the dataset's kind stays at the top
     assert out["by_kind"]["always"]["clean"]["miou_present"] == pytest.approx(1.0)
     assert set(out["by_kind"]["event"]) == {"clean", "official"}
-    assert set(out["by_kind"]["event"]["clean"]) == {"miou", "fscore", "miou_present"}
+    assert set(out["by_kind"]["event"]["clean"]) == {"miou", "fscore", "miou_present",
+                                                     "absent_class_frames"}
+    assert out["by_kind"]["event"]["clean"]["absent_class_frames"] == 0.0  # background only
     assert out["baseline"]["background"]["by_kind"]["event"]["clean"]["miou_present"] == \
         pytest.approx(0.125)
     # without the column: scored as before
