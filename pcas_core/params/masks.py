@@ -112,7 +112,7 @@ class EvaluateConfig:
     """
 
     features: Literal["patch", "final", "patch+final"] = "patch"
-    audio_gate: bool = False
+    audio_gate: bool = True
     audio_condition: Literal["none", "film", "concat"] = "none"
     audio_input: Literal["token", "scores"] = "token"
     hidden_dim: int = 64
