@@ -55,7 +55,8 @@ def train_audio(
     logits = read_rows(store_out, "audio", data.frames, ["logits"])["logits"]
     warn_if_no_class(logits[data.frames_in("train")], stage="train_audio", split="train",
                      threshold=cfg.eval_threshold, threshold_key="train_audio.eval_threshold",
-                     logger=run.log)
+                     logger=run.log,
+                     targets=data.frame_classes()[data.frames_in("train")])
     scores = frame_scores_file(logits, data, threshold=cfg.eval_threshold)
     write_json(metrics_out, {**scores, "tvp": cfg.tvp})
     checkpoint.remove()

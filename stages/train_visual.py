@@ -47,7 +47,8 @@ def train_visual(
         return
     logits = read_rows(store_out, "visual", data.frames, ["logits"])["logits"]
     warn_if_no_class(logits[data.frames_in("train")], stage="train_visual", split="train",
-                     threshold=VISUAL_THRESHOLD, logger=run.log)
+                     threshold=VISUAL_THRESHOLD, logger=run.log,
+                     targets=data.frame_classes()[data.frames_in("train")])
     scores = frame_scores_file(logits, data, threshold=VISUAL_THRESHOLD)
     write_json(metrics_out, scores)
     checkpoint.remove()

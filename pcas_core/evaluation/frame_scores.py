@@ -1,6 +1,6 @@
 """Frame-level classification of a trained classifier (the looking stage's frame logits, the
 listening stage's step logits s_t): the content of ``metrics/visual.json`` / ``metrics/audio.json``,
-and the warning when a classifier has collapsed to predicting no class at all."""
+and the warning when a classifier has collapsed (no class at all, or no correct one)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import numpy as np
 from pcas_core.data.dataset import AVSData
 from pcas_core.evaluation.metrics import BY_KIND, frame_classification_from_logits
 
-__all__ = ["VISUAL_THRESHOLD", "frame_scores_file", "predicts_no_class", "warn_if_no_class"]
+__all__ = ["VISUAL_THRESHOLD", "frame_scores_file", "predicts_no_class", "predicts_no_true_class",
+           "warn_if_no_class"]
 
 #: sigmoid threshold of the visual classifier's frame-level scores (its frame logits)
 VISUAL_THRESHOLD = 0.5
@@ -68,11 +69,25 @@ def predicts_no_class(logits: np.ndarray, threshold: float) -> bool:
     return not bool((probs >= threshold).any())
 
 
+def predicts_no_true_class(logits: np.ndarray, targets: np.ndarray, threshold: float) -> bool:
+    """True when no frame gets a class right: no (frame, class) of ``logits`` ((M, C) float) with
+    sigmoid >= ``threshold`` is a class of ``targets`` ((M, C) float or bool, > 0 marks the
+    frame's classes; NaN rows, frames without a mask, hold none: ``AVSData.frame_classes``). False
+    when ``targets`` holds no class (nothing to get right)."""
+    targets = np.nan_to_num(np.asarray(targets, dtype=np.float64)) > 0
+    if not targets.any():
+        return False
+    probs = 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+    return not bool(((probs >= threshold) & targets).any())
+
+
 def warn_if_no_class(logits: np.ndarray, *, stage: str, split: str, threshold: float,
-                     logger: logging.Logger, threshold_key: str | None = None) -> bool:
-    """Log a WARNING when a trained classifier predicts no class on any frame of ``split``: it
-    has collapsed to background (e.g. too few optimiser steps on a small dataset), and every
-    stage after it inherits that.
+                     logger: logging.Logger, threshold_key: str | None = None,
+                     targets: np.ndarray | None = None) -> bool:
+    """Log a WARNING when a trained classifier predicts no class on any frame of ``split`` (it
+    has collapsed to background, e.g. too few optimiser steps on a small dataset) or, given
+    ``targets``, no correct class on any frame (frame F1 0: it learnt nothing of the split);
+    every stage after it inherits that.
 
     Args:
         logits: (M, C) float frame logits of the split's frames.
@@ -81,15 +96,23 @@ def warn_if_no_class(logits: np.ndarray, *, stage: str, split: str, threshold: f
         split: the split the logits are of.
         threshold: the sigmoid threshold of a predicted class; ``threshold_key`` the params key
             that sets it, if any.
+        targets: optional (M, C) classes of each frame (as :func:`predicts_no_true_class`), for
+            the second check.
 
     Returns:
         Whether it warned.
     """
-    if not predicts_no_class(logits, threshold):
-        return False
     key = f" ({threshold_key})" if threshold_key else ""
-    logger.warning("%s: no class reaches sigmoid >= %s%s on any of the %d %s frames: the trained "
-                   "classifier has collapsed to background, and every later stage inherits it. "
-                   "Train with more optimiser steps: raise %s.min_steps or %s.epochs.",
-                   stage, threshold, key, len(logits), split, stage, stage)
-    return True
+    advice = f"Train with more optimiser steps: raise {stage}.min_steps or {stage}.epochs."
+    if predicts_no_class(logits, threshold):
+        logger.warning("%s: no class reaches sigmoid >= %s%s on any of the %d %s frames: the "
+                       "trained classifier has collapsed to background, and every later stage "
+                       "inherits it. %s", stage, threshold, key, len(logits), split, advice)
+        return True
+    if targets is not None and predicts_no_true_class(logits, targets, threshold):
+        logger.warning("%s: no frame of the %d %s frames gets a correct class at sigmoid >= %s%s "
+                       "(frame F1 0): the trained classifier learnt nothing of the %s split, and "
+                       "every later stage inherits it. %s", stage, len(logits), split, threshold,
+                       key, split, advice)
+        return True
+    return False

@@ -13,6 +13,7 @@ import pcas_core  # noqa: F401
 from pcas_core.data.dataset import open_dataset
 from pcas_core.demo.compose import build_demo_dataset, parse_sounding
 from pcas_core.evaluation.frame_scores import (frame_scores_file, predicts_no_class,
+                                               predicts_no_true_class,
                                                warn_if_no_class)
 from pcas_core.params import DemoClips, DemoConfig, SplitCounts as S
 from pcas_core.runtime.fit import fit
@@ -110,3 +111,25 @@ def test_predicts_no_class_threshold():
     logits = np.array([[-1.0, 0.0], [-3.0, -2.0]])
     assert not predicts_no_class(logits, 0.5)  # sigmoid(0) = 0.5 counts
     assert predicts_no_class(logits, 0.6) and predicts_no_class(np.zeros((0, 2)), 0.5)
+
+
+def test_warns_when_no_frame_gets_a_correct_class(caplog):
+    """AST seed 1 on the demo: a few classes predicted, none right (train frame F1 0.000): the
+    first check passes, the second (given the frames' classes) warns; one right class silences it."""
+    targets = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [np.nan, np.nan, np.nan], [0, 0, 0]])
+    wrong = np.full((4, 3), -6.0)
+    wrong[0, 2] = wrong[1, 0] = wrong[2, 1] = 3.0  # predicted, but never a frame's class
+    assert not predicts_no_class(wrong, 0.5) and predicts_no_true_class(wrong, targets, 0.5)
+    log = logging.getLogger("test.frame_scores.true")
+    with caplog.at_level(logging.WARNING, logger="test.frame_scores.true"):
+        assert not warn_if_no_class(wrong, stage="train_audio", split="train", threshold=0.5,
+                                    logger=log)  # without targets only the first check runs
+        assert warn_if_no_class(wrong, stage="train_audio", split="train", threshold=0.5,
+                                logger=log, targets=targets)
+    (record,) = caplog.records
+    assert "no frame of the 4 train frames gets a correct class" in record.getMessage()
+    assert "train_audio.min_steps" in record.getMessage()
+    right = wrong.copy()
+    right[1, 1] = 3.0
+    assert not predicts_no_true_class(right, targets, 0.5)
+    assert not predicts_no_true_class(wrong, np.zeros((4, 3)), 0.5)  # nothing to get right
