@@ -6,7 +6,7 @@ from typing import Annotated
 import typer
 
 from pcas_core.data.dataset import open_dataset
-from pcas_core.evaluation.frame_scores import frame_scores_file, warn_if_no_class
+from pcas_core.evaluation.frame_scores import trained_classifier_scores
 from pcas_core.pipeline.train_audio import (audio_inputs, audio_pass, build_audio_encoder,
                                             train_audio_encoder, with_trunk_cells)
 from pcas_core.runtime.curves import epoch_curves
@@ -53,11 +53,9 @@ def train_audio(
     if not is_main():
         return
     logits = read_rows(store_out, "audio", data.frames, ["logits"])["logits"]
-    warn_if_no_class(logits[data.frames_in("train")], stage="train_audio", split="train",
-                     threshold=cfg.eval_threshold, threshold_key="train_audio.eval_threshold",
-                     logger=run.log,
-                     targets=data.frame_classes()[data.frames_in("train")])
-    scores = frame_scores_file(logits, data, threshold=cfg.eval_threshold)
+    scores = trained_classifier_scores(logits, data, stage="train_audio",
+                                       threshold=cfg.eval_threshold, logger=run.log,
+                                       threshold_key="train_audio.eval_threshold")
     write_json(metrics_out, {**scores, "tvp": cfg.tvp})
     checkpoint.remove()
     run.log.info("frame-level audio classification: test %s, train %s", scores["frame_cls_test"],

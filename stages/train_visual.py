@@ -6,8 +6,7 @@ from typing import Annotated
 import typer
 
 from pcas_core.data.dataset import open_dataset
-from pcas_core.evaluation.frame_scores import (VISUAL_THRESHOLD, frame_scores_file,
-                                               warn_if_no_class)
+from pcas_core.evaluation.frame_scores import VISUAL_THRESHOLD, trained_classifier_scores
 from pcas_core.pipeline.train_visual import (build_classifier, train_classifier, training_clips,
                                              visual_pass)
 from pcas_core.runtime.curves import epoch_curves
@@ -46,10 +45,8 @@ def train_visual(
     if not is_main():
         return
     logits = read_rows(store_out, "visual", data.frames, ["logits"])["logits"]
-    warn_if_no_class(logits[data.frames_in("train")], stage="train_visual", split="train",
-                     threshold=VISUAL_THRESHOLD, logger=run.log,
-                     targets=data.frame_classes()[data.frames_in("train")])
-    scores = frame_scores_file(logits, data, threshold=VISUAL_THRESHOLD)
+    scores = trained_classifier_scores(logits, data, stage="train_visual",
+                                       threshold=VISUAL_THRESHOLD, logger=run.log)
     write_json(metrics_out, scores)
     checkpoint.remove()
     run.log.info("frame classification: test %s, train %s", scores["frame_cls_test"],

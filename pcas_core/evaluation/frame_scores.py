@@ -12,7 +12,7 @@ from pcas_core.data.dataset import AVSData
 from pcas_core.evaluation.metrics import BY_KIND, frame_classification_from_logits
 
 __all__ = ["VISUAL_THRESHOLD", "frame_scores_file", "predicts_no_class", "predicts_no_true_class",
-           "warn_if_no_class"]
+           "warn_if_no_class", "trained_classifier_scores"]
 
 #: sigmoid threshold of the visual classifier's frame-level scores (its frame logits)
 VISUAL_THRESHOLD = 0.5
@@ -20,7 +20,8 @@ VISUAL_THRESHOLD = 0.5
 _KIND_KEYS = ("f1", "precision", "recall", "n_frames")
 
 
-def frame_scores_file(logits: np.ndarray, data: AVSData, *, threshold: float) -> dict:
+def frame_scores_file(logits: np.ndarray, data: AVSData, *, threshold: float,
+                      targets: np.ndarray | None = None) -> dict:
     """Frame-level classification of every frame of ``data`` against the classes in its mask
     (:func:`pcas_core.evaluation.metrics.frame_classification_scores`, micro-averaged; frames
     without a mask are skipped).
@@ -30,6 +31,8 @@ def frame_scores_file(logits: np.ndarray, data: AVSData, *, threshold: float) ->
             order (``C`` = the dataset's foreground classes).
         data: the dataset (train and test splits are scored).
         threshold: sigmoid threshold of a predicted class.
+        targets: ``data.frame_classes()`` when the caller has read them already (the masks are
+            read once).
 
     Returns:
         ``{"frame_cls_test": {...}, "frame_cls_train": {...}}`` (precision, recall, f1,
@@ -42,7 +45,7 @@ def frame_scores_file(logits: np.ndarray, data: AVSData, *, threshold: float) ->
     if logits.shape != (len(data.frames), data.labels.shape[1]):
         raise ValueError(f"expected ({len(data.frames)}, {data.labels.shape[1]}) logits, one row "
                          f"per frame, got {logits.shape}")
-    targets = data.frame_classes()
+    targets = data.frame_classes() if targets is None else targets
     out = {}
     for split in ("test", "train"):
         rows = data.frames_in(split)
@@ -60,13 +63,17 @@ def frame_scores_file(logits: np.ndarray, data: AVSData, *, threshold: float) ->
     return out
 
 
+def _predicted(logits: np.ndarray, threshold: float) -> np.ndarray:
+    """(M, C) bool: sigmoid(logits) >= threshold."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64))) >= threshold
+
+
 def predicts_no_class(logits: np.ndarray, threshold: float) -> bool:
     """True when no row of ``logits`` ((M, C) float) has a class with sigmoid >= ``threshold``
     (also for M = 0)."""
     if not len(logits):
         return True
-    probs = 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
-    return not bool((probs >= threshold).any())
+    return not bool(_predicted(logits, threshold).any())
 
 
 def predicts_no_true_class(logits: np.ndarray, targets: np.ndarray, threshold: float) -> bool:
@@ -77,8 +84,7 @@ def predicts_no_true_class(logits: np.ndarray, targets: np.ndarray, threshold: f
     targets = np.nan_to_num(np.asarray(targets, dtype=np.float64)) > 0
     if not targets.any():
         return False
-    probs = 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
-    return not bool(((probs >= threshold) & targets).any())
+    return not bool((_predicted(logits, threshold) & targets).any())
 
 
 def warn_if_no_class(logits: np.ndarray, *, stage: str, split: str, threshold: float,
@@ -116,3 +122,28 @@ def warn_if_no_class(logits: np.ndarray, *, stage: str, split: str, threshold: f
                        key, split, advice)
         return True
     return False
+
+
+def trained_classifier_scores(logits: np.ndarray, data: AVSData, *, stage: str, threshold: float,
+                              logger: logging.Logger, threshold_key: str | None = None) -> dict:
+    """What ``train_visual`` and ``train_audio`` report of their trained classifier: the collapse
+    warning on the training split (:func:`warn_if_no_class`, with the frames' classes) and
+    :func:`frame_scores_file`, the masks read once for both.
+
+    Args:
+        logits: (M, C) float32 per-frame class logits of every frame of ``data``.
+        data: the dataset.
+        stage, threshold, logger, threshold_key: as :func:`warn_if_no_class`.
+
+    Returns:
+        :func:`frame_scores_file`'s dict.
+
+    Raises:
+        ValueError: as :func:`frame_scores_file`.
+    """
+    targets = data.frame_classes()
+    train = data.frames_in("train")
+    if logits.shape == targets.shape:  # else frame_scores_file raises its error below
+        warn_if_no_class(logits[train], stage=stage, split="train", threshold=threshold,
+                         logger=logger, threshold_key=threshold_key, targets=targets[train])
+    return frame_scores_file(logits, data, threshold=threshold, targets=targets)

@@ -14,7 +14,7 @@ from pcas_core.data.dataset import open_dataset
 from pcas_core.demo.compose import build_demo_dataset, parse_sounding
 from pcas_core.evaluation.frame_scores import (frame_scores_file, predicts_no_class,
                                                predicts_no_true_class,
-                                               warn_if_no_class)
+                                               trained_classifier_scores, warn_if_no_class)
 from pcas_core.params import DemoClips, DemoConfig, SplitCounts as S
 from pcas_core.runtime.fit import fit
 
@@ -133,3 +133,25 @@ def test_warns_when_no_frame_gets_a_correct_class(caplog):
     right[1, 1] = 3.0
     assert not predicts_no_true_class(right, targets, 0.5)
     assert not predicts_no_true_class(wrong, np.zeros((4, 3)), 0.5)  # nothing to get right
+
+
+def test_trained_classifier_scores_warns_on_the_training_split_and_scores_all(demo, caplog):
+    """The stages' entry point: frame_scores_file's dict, plus the collapse warning of the
+    training split only (a swapped class on every frame: predictions, none right)."""
+    exact = _logits(demo, per_frame=True)
+    log = logging.getLogger("test.frame_scores.stage")
+    with caplog.at_level(logging.WARNING, logger="test.frame_scores.stage"):
+        assert trained_classifier_scores(exact, demo, stage="train_visual", threshold=0.5,
+                                         logger=log) == frame_scores_file(exact, demo,
+                                                                          threshold=0.5)
+    assert not caplog.records
+    swapped = exact[:, ::-1].copy()
+    with caplog.at_level(logging.WARNING, logger="test.frame_scores.stage"):
+        scores = trained_classifier_scores(swapped, demo, stage="train_visual", threshold=0.5,
+                                           logger=log)
+    assert scores["frame_cls_train"]["f1"] == 0.0
+    (record,) = caplog.records
+    assert "no frame of the 10 train frames gets a correct class" in record.getMessage()
+    with pytest.raises(ValueError, match="one row per frame"):
+        trained_classifier_scores(np.zeros((3, 70), np.float32), demo, stage="train_visual",
+                                  threshold=0.5, logger=log)
