@@ -39,7 +39,8 @@ from pcas_core.storage.weights import load_weights_file, sha256_of  # noqa: E402
 
 __all__ = ["PackagedWeights", "PACKAGED_WEIGHTS", "family_of", "create_backbone",
            "load_backbone_weights", "map_by_order", "freeze_stages", "truncate_after_stage",
-           "backbone_tokens", "backbone_stride", "feature_grid"]
+           "backbone_tokens", "backbone_stride", "feature_grid", "stage_parameters",
+           "freeze_batch_norm"]
 
 _log = logging.getLogger(__name__)
 
@@ -227,6 +228,41 @@ def freeze_stages(model: nn.Module, n: int) -> None:
     freeze(model, names)
     for param in model.parameters(recurse=False):
         param.requires_grad_(False)
+
+
+def stage_parameters(model: nn.Module) -> list[list[nn.Parameter]]:
+    """The trainable parameters of ``model`` grouped by timm feature stage, input side first.
+
+    Every parameter belongs to the first stage (``feature_info``) whose module it is in or
+    precedes in registration order (the stem joins stage 0; a ViT's class token and position
+    embeddings too); parameters after the last stage (a CNN's head convolution, a ViT's final
+    norm) join the last. Frozen parameters are left out, and so are stages with none left.
+    Used for layer-wise learning-rate decay (BEiT, Bao et al. 2022; ``train_visual.layer_decay``).
+    """
+    order = [name for name, _ in model.named_modules()]
+    position = {name: i for i, name in enumerate(order)}
+    ends = []  # index of each stage's last descendant in registration order
+    for stage in _stage_modules(model):
+        inside = [i for i, name in enumerate(order) if name == stage or name.startswith(stage + ".")]
+        ends.append(max(inside))
+    groups: list[list[nn.Parameter]] = [[] for _ in ends]
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        where = position[name.rsplit(".", 1)[0] if "." in name else ""]
+        stage = next((k for k, end in enumerate(ends) if where <= end), len(ends) - 1)
+        groups[stage].append(param)
+    return [g for g in groups if g]
+
+
+def freeze_batch_norm(model: nn.Module) -> nn.Module:
+    """Every BatchNorm of ``model`` keeps its statistics and affine parameters (timm's
+    ``FrozenBatchNorm2d``, also for its fused norm + activation layers); convolutions stay
+    trainable. For fine-tuning on small batches, whose batch statistics are noisy (Wu and
+    Johnson 2021, "Rethinking 'Batch' in BatchNorm"). Returns the converted module (the root
+    itself may be replaced when it is a BatchNorm)."""
+    from timm.layers import freeze_batch_norm_2d
+    return freeze_batch_norm_2d(model)
 
 
 def backbone_stride(model: nn.Module, family: str) -> int:

@@ -11,13 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import torch
 from torch import Tensor, nn
 
 from pcas_core.method.cam import cam_from_patch_tokens
 from pcas_core.storage.weights import load_checkpoint
 from pcas_core.models.backbones import (PACKAGED_WEIGHTS, backbone_tokens, create_backbone,
-                                        family_of, feature_grid, freeze_stages,
-                                        load_backbone_weights, truncate_after_stage)
+                                        family_of, feature_grid, freeze_batch_norm,
+                                        freeze_stages, load_backbone_weights,
+                                        truncate_after_stage)
 from pcas_core.models.conv_stem import ConvStemPatchEmbed
 from pcas_core.models.heads import AttentionPool, init_prior_bias
 from pcas_core.params.training import TrainVisualConfig
@@ -75,13 +77,18 @@ class VisualClassifier(nn.Module):
             later stages cost nothing, and that map is both P_t and the final tokens.
         frozen_stages: the first k timm feature stages (and the stem) keep their weights and
             BatchNorm statistics (:func:`pcas_core.models.backbones.freeze_stages`); 0 trains all.
+        batch_norm: ``batch``: the trainable stages' BatchNorms normalise with batch statistics
+            in training and update their running ones; ``frozen``: every BatchNorm keeps the
+            pretrained statistics and affine parameters
+            (:func:`pcas_core.models.backbones.freeze_batch_norm`), for small batches.
     """
 
     def __init__(self, *, backbone: str = "vit_base_patch16_224", num_classes: int = 70,
                  img_size: int = 224, pretrained: bool | str | None = False,
                  backbone_kwargs: dict[str, Any] | None = None,
                  head_bias_prior: float = 0.01, conv_stem: bool = False,
-                 token_layer: int = -1, frozen_stages: int = 0) -> None:
+                 token_layer: int = -1, frozen_stages: int = 0,
+                 batch_norm: str = "batch") -> None:
         super().__init__()
         self.family = family_of(backbone)
         kwargs = dict(backbone_kwargs or {})
@@ -99,6 +106,10 @@ class VisualClassifier(nn.Module):
                 raise ValueError(f"train_visual.frozen_stages ({frozen_stages}) exceeds the "
                                  f"{self.token_layer + 1} stages kept by token_layer")
         freeze_stages(self.backbone, int(frozen_stages))
+        if batch_norm not in ("batch", "frozen"):
+            raise ValueError(f"train_visual.batch_norm must be 'batch' or 'frozen', got {batch_norm!r}")
+        if batch_norm == "frozen":
+            self.backbone = freeze_batch_norm(self.backbone)
         self.embed_dim = int(self.backbone.num_features)
         self.global_pool = AttentionPool(self.embed_dim) if self.family != "vit" else None
         self.img_size = img_size
@@ -168,15 +179,31 @@ class VisualClassifier(nn.Module):
         """
         return cam_from_patch_tokens(patch_tokens, self.head.weight, grid or self.grid)
 
-    def forward(self, x: Tensor) -> VisualOutput:
-        patch_tokens, class_token, final_tokens = self.forward_features(x)
+    def forward(self, x: Tensor, *, train_backbone: bool = True) -> VisualOutput:
+        """(B, 3, H, W) normalised frames -> :class:`VisualOutput`.
+
+        ``train_backbone=False`` runs the backbone as a fixed feature extractor (no gradient,
+        BatchNorms on their running statistics), whatever the module's mode: the linear-probe
+        phase of LP-FT (``train_visual.probe_steps``); the heads train as usual.
+        """
+        if train_backbone:
+            patch_tokens, class_token, final_tokens = self.forward_features(x)
+        else:
+            was_training = self.backbone.training
+            self.backbone.eval()
+            with torch.no_grad():
+                patch_tokens, class_token, final_tokens = backbone_tokens(
+                    self.backbone, self.family, x, self.token_layer)
+            self.backbone.train(was_training)
+            if class_token is None:
+                class_token = self.global_pool(patch_tokens)
         pooled = patch_tokens.mean(dim=1)
         return VisualOutput(patch_tokens, class_token, pooled, self.forward_head(pooled),
                             self.class_head(class_token), final_tokens)
 
 
 CONFIG_KEYS = ("backbone", "num_classes", "img_size", "pretrained", "backbone_kwargs",
-               "head_bias_prior", "conv_stem", "token_layer", "frozen_stages")
+               "head_bias_prior", "conv_stem", "token_layer", "frozen_stages", "batch_norm")
 
 
 def visual_model_config(cfg: TrainVisualConfig, *, num_classes: int,
@@ -192,7 +219,8 @@ def visual_model_config(cfg: TrainVisualConfig, *, num_classes: int,
     return {"backbone": cfg.backbone, "num_classes": int(num_classes), "img_size": int(img_size),
             "pretrained": cfg.pretrained, "backbone_kwargs": dict(cfg.backbone_kwargs),
             "head_bias_prior": float(cfg.head_bias_prior), "conv_stem": bool(cfg.conv_stem),
-            "token_layer": int(cfg.token_layer), "frozen_stages": int(cfg.frozen_stages)}
+            "token_layer": int(cfg.token_layer), "frozen_stages": int(cfg.frozen_stages),
+            "batch_norm": cfg.batch_norm}
 
 
 def build_visual(config: dict[str, Any]) -> VisualClassifier:

@@ -25,6 +25,15 @@ class TrainVisualConfig:
         token_layer: which tokens are P_t. ViT: -1 final (paper), 0 embedded patches, k block k;
             CNN/PVT: -1 final map, k the output of feature stage k (3: stride 16).
         frozen_stages: first k feature stages (and the stem) frozen, BatchNorm statistics too.
+        batch_norm: ``batch`` (trainable stages use batch statistics) | ``frozen`` (every
+            BatchNorm keeps the pretrained statistics: small batches).
+        probe_steps: optimiser steps at the start of the run that train the heads alone, the
+            backbone a fixed feature extractor (the linear probe of LP-FT, Kumar et al. 2022);
+            the backbone's learning rate then warms up from 0. 0 = off.
+        backbone_lr_scale: the backbone's learning rate as a fraction of ``lr`` (the heads').
+        layer_decay: layer-wise learning-rate decay (BEiT): the backbone's feature stage k of
+            S (0 = the input side) trains at ``backbone_lr_scale * lr * layer_decay ** (S-1-k)``;
+            1 = one rate.
         w_class_token: weight of a BCE on class-token logits (0 = off).
         augment, max_frames: per-clip augmentation; random frames per clip and step (0 = all).
         head_bias_prior, frame_pool, epochs, batch_videos, lr, warmup_epochs, weight_decay: the
@@ -39,6 +48,10 @@ class TrainVisualConfig:
     conv_stem: bool = False
     token_layer: int = 3
     frozen_stages: int = 3
+    batch_norm: Literal["batch", "frozen"] = "batch"
+    probe_steps: int = 0
+    backbone_lr_scale: float = 1.0
+    layer_decay: float = 1.0
     w_class_token: float = 1.0
     augment: dict[str, Any] = field(default_factory=lambda: {
         "scale": [0.35, 1.0], "flip": 0.5, "brightness": 0.2})
@@ -53,8 +66,10 @@ class TrainVisualConfig:
     weight_decay: float = 0.0001
 
     def __post_init__(self) -> None:
-        if self.frozen_stages < 0 or self.max_frames < 0 or self.min_steps < 0:
-            raise ValueError("frozen_stages, max_frames and min_steps must be >= 0")
+        if min(self.frozen_stages, self.max_frames, self.min_steps, self.probe_steps) < 0:
+            raise ValueError("frozen_stages, max_frames, min_steps and probe_steps must be >= 0")
+        if not self.backbone_lr_scale >= 0 or not 0 < self.layer_decay <= 1:
+            raise ValueError("backbone_lr_scale must be >= 0 and layer_decay in (0, 1]")
 
 
 @dataclass(frozen=True)

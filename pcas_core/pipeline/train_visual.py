@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 from pcas_core.data.dataset import AVSData
 from pcas_core.data.loader import video_loader
 from pcas_core.method.losses import classification_loss
+from pcas_core.models.backbones import stage_parameters
 from pcas_core.models.visual import VisualClassifier, build_visual, visual_model_config
 from pcas_core.params import TrainVisualConfig
 from pcas_core.runtime.curves import EpochCallback
@@ -22,7 +23,8 @@ from pcas_core.runtime.fit import autocast, fit
 from pcas_core.runtime.resume import EpochCheckpoint
 from pcas_core.runtime.stage import RunEnv
 
-__all__ = ["VISUAL_ROWS", "build_classifier", "training_clips", "train_classifier", "visual_pass"]
+__all__ = ["VISUAL_ROWS", "build_classifier", "training_clips", "parameter_groups",
+           "train_classifier", "visual_pass"]
 
 #: datasets of the ``visual`` store, as :class:`pcas_core.models.visual.VisualOutput` names them
 VISUAL_ROWS = ("pooled_patch", "class_token", "logits")
@@ -45,10 +47,29 @@ def training_clips(model: VisualClassifier, data: AVSData, cfg: TrainVisualConfi
                                      max_frames=cfg.max_frames, num_workers=env.num_workers)
 
 
+def parameter_groups(model: VisualClassifier, cfg: TrainVisualConfig
+                     ) -> tuple[list[tuple[list[torch.nn.Parameter], float]], list[int]]:
+    """The optimiser's ``(parameters, learning rate)`` groups and their start steps
+    (:func:`pcas_core.runtime.fit.warmup_cosine`): the heads at ``cfg.lr`` from step 0; each
+    trainable backbone stage (:func:`pcas_core.models.backbones.stage_parameters`, input side
+    first) at ``cfg.lr * cfg.backbone_lr_scale * cfg.layer_decay ** (S - 1 - k)`` from step
+    ``cfg.probe_steps``."""
+    backbone = {id(p) for p in model.backbone.parameters()}
+    heads = [p for p in model.parameters() if id(p) not in backbone and p.requires_grad]
+    stages = stage_parameters(model.backbone)
+    top = len(stages) - 1
+    groups = [(heads, cfg.lr)] + [(params, cfg.lr * cfg.backbone_lr_scale
+                                   * cfg.layer_decay ** (top - k))
+                                  for k, params in enumerate(stages)]
+    return groups, [0] + [cfg.probe_steps] * len(stages)
+
+
 def train_classifier(model: VisualClassifier, clips: Dataset, cfg: TrainVisualConfig,
                      env: RunEnv, *, on_epoch: EpochCallback | None = None,
                      checkpoint: EpochCheckpoint | None = None) -> list[dict[str, float]]:
-    """Train ``model`` in place with L_cls (frame logits pooled over each video's frames).
+    """Train ``model`` in place with L_cls (frame logits pooled over each video's frames), the
+    learning rates of :func:`parameter_groups`: for the first ``cfg.probe_steps`` steps the
+    backbone is a fixed feature extractor (``VisualClassifier.forward(train_backbone=False)``).
 
     Args:
         clips: a video dataset yielding ``frames`` (T, 3, H, W), ``labels`` (C,), ``video``
@@ -64,18 +85,21 @@ def train_classifier(model: VisualClassifier, clips: Dataset, cfg: TrainVisualCo
     device = env.device
 
     def batches(epoch: int):
-        return video_loader(clips, batch_videos=cfg.batch_videos, shuffle=True,
-                            seed=env.seed + epoch, ranks=True)
+        loader = video_loader(clips, batch_videos=cfg.batch_videos, shuffle=True,
+                              seed=env.seed + epoch, ranks=True)
+        for i, batch in enumerate(loader):
+            yield {**batch, "step": epoch * steps + i}
 
     def compute_loss(batch):
-        out = model(batch["frames"].to(device))
+        out = model(batch["frames"].to(device), train_backbone=batch["step"] >= cfg.probe_steps)
         return {"loss": classification_loss(out.logits, out.class_logits,
                                             batch["frame_video"].to(device),
                                             batch["labels"].to(device), frame_pool=cfg.frame_pool,
                                             w_class_token=cfg.w_class_token)}
 
+    groups, starts = parameter_groups(model, cfg)
     return fit(model, batches, compute_loss, epochs=cfg.epochs, steps_per_epoch=steps,
-               groups=[(model.parameters(), cfg.lr)], min_steps=cfg.min_steps,
+               groups=groups, group_starts=starts, min_steps=cfg.min_steps,
                warmup_epochs=cfg.warmup_epochs, weight_decay=cfg.weight_decay, device=device,
                amp=env.amp, logger=env.log, on_epoch=on_epoch, checkpoint=checkpoint)
 

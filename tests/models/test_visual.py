@@ -42,3 +42,22 @@ def test_checkpoint_round_trip_and_no_unpickling(tmp_path):
     torch.save({"state_dict": {"w": torch.zeros(1)}, "extra": object()}, evil)
     with pytest.raises(ValueError, match="evil.pth: cannot read weights"):
         load_weights_file(evil)
+
+
+def test_a_fixed_backbone_gives_no_gradient_and_eval_features_but_trains_the_heads():
+    """The linear-probe phase of LP-FT: ``train_backbone=False`` is the eval-mode backbone
+    without gradient, whatever the module's mode; the heads get gradients."""
+    from pcas_core.models.visual import build_visual
+    model = build_visual({"backbone": "resnet50", "num_classes": 3, "img_size": 64,
+                          "backbone_kwargs": {"layers": [1, 1, 1, 1]}})
+    x = torch.randn(2, 3, 64, 64)
+    model.eval()
+    reference = model(x).logits
+    model.train()
+    out = model(x, train_backbone=False)
+    torch.testing.assert_close(out.logits, reference)
+    assert model.backbone.training  # mode restored
+    out.logits.sum().backward()
+    out.class_logits.sum().backward()
+    assert all(p.grad is None for p in model.backbone.parameters())
+    assert model.head.weight.grad is not None and model.class_head.weight.grad is not None

@@ -121,3 +121,23 @@ def test_min_steps_adds_epochs_and_the_schedule_spans_them(caplog):
     with caplog.at_level("INFO"):
         assert _lr_run(2, min_steps=6)[0] == 6  # already enough: unchanged, nothing logged
     assert "min_steps" not in caplog.text
+
+
+def test_a_group_that_starts_later_has_no_learning_rate_before_and_warms_up_after():
+    """LP-FT: the backbone group's rate is 0 for ``start`` steps, then warms up over the same
+    number of steps as the others and decays to 0 with them at the end of the run."""
+    from pcas_core.runtime.fit import warmup_cosine
+    a, b = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.Adam([{"params": [a], "lr": 1.0}, {"params": [b], "lr": 0.5}])
+    sched = warmup_cosine(opt, total_steps=20, warmup_steps=2, starts=[0, 5])
+    lrs = []
+    for _ in range(20):
+        lrs.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        sched.step()
+    assert [r[1] for r in lrs[:5]] == [0.0] * 5
+    assert lrs[5][1] == pytest.approx(0.25) and lrs[6][1] == pytest.approx(0.5)  # (k+1)/2 of 0.5
+    assert lrs[0][0] == pytest.approx(0.5) and lrs[1][0] == pytest.approx(1.0)
+    assert lrs[19][1] < 0.05 and lrs[19][0] < 0.05  # both near 0 at the end
+    with pytest.raises(ValueError, match="start steps"):
+        warmup_cosine(opt, total_steps=20, warmup_steps=2, starts=[0])
