@@ -19,15 +19,12 @@ from pcas_core.runtime.stage import start_stage
 from pcas_core.storage.atomic import atomic_path, write_json
 from pcas_core.storage.stores import read_rows
 
-app = typer.Typer(add_completion=False)
-
 #: keys of pseudo_masks that evaluate reads: the baselines' (and the head's audio gate's) theta_a,
 #: background score, CRF and workers, and the head's CRF kernels (dvc.yaml lists the same keys)
 SHARED = ("pseudo_masks.audio_threshold", "pseudo_masks.bg_score", "pseudo_masks.use_crf",
           "pseudo_masks.score_floor", "pseudo_masks.crf", "pseudo_masks.workers", "scoring")
 
 
-@app.callback(invoke_without_command=True)
 def evaluate(
     visual_model: Annotated[Path, typer.Option(exists=True, help="Aligned checkpoint.")] = Path("models/visual_aligned.safetensors"),
     pseudo_store: Annotated[Path, typer.Option(exists=True, help="pseudo_masks store.")] = Path("features/pseudo_masks.h5"),
@@ -42,10 +39,13 @@ def evaluate(
     curves_out: Annotated[Path, typer.Option(help="DVCLive folder of per-epoch curves.")] = Path("dvclive/evaluate"),
     params: Annotated[Path, typer.Option(exists=True, help="params.yaml")] = Path("params.yaml"),
 ) -> None:
-    """Train the head (params `data`, `evaluate`), predict the test split and score it in the
-    clean and official modes, beside the raw test pseudo-masks and the sanity baselines (which
-    read `pseudo_masks`' threshold, background score and CRF; the head's audio gate reads the
-    threshold too)."""
+    """Train the segmentation head on the training pseudo-masks, predict the test split and
+    score it in the clean and official modes, beside the raw test pseudo-masks and the sanity
+    baselines; overlays and per-class IoU for `dvc plots`.
+
+    Reads params `base`, `data`, `evaluate`, `scoring` and of `pseudo_masks` the keys
+    audio_threshold, bg_score, use_crf, score_floor, crf, workers (the baselines' threshold,
+    background score and CRF; the head's audio gate reads the threshold too)."""
     run = start_stage("evaluate", params, "data", "evaluate", *SHARED, ranks=True)
     cfg, env = run.config.evaluate, run.env
     data = open_dataset(run.config.data)

@@ -20,9 +20,6 @@ from pcas_core.evaluation.report import (TABLES, TableSpec, exp_show_json, exp_s
                                          resolve_metrics, select_runs, spread_report)
 from pcas_core.storage.atomic import atomic_path
 
-app = typer.Typer(add_completion=False)
-
-
 def _print(title: str, frame) -> None:
     table = Table(title=title, show_lines=False)
     for name in ["group", *frame.columns]:
@@ -32,7 +29,6 @@ def _print(title: str, frame) -> None:
     Console().print(table)
 
 
-@app.callback(invoke_without_command=True)
 def report(
     table: Annotated[Optional[str], typer.Option(help=f"Preset: {', '.join(f'{k} ({v.title})' for k, v in TABLES.items())}.")] = None,
     metric: Annotated[Optional[list[str]], typer.Option(help="Metric FILE:key or key (fnmatch wildcards); repeatable; replaces the preset's.")] = None,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Union
 
 Pool = Literal["max", "mean"]
@@ -232,4 +233,7 @@ class AlignConfig:
         }
         bad = [rule for rule, ok in checks.items() if not ok]
         if bad:
-            raise ValueError(f"need {'; '.join(bad)}")
+            words = set(re.findall(r"\w+", " ".join(bad)))
+            got = ", ".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self)
+                            if f.name in words)
+            raise ValueError(f"need {'; '.join(bad)}, got {got}")

@@ -26,6 +26,7 @@ from pcas_core.params import AlignConfig
 from pcas_core.runtime.curves import EpochCallback
 from pcas_core.runtime.distributed import batch_count, gather_in_order
 from pcas_core.runtime.fit import autocast, fit, schedule_epochs, to_device
+from pcas_core.runtime.progress import track
 from pcas_core.runtime.resume import EpochCheckpoint
 from pcas_core.runtime.stage import RunEnv
 
@@ -261,5 +262,6 @@ def maps_pass(model: AlignModel, clips: Dataset, frames: pd.DataFrame, audio_tok
                    "sounding": sounding_map(out.patch_emb.float(), out.audio_emb.float(),
                                             model.visual.grid).cpu().numpy().astype(np.float32)}
 
-    yield from (gather_in_order(mapped(), batch_count(len(clips), batch_videos)) if ranks
-                else mapped())
+    n = batch_count(len(clips), batch_videos)
+    yield from track(gather_in_order(mapped(), n) if ranks else mapped(), total=n,
+                     desc="maps pass", unit="batch", log=env.log)

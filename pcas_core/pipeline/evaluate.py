@@ -203,7 +203,8 @@ def evaluate_test_split(visual: VisualClassifier, head: SegmentationHead, data: 
                                  read_rows(maps_store, "maps", scored, ["cam"])["cam"],
                                  read_rows(visual_store, "visual", scored, ["logits"])["logits"],
                                  padded_image=pad.image, padded_cam=pad.cam,
-                                 padded_logits=pad.logits, cfg=cfg.baselines, masks=masks)
+                                 padded_logits=pad.logits, cfg=cfg.baselines, masks=masks,
+                                 log=env.log)
     pseudo = Prediction(read_rows(pseudo_store, "pseudo_masks", scored, ["mask"])["mask"])
     gts, batch = test.masks(), scoring.official_batch_videos
     scores = score_by_subset(kind, method, gts, scored, batch_videos=batch)

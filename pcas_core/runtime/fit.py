@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from pcas_core.runtime import distributed
+from pcas_core.runtime.progress import track
 from pcas_core.runtime.resume import EpochCheckpoint, Restored
 
 __all__ = ["make_optimizer", "warmup_cosine", "schedule_epochs", "fit", "autocast", "to_device",
@@ -176,8 +176,8 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
         sums: dict[str, Tensor] = {}  # float64 on the device: no wait for the GPU per step
         counts: dict[str, int] = {}  # steps that returned each term
         n = 0
-        for batch in tqdm(batches(epoch), total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}",
-                          leave=False, disable=None):
+        for batch in track(batches(epoch), total=steps_per_epoch, unit="step", log=logger,
+                           desc=f"epoch {epoch + 1}/{epochs}", closing=False):
             with autocast(device, amp):
                 terms = step(batch)
             loss = terms["loss"]
