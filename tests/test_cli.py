@@ -177,3 +177,10 @@ def test_debug_switch_shows_the_traceback_of_a_user_error(tmp_path: Path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("pcas fbank: error: ")
+
+
+def test_report_outside_a_dvc_repository_is_one_message(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["report", "--table", "3", "--out", str(tmp_path / "r")])
+    err = _one_error_line(result, "report")
+    assert "`dvc exp show --json` failed in" in err and "not inside of a DVC repository" in err
