@@ -43,9 +43,7 @@ def evaluate(
     score it in the clean and official modes, beside the raw test pseudo-masks and the sanity
     baselines; overlays and per-class IoU for `dvc plots`.
 
-    Reads params `base`, `data`, `evaluate`, `scoring` and of `pseudo_masks` the keys
-    audio_threshold, bg_score, use_crf, score_floor, crf, workers (the baselines' threshold,
-    background score and CRF; the head's audio gate reads the threshold too)."""
+    Reads params `base`, `data`, `evaluate`, `scoring`; of `pseudo_masks` (the baselines, the audio gate): audio_threshold, bg_score, use_crf, score_floor, crf, workers."""
     run = start_stage("evaluate", params, "data", "evaluate", *SHARED, ranks=True)
     cfg, env = run.config.evaluate, run.env
     data = open_dataset(run.config.data)
