@@ -194,7 +194,8 @@ def measure_gradient_shares(model: AlignModel, inputs: AlignInputs, cfg: AlignCo
             running_stats_kept(model):
         loader = video_loader(inputs.clips, batch_videos=cfg.batch_videos, shuffle=True,
                               seed=env.seed)
-        for batch, _ in zip(loader, range(n)):
+        for batch, _ in track(zip(loader, range(n)), total=min(n, len(loader)), unit="batch",
+                              desc="gradient shares", log=env.log):
             with autocast(device, env.amp):
                 terms = alignment_terms(model, cfg, to_device(batch["frames"], device),
                                         to_device(audio[rows.of(batch["video"])], device),
