@@ -4,9 +4,10 @@ Every loop that can run more than a few seconds (feature passes, training epochs
 pseudo-masks and baselines, the demo's clips) reports through :class:`Progress` or :func:`track`:
 
 - stderr is a terminal: a tqdm bar (``leave=False``: it disappears when the loop ends);
-- otherwise (``dvc repro`` writing a log, CI, a pipe): a log line ``desc: done/total unit (pct %),
-  elapsed, ~left`` each time another ~10 % is done (at most one per :data:`MIN_LINE_S` seconds) and
-  at least every :data:`EVERY_S` seconds, plus a closing line when any was written; loops shorter
+- otherwise (``dvc repro`` writing a log, CI, a pipe): a log line ``desc: done/total units
+  (pct %), elapsed, ~left`` (the time left at the pace since the first unit, so a slow start does
+  not count) each time another ~10 % is done (at most one per :data:`MIN_LINE_S` seconds) and at
+  least every :data:`EVERY_S` seconds, plus a closing line when any was written; loops shorter
   than :data:`MIN_LINE_S` write nothing.
 
 Only the main process of a distributed run reports (:func:`pcas_core.runtime.distributed.is_main`).
@@ -90,6 +91,7 @@ class Progress:
         self._logs = mode == "log"
         self._start = self._last_time = clock()
         self._last_done = 0
+        self._first: tuple[float, int] | None = None  # (time, units done) at the first update
 
     def __enter__(self) -> Progress:
         return self
@@ -104,8 +106,12 @@ class Progress:
         elapsed = now - self._start
         if self.total > 0:
             share = self.done / self.total
-            left = elapsed / share - elapsed if share > 0 else float("nan")
-            eta = f", ~{_seconds(left)} left" if share > 0 and self.done < self.total else ""
+            eta = ""
+            if self._first is not None and self.done > self._first[1] and self.done < self.total:
+                # the rate since the first unit: a slow start (a worker pool spawning, imports)
+                # is not taken for the pace of the rest
+                rate = (now - self._first[0]) / (self.done - self._first[1])
+                eta = f", ~{_seconds(rate * (self.total - self.done))} left"
             return (f"{self.desc}: {self.done}/{self.total} {self._units()} ({100 * share:.0f} %), "
                     f"{_seconds(elapsed)}{eta}")
         return f"{self.desc}: {self.done} {self._units()}, {_seconds(elapsed)}"
@@ -113,6 +119,8 @@ class Progress:
     def update(self, n: int = 1) -> None:
         """``n`` more units are done."""
         self.done += n
+        if self._first is None:
+            self._first = (self.clock(), self.done)
         if self._bar is not None:
             self._bar.update(n)
         if not self._logs:

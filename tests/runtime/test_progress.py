@@ -52,6 +52,20 @@ def test_a_70_second_loop_logs_every_10_percent(not_a_terminal, caplog):
     assert lines[-1] == "maps pass: 100/100 batches (100 %), 1 min 10 s"
 
 
+def test_the_time_left_ignores_a_slow_first_unit(not_a_terminal, caplog):
+    """A pool that takes 30 s to start does not make 1440 frames look like 12 hours."""
+    clock = Clock(0.0)
+    with caplog.at_level(logging.INFO, logger="pcas.test"), \
+            Progress(1440, "pseudo-masks", unit="frame", log=logging.getLogger("pcas.test"),
+                     clock=clock) as bar:
+        for i in range(1440):
+            clock.now += 30.0 if i == 0 else 0.1
+            bar.update()
+    lines = [r.getMessage() for r in caplog.records if r.name == "pcas.test"]
+    assert lines[0] == "pseudo-masks: 1/1440 frames (0 %), 30 s"  # no pace yet
+    assert lines[1] == "pseudo-masks: 145/1440 frames (10 %), 44 s, ~2 min 10 s left"
+
+
 def test_a_slow_loop_logs_at_least_every_30_seconds(not_a_terminal, caplog):
     lines = _run(20, 100.0, caplog)  # 20 units of 100 s: 5 % each, 30 s are always up first
     assert len(lines) == 20
