@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from pcas_core.runtime import distributed
-from pcas_core.runtime.progress import track
+from pcas_core.runtime.progress import Progress
 from pcas_core.runtime.resume import EpochCheckpoint, Restored
 
 __all__ = ["make_optimizer", "warmup_cosine", "schedule_epochs", "fit", "autocast", "to_device",
@@ -172,41 +172,53 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
         for epoch, means in enumerate(history):
             on_epoch(epoch, {**means, "lr": lrs[epoch]})  # curves of the restored epochs
     step = distributed.ddp_step(model, compute_loss, device)  # compute_loss itself in one process
-    for epoch in range(len(history), epochs):
-        sums: dict[str, Tensor] = {}  # float64 on the device: no wait for the GPU per step
-        counts: dict[str, int] = {}  # steps that returned each term
-        n = 0
-        for batch in track(batches(epoch), total=steps_per_epoch, unit="step", log=logger,
-                           desc=f"epoch {epoch + 1}/{epochs}", closing=False):
-            with autocast(device, amp):
-                terms = step(batch)
-            loss = terms["loss"]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
-            scheduler.step()
-            for k, v in terms.items():
-                v = v.detach().to(torch.float64)
-                sums[k] = sums[k] + v if k in sums else v
-                counts[k] = counts.get(k, 0) + 1
-            n += 1
-            if n % FINITE_CHECK_EVERY == 0:
-                _check_finite(sums["loss"], epoch, n)
-        if n:
-            _check_finite(sums["loss"], epoch, n)
-        means = distributed.all_mean({k: float(v) / counts[k] for k, v in sums.items()})
-        history.append(means)
-        lrs.append(float(scheduler.get_last_lr()[0]))
-        if checkpoint is not None and distributed.is_main():
-            checkpoint.save(epoch, model, optimizer, scheduler, history, lrs)
-        if on_epoch is not None and distributed.is_main():
-            on_epoch(epoch, {**means, "lr": lrs[-1]})
-        logger.info("epoch %d/%d %s", epoch + 1, epochs,
-                    " ".join(f"{k}={v:.4f}" for k, v in means.items()))
+    with Progress((epochs - len(history)) * steps_per_epoch, "training", unit="step", log=logger,
+                  closing=False) as progress:  # the run's steps; each epoch logs its losses
+        for epoch in range(len(history), epochs):
+            means = _train_epoch(step, batches(epoch), optimizer, scheduler, model, epoch,
+                                 device=device, amp=amp, grad_clip=grad_clip, progress=progress)
+            history.append(means)
+            lrs.append(float(scheduler.get_last_lr()[0]))
+            if checkpoint is not None and distributed.is_main():
+                checkpoint.save(epoch, model, optimizer, scheduler, history, lrs)
+            if on_epoch is not None and distributed.is_main():
+                on_epoch(epoch, {**means, "lr": lrs[-1]})
+            logger.info("epoch %d/%d %s", epoch + 1, epochs,
+                        " ".join(f"{k}={v:.4f}" for k, v in means.items()))
     model.eval()
     return history
+
+
+def _train_epoch(step: Callable[[Any], dict[str, Tensor]], batches: Iterable[Any],
+                 optimizer: torch.optim.Optimizer, scheduler: Any, model: nn.Module, epoch: int,
+                 *, device: torch.device, amp: bool, grad_clip: float,
+                 progress: Progress) -> dict[str, float]:
+    """One epoch of optimiser steps; the mean of each returned term over the epoch's steps (and
+    over the processes of a distributed run). ``epoch`` is 0-based, for messages."""
+    sums: dict[str, Tensor] = {}  # float64 on the device: no wait for the GPU per step
+    counts: dict[str, int] = {}  # steps that returned each term
+    n = 0
+    for batch in batches:
+        with autocast(device, amp):
+            terms = step(batch)
+        loss = terms["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        scheduler.step()
+        for k, v in terms.items():
+            v = v.detach().to(torch.float64)
+            sums[k] = sums[k] + v if k in sums else v
+            counts[k] = counts.get(k, 0) + 1
+        n += 1
+        if n % FINITE_CHECK_EVERY == 0:
+            _check_finite(sums["loss"], epoch, n)
+        progress.update()
+    if n:
+        _check_finite(sums["loss"], epoch, n)
+    return distributed.all_mean({k: float(v) / counts[k] for k, v in sums.items()})
 
 
 def _check_finite(loss_sum: Tensor, epoch: int, steps: int) -> None:

@@ -121,3 +121,24 @@ def test_min_steps_adds_epochs_and_the_schedule_spans_them(caplog):
     with caplog.at_level("INFO"):
         assert _lr_run(2, min_steps=6)[0] == 6  # already enough: unchanged, nothing logged
     assert "min_steps" not in caplog.text
+
+
+def test_progress_lines_count_the_steps_of_the_whole_run(monkeypatch, caplog):
+    """Off a terminal (DVC's log) training reports the run's steps every ~10 % (here every step:
+    the minimum interval is 0 for the test), between the epochs' loss lines."""
+    import io
+    import logging
+    import sys
+
+    from pcas_core.runtime import progress
+
+    monkeypatch.delenv("PCAS_PROGRESS", raising=False)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    monkeypatch.setattr(progress, "MIN_LINE_S", 0.0)
+    monkeypatch.setattr(progress, "FRACTION", 0.25)
+    with caplog.at_level(logging.INFO):
+        _run([1.0] * 8, epochs=2)
+    lines = [r.getMessage().split(" (")[0] for r in caplog.records
+             if r.getMessage().startswith(("training:", "epoch"))]
+    assert lines == ["training: 2/8 steps", "training: 4/8 steps", "epoch 1/2 loss=1.0000 half=0.5000",
+                     "training: 6/8 steps", "epoch 2/2 loss=1.0000 half=0.5000"]
