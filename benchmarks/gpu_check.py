@@ -7,12 +7,13 @@ steps, and the projection of the paper's AVSS schedule on one GPU, as one JSON a
 In order, each part with its own time limit, a failure recorded and the next part run:
 1. wheels: the packages of ``benchmarks/gpu_wheels.txt`` that this python cannot import are
    installed from the wheel folder (``--wheels``, default ``.whl``, made by
-   ``benchmarks/gpu_wheels.sh``) into ``build/gpu-check/site`` with ``pip install --no-index``;
+   ``benchmarks/gpu_wheels.sh``) into ``<--work>/site`` with ``pip install --no-index``;
 2. probe: python, torch, CUDA, the device and its memory;
 3. paper rows (``gpu_paper.py``): the alignment step (ViT-B/16, 224 px, 8 crops of 96 px,
    L_cls + CMC + CMPC + CMCC), the TVP encoder (AST-base, fstride = tstride = 10, 1024 frames,
    prompts) and the ViT-B classifier, at batch 8 and 32, random weights, each in its own process;
-4. demo (``gpu_demo.py``): every stage command of ``dvc.yaml`` in DAG order with the shipped params
+4. demo (``gpu_demo.py``): every stage command of ``dvc.yaml`` in DAG order, in ``<--work>/run``
+   (``--work`` default ``build/gpu-check``), with the shipped params
    (``base.device`` set to ``--device``; ``--tiny`` shrinks the demo), each stage's wall time
    beside the CPU reference run's (``benchmarks/gpu_check_cpu.json``, when the params match),
    and the metrics beside the committed ones (``metrics/*.json``) with their tolerances;
@@ -42,7 +43,6 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-WORK = ROOT / "build" / "gpu-check"
 ROWS = [("align", 8), ("align", 32), ("tvp", 8), ("tvp", 32), ("classifier", 8),
         ("classifier", 32)]
 TINY_BATCH = {8: 2, 32: 4}
@@ -64,11 +64,18 @@ def wheel_requirements(path: Path) -> list[tuple[str, str]]:
     return out
 
 
+def importable(module: str) -> bool:
+    """Whether ``module`` is an installed module or regular package: a folder of that name
+    without ``__init__.py`` (the project's own ``dvclive/`` curves, say) does not count."""
+    spec = importlib.util.find_spec(module)
+    return spec is not None and spec.origin not in (None, "namespace")
+
+
 def install_wheels(wheels: Path, site: Path) -> dict[str, Any]:
     """Install into ``site`` (and put on ``sys.path``) the listed packages this python cannot
     import, from ``wheels`` alone; the ones it can import are left as they are."""
     reqs = wheel_requirements(HERE / "gpu_wheels.txt")
-    missing = [spec for spec, module in reqs if importlib.util.find_spec(module) is None]
+    missing = [spec for spec, module in reqs if not importable(module)]
     result: dict[str, Any] = {"present": [s for s, _ in reqs if s not in missing],
                               "installed": missing, "seconds": 0.0}
     if missing:
@@ -83,7 +90,7 @@ def install_wheels(wheels: Path, site: Path) -> dict[str, Any]:
             result["error"] = (proc.stdout + proc.stderr)[-2000:]
     sys.path.insert(0, str(site))
     importlib.invalidate_caches()
-    result["still_missing"] = [s for s, m in reqs if importlib.util.find_spec(m) is None]
+    result["still_missing"] = [s for s, m in reqs if not importable(m)]
     return result
 
 
@@ -122,9 +129,10 @@ def paper_rows(env: dict[str, str], device: str, tiny: bool, deadline: float,
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
                                   timeout=min(row_limit_s, left))
             (logs / f"paper_{row}_{batch}.log").write_text(proc.stdout + proc.stderr)
-            lines = proc.stdout.strip().splitlines()
-            result = json.loads(lines[-1]) if lines else {
-                "error": f"exit {proc.returncode}: {proc.stderr[-1500:]}"}
+            try:
+                result = json.loads(proc.stdout.strip().splitlines()[-1])
+            except (IndexError, json.JSONDecodeError):  # it died before printing its result
+                result = {"error": f"exit {proc.returncode}: {proc.stderr[-1500:]}"}
         except subprocess.TimeoutExpired:
             result = {"error": f"timeout after {min(row_limit_s, left):.0f} s"}
         result["wall_s"] = round(time.monotonic() - start, 1)
@@ -144,11 +152,14 @@ def demo_part(args, env: dict[str, str], deadline: float) -> dict[str, Any]:
     """Part 4: the stages, their times beside the CPU reference, the metrics comparison."""
     import gpu_demo
 
-    run_dir = WORK / "run"
+    run_dir = args.work / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
     overrides = {"base": {"device": args.device}, **(gpu_demo.TINY if args.tiny else {})}
     params = gpu_demo.prepare(run_dir, overrides)
-    curves = importlib.util.find_spec("dvclive") is not None
+    # as the stages will import it: from the run folder, with their PYTHONPATH (where the
+    # project's committed dvclive/ curves folder would pass for a namespace package)
+    curves = subprocess.run([sys.executable, "-c", "from dvclive import Live"], cwd=run_dir,
+                            env=env, capture_output=True, timeout=120).returncode == 0
     stages = gpu_demo.run_stages(run_dir, params, env, deadline=deadline,
                                  stage_limit_s=args.budget_s, curves=curves, log=log)
     out: dict[str, Any] = {"params_key": params_key(params), "tiny": args.tiny,
@@ -250,43 +261,47 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="shrunken demo and models (CPU proof)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "gpu_check")
     ap.add_argument("--wheels", type=Path, default=ROOT / ".whl")
-    ap.add_argument("--budget-s", type=float, default=450.0, help="the whole run's time limit")
-    ap.add_argument("--paper-budget-s", type=float, default=150.0,
-                    help="time limit of the paper rows together (the demo gets the rest)")
+    ap.add_argument("--work", type=Path, default=ROOT / "build" / "gpu-check",
+                    help="scratch folder (emptied parts: run/, logs/); one per concurrent run")
+    ap.add_argument("--budget-s", type=float, default=480.0, help="the whole run's time limit")
+    ap.add_argument("--paper-budget-s", type=float, default=180.0,
+                    help="time limit of the paper rows together (each: half of it); the demo "
+                    "gets the rest")
     ap.add_argument("--parts", nargs="*", default=["paper", "demo"], choices=["paper", "demo"])
     ap.add_argument("--reference", default=str(HERE / "gpu_check_cpu.json"))
     ap.add_argument("--write-reference", type=Path, default=None)
     args = ap.parse_args()
+    args.work, args.out, args.wheels = (p.resolve() for p in (args.work, args.out, args.wheels))
     start = time.monotonic()
     deadline = start + args.budget_s
     report: dict[str, Any] = {"started": datetime.datetime.now().isoformat(timespec="seconds"),
                               "device": args.device, "tiny": args.tiny, "argv": sys.argv[1:]}
-    logs = WORK / "logs"
+    logs = args.work / "logs"
     shutil.rmtree(logs, ignore_errors=True)
     logs.mkdir(parents=True)
     log("wheels ...")
-    report["wheels"] = install_wheels(args.wheels, WORK / "site")
+    report["wheels"] = install_wheels(args.wheels, args.work / "site")
     log(f"  installed {report['wheels']['installed']}, missing "
         f"{report['wheels']['still_missing']}")
     sys.path.insert(0, str(ROOT))
     import gpu_demo
     from gpu_paper import projection
 
-    env = gpu_demo.child_env(WORK / "site", WORK / "run")
+    env = gpu_demo.child_env(args.work / "site", args.work / "run")
     report["probe"] = probe(env, args.device)
     log(f"probe: {report['probe']}")
     if "paper" in args.parts:
         log("paper setting ...")
         report["paper"] = paper_rows(env, args.device, args.tiny,
                                      min(deadline, time.monotonic() + args.paper_budget_s),
-                                     args.paper_budget_s, logs)
+                                     args.paper_budget_s / 2, logs)
     if "demo" in args.parts:
         log("demo pipeline ...")
         try:
             report["demo"] = demo_part(args, env, deadline)
         except Exception as err:  # recorded; the projection and the files are still written
             report["demo"] = {"error": f"{type(err).__name__}: {err}"}
-        for f in (WORK / "run" / "logs").glob("*.log"):
+        for f in (args.work / "run" / "logs").glob("*.log"):
             shutil.copy(f, logs / f"demo_{f.name}")
     demo = report.get("demo", {})
     stage_s = {s["stage"]: s["seconds"] for s in demo.get("stages", []) if s["status"] == "ok"}
@@ -299,7 +314,10 @@ def main() -> None:
     (args.out / "gpu_check.md").write_text(text)
     with tarfile.open(args.out / "logs.tar.gz", "w:gz") as tar:
         tar.add(logs, arcname="logs")
-    if args.write_reference:
+    complete = bool(demo.get("stages")) and all(s["status"] == "ok" for s in demo["stages"])
+    if args.write_reference and not complete:
+        log(f"{args.write_reference} not written: the demo did not run every stage")
+    elif args.write_reference:
         args.write_reference.write_text(json.dumps({
             "note": f"CPU run of `{' '.join(['python benchmarks/gpu_check.py'] + sys.argv[1:])}`",
             "machine": report["probe"], "date": report["started"], "commit": _commit(),
