@@ -7,8 +7,7 @@ The stage commands are ``dvc.yaml``'s ``cmd`` lines with ``pcas`` replaced by
 with ``base.device`` and any overrides merged in; ``data/demo-assets`` linked from the project),
 so the project's own outputs (``metrics/``, ``models/``, ...) are never touched. Without DVCLive
 (it imports DVC, whose wheels are too large to carry to a GPU machine: ``gpu_wheels.txt``) the
-``--curves-out`` option is dropped and the training curves are not written; nothing else
-changes.
+training stages warn and write no curves (``pcas_core.runtime.curves``); nothing else changes.
 
 Metrics tolerance: the CUDA run uses bfloat16 autocast (``base.amp``), whose 8-bit mantissa
 rounds every matrix product to about 3 significant digits, and other kernels than the CPU's even
@@ -112,19 +111,6 @@ def stage_commands(dvc_yaml: Path, params: dict[str, Any]) -> list[tuple[str, li
     return commands
 
 
-def without_option(argv: list[str], option: str) -> list[str]:
-    """``argv`` less ``option`` and its value."""
-    out, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == option:
-            skip = True
-        elif not arg.startswith(option + "="):
-            out.append(arg)
-    return out
-
-
 def prepare(workdir: Path, overrides: dict[str, Any]) -> dict[str, Any]:
     """Make the scratch folder: ``params.yaml`` (the project's merged with ``overrides``) and a
     link to ``data/demo-assets``. Returns the merged params."""
@@ -138,7 +124,7 @@ def prepare(workdir: Path, overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_stages(workdir: Path, params: dict[str, Any], env: dict[str, str], *, deadline: float,
-               stage_limit_s: float, curves: bool, log) -> list[dict[str, Any]]:
+               stage_limit_s: float, log) -> list[dict[str, Any]]:
     """Run every stage command in DAG order in ``workdir``; each gets at most ``stage_limit_s``
     and none starts after ``deadline`` (``time.monotonic``). A stage after a failed or skipped one
     is skipped. Returns one record per stage: ``stage``, ``status`` (ok | failed | timeout |
@@ -149,8 +135,6 @@ def run_stages(workdir: Path, params: dict[str, Any], env: dict[str, str], *, de
     logs = workdir / "logs"
     logs.mkdir(exist_ok=True)
     for name, argv in stage_commands(ROOT / "dvc.yaml", params):
-        if not curves:
-            argv = without_option(argv, "--curves-out")
         command = [sys.executable, "-m", "stages.cli", *argv]
         record: dict[str, Any] = {"stage": name, "command": "pcas " + shlex.join(argv),
                                   "log": f"logs/{name}.log"}
