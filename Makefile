@@ -22,7 +22,7 @@ PIP := $(BIN)/python -m pip
 STAMP := $(VENV)/.pcas-installed
 RUN := PATH="$(CURDIR)/$(BIN):$$PATH"
 
-.PHONY: install repro test clean-outputs
+.PHONY: install repro test clean-outputs gpu-wheels gpu-proof
 
 install: $(STAMP)
 
@@ -48,6 +48,14 @@ repro: $(STAMP)
 
 test: $(STAMP)
 	$(RUN) python -m pytest
+
+# The GPU check (DEVELOPERS.md "GPU check"): the wheels a GPU machine lacks, in .whl/ (carried to
+# it), for CPython 3.12 (its python) and 3.11 (the CPU proof); then the proof on this machine.
+gpu-wheels:
+	bash benchmarks/gpu_wheels.sh .whl
+
+gpu-proof: gpu-wheels
+	bash benchmarks/gpu_proof.sh
 
 clean-outputs:
 	rm -rf data/demo features models metrics/*.json plots dvclive

@@ -184,3 +184,31 @@ def test_report_outside_a_dvc_repository_is_one_message(tmp_path: Path, monkeypa
     result = CliRunner().invoke(app, ["report", "--table", "3", "--out", str(tmp_path / "r")])
     err = _one_error_line(result, "report")
     assert "`dvc exp show --json` failed in" in err and "not inside of a DVC repository" in err
+
+
+def test_stages_run_without_pyav(tmp_path: Path):
+    """PyAV is imported only where a video file is read or written: `pcas` and the audio reader
+    work where it is missing (as on a GPU machine that gets only the stages' packages), and a
+    video file then fails with its name."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+sys.modules["av"] = None  # `import av` raises ImportError from here on
+import numpy as np, soundfile as sf
+from stages.cli import app
+from pcas_core.audio.wave import read_audio
+sf.write({str(tmp_path / "a.wav")!r}, np.full(1600, 0.25, np.float32), 16000)
+wave, rate = read_audio({str(tmp_path / "a.wav")!r})
+assert rate == 16000 and wave.shape == (1600,) and abs(float(wave.mean()) - 0.25) < 1e-4
+try:
+    read_audio({str(tmp_path / "clip.mp4")!r})
+except ValueError as err:
+    print("refused:", err)
+"""
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "refused:" in proc.stdout and "clip.mp4" in proc.stdout and "PyAV" in proc.stdout

@@ -12,7 +12,6 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 import soundfile as sf
 import torch
@@ -42,6 +41,12 @@ class AudioInfo:
 
 def _av_audio(path: Path, decode: bool) -> tuple[np.ndarray | None, AudioInfo]:
     """Audio track of a container via PyAV: ((channels, S) float32 or None, info)."""
+    try:  # here, not at the top: audio files need only soundfile (pcas runs without PyAV)
+        import av
+    except ImportError as err:
+        raise ImportError("the audio track of a video file is read with PyAV, which is not "
+                          "installed (pip install av)") from err
+
     with av.open(str(path)) as container:
         if not container.streams.audio:
             raise ValueError("no audio track")

@@ -11,12 +11,15 @@ pipelines") and the stage declares what it writes in ``dvc.yaml``:
 - ``<dir>/metrics.json``: the last epoch's values plus ``step`` (``metrics:``).
 
 No timestamps are written, so the same run gives the same files. DVCLive empties ``dir`` when it
-opens it, so a rerun never mixes two runs.
+opens it, so a rerun never mixes two runs. Where DVCLive cannot be imported (it imports DVC; a
+GPU machine that gets only the stages' packages, ``benchmarks/gpu_check.py``) a WARNING says so
+and no curves are written; the stage's other outputs are the same.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,7 +38,8 @@ def epoch_curves(directory: Path | str | None) -> Iterator[EpochCallback | None]
 
     Args:
         directory: DVCLive folder (e.g. ``dvclive/train_visual``); ``None`` yields ``None`` (no
-            curves, nothing written), as do the ranks other than 0 of a distributed run.
+            curves, nothing written), as do the ranks other than 0 of a distributed run and,
+            with a WARNING, a python where DVCLive cannot be imported.
 
     Yields:
         ``on_epoch(epoch, values)``: logs each value (a float; NaN/inf raise) as a metric of step
@@ -47,7 +51,13 @@ def epoch_curves(directory: Path | str | None) -> Iterator[EpochCallback | None]
     if directory is None or not is_main():  # one writer in a distributed run: rank 0
         yield None
         return
-    from dvclive import Live
+    try:
+        from dvclive import Live
+    except ImportError as err:  # a folder named dvclive without the package fails here too
+        logging.getLogger("pcas").warning("no training curves in %s: DVCLive cannot be imported "
+                                          "(%s; pip install dvclive)", directory, err)
+        yield None
+        return
 
     with Live(dir=str(directory), dvcyaml=None, save_dvc_exp=False, report=None,
               monitor_system=False) as live:

@@ -57,3 +57,14 @@ def test_no_directory_means_no_callback_and_bad_values_raise(tmp_path):
             on_epoch(1, {"loss": 1.0})
         with pytest.raises(ValueError, match="'loss' is nan"):
             on_epoch(0, {"loss": float("nan")})
+
+
+def test_without_dvclive_a_warning_and_no_curves(tmp_path, monkeypatch, caplog):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "dvclive", None)  # `from dvclive import Live` fails
+    with caplog.at_level("WARNING", logger="pcas"), epoch_curves(tmp_path / "c") as on_epoch:
+        assert on_epoch is None
+        history = _fit(on_epoch)
+    assert len(history) == 3 and not (tmp_path / "c").exists()
+    assert "DVCLive cannot be imported" in caplog.text and str(tmp_path / "c") in caplog.text
