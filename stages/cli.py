@@ -2,8 +2,8 @@
 
 import typer
 
-from . import (align, check_data, demo_data, evaluate, fbank, predict, pseudo_masks, report,
-               train_audio, train_visual)
+from . import (align, check_data, demo_data, evaluate, fbank, figures, predict, pseudo_masks,
+               report, train_audio, train_visual)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="PCAS: weakly supervised audio-visual semantic segmentation, stage by stage.")
@@ -14,12 +14,14 @@ app.add_typer(train_audio.app, name="train-audio", help="TVP audio encoder; a_t,
 app.add_typer(align.app, name="align", help="CMC contrastive alignment; CAMs and sounding maps.")
 app.add_typer(pseudo_masks.app, name="pseudo-masks", help="Pseudo-masks with dense CRF.")
 app.add_typer(evaluate.app, name="evaluate", help="Segmentation head, test metrics, overlays.")
+app.add_typer(figures.app, name="figures", help="Curves, per-class IoU and confusion as PNGs; "
+              "plots/report.html with the headline and every picture (no network).")
 app.command("check-data", help="Validate a dataset folder: counts and every problem (not a DVC "
             "stage).")(check_data.check_data)
-app.add_typer(report.app, name="report", help="Paper tables with their spread from `dvc exp show` "
-              "(not a DVC stage).")
+app.add_typer(report.app, name="report", help="The headline table of the last run; or paper "
+              "tables with their spread from `dvc exp show` (not a DVC stage).")
 app.command(name="predict", help="Masks of the sounding objects in your own video (see "
-            "README); or --root: another dataset's test split scored.")(predict.predict)
+            "docs/predict.md); or --root: another dataset's test split scored.")(predict.predict)
 
 if __name__ == "__main__":
     app()
