@@ -32,7 +32,7 @@ def train_audio(
 ) -> None:
     """Train on the train split (params `data`, `train_audio`); score frame-level audio
     classification on the test and train splits against the classes in each frame's mask
-    (METHOD §2), per clip kind where the dataset has kinds; warn when no training frame is
+    (docs/method.md §2), per clip kind where the dataset has kinds; warn when no training frame is
     predicted any class."""
     run = start_stage("train_audio", params, "data", "train_audio", ranks=True)
     cfg, env = run.config.train_audio, run.env
