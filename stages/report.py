@@ -3,7 +3,7 @@
 
 With no option it prints the headline table of `metrics/metrics.json` (`--metrics-file`): the
 segmentation head, the test pseudo-masks and each baseline (`pcas_core/evaluation/headline.py`).
-With `--table`, `--metric` or `--group` it reads the runs (or a saved `--input`), picks a table's runs and metrics, and prints and writes
+With `--table`, `--metric`, `--group`, `--reference` or `--input` it reads the runs (or a saved `--input`), picks a table's runs and metrics, and prints and writes
 `report.md` and `report.csv` to `--out`: per group of runs (the params that differ, `base.seed`
 aside) the mean ± sample std over seeds, and the paired differences to a reference group with
 whether each exceeds the spread (`pcas_core/evaluation/report.py`, docs/experiments.md §3).
@@ -46,11 +46,11 @@ def report(
     out: Annotated[Path, typer.Option(help="Folder for report.md and report.csv.")] = Path("reports"),
     metrics_file: Annotated[Path, typer.Option(help="Test metrics whose headline is printed when no --table, --metric or --group is given.")] = Path("metrics/metrics.json"),
 ) -> None:
-    """With no option: the headline table of the last run's test metrics (head, test
-    pseudo-masks, baselines). With --table, --metric or --group: mean ± std over base.seed per
+    """With no option (or only --metrics-file): the headline table of the last run's test
+    metrics (head, test pseudo-masks, baselines). Otherwise: mean ± std over base.seed per
     group of runs of `dvc exp show`, paired differences per seed to a reference group, and
     whether each exceeds the spread; printed, and written as markdown and CSV."""
-    if table is None and not metric and not group:
+    if table is None and not metric and not group and input is None and reference is None:
         if not metrics_file.is_file():
             raise typer.BadParameter(f"{metrics_file} does not exist: run `dvc repro` first "
                                      "(or give --metrics-file)", param_hint="--metrics-file")

@@ -78,3 +78,15 @@ def test_the_log_line_says_which_miou():
 def test_a_file_that_is_not_a_metrics_file_is_refused():
     with pytest.raises(ValueError, match="not a pcas test metrics file"):
         headline({"loss": 1.0})
+
+
+def test_pcas_report_prints_the_headline_of_a_metrics_file(tmp_path):
+    from typer.testing import CliRunner
+
+    from stages.cli import app
+
+    (tmp_path / "m.json").write_text(json.dumps(_metrics()))
+    out = CliRunner().invoke(app, ["report", "--metrics-file", str(tmp_path / "m.json")])
+    assert out.exit_code == 0 and out.output.splitlines()[2].startswith("segmentation head")
+    missing = CliRunner().invoke(app, ["report", "--metrics-file", str(tmp_path / "no.json")])
+    assert missing.exit_code != 0 and "dvc repro" in missing.output
