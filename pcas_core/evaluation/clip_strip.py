@@ -140,9 +140,10 @@ def strip_figure(strip: ClipStrip, timeline: ClipTimeline, palette: np.ndarray,
         sounding cells (``Rectangle((t - 0.5, row), 1, 1)``).
     """
     t, k = len(strip.gts), len(timeline.names)
-    fig = plt.figure(figsize=(1.2 + 2.1 * t + 2.6, 5.0 + 0.42 * k))
-    grid = fig.add_gridspec(3, t + 1, height_ratios=[2.1, 2.1, 0.5 + 0.42 * k],
-                            width_ratios=[2.1] * t + [2.4], hspace=0.25, wspace=0.05)
+    fig = plt.figure(figsize=(1.0 + 2.25 * t + 2.6, 6.0 + 0.42 * k))
+    grid = fig.add_gridspec(3, t + 1, height_ratios=[2.6, 2.6, 0.5 + 0.42 * k],
+                            width_ratios=[2.25] * t + [2.4], hspace=0.22, wspace=0.04,
+                            left=0.6 / (3.6 + 2.25 * t), right=0.98)
     n = len(class_names)
     for row, (masks, label) in enumerate([(strip.gts, "ground truth"),
                                           (strip.preds, "prediction")]):

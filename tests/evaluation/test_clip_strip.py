@@ -63,4 +63,4 @@ def test_strip_draws_a_cell_per_sounding_second(tmp_path):
                                              scores[:2])], pal, NAMES, NAMES, theta=0.3)
     wide = Image.open(tmp_path / "clip_a_clip.png").size
     narrow = Image.open(tmp_path / "clip_b_clip.png").size
-    assert wide[0] > narrow[0] + 300  # 2.1 inches per second at 100 dpi
+    assert wide[0] > narrow[0] + 400  # 2.25 inches per second at 100 dpi
