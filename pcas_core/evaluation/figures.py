@@ -43,7 +43,9 @@ def curves_figure(curves: dict[str, pd.DataFrame], title: str) -> Figure:
         title: the figure's title (the stage).
 
     Returns:
-        The figure: a grid of 3 panels per row, points marked when a curve has at most 30.
+        The figure: a grid of 3 panels per row on one step axis (a term that starts late, such
+        as CMPC after ``align.token_contrast_start``, shows where it starts), points marked when a
+        curve has at most 30.
 
     Raises:
         ValueError: no curve, or a table without its ``step`` or term column (names it).
@@ -53,14 +55,19 @@ def curves_figure(curves: dict[str, pd.DataFrame], title: str) -> Figure:
     names = _order(list(curves))
     cols = min(3, len(names))
     rows = -(-len(names) // cols)
+    for name in names:
+        if "step" not in curves[name] or name not in curves[name]:
+            raise ValueError(f"{title}: the curve of {name!r} needs columns step and {name}, "
+                             f"has {list(curves[name].columns)}")
+    first = min(float(curves[n]["step"].min()) for n in names)
+    last = max(float(curves[n]["step"].max()) for n in names)
+    pad = max(0.5, 0.02 * (last - first))
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)
     for ax, name in zip(axes.ravel(), names):
         table = curves[name]
-        if "step" not in table or name not in table:
-            raise ValueError(f"{title}: the curve of {name!r} needs columns step and {name}, "
-                             f"has {list(table.columns)}")
         ax.plot(table["step"], table[name], marker="o" if len(table) <= 30 else None,
                 markersize=3, linewidth=1.2)
+        ax.set_xlim(first - pad, last + pad)  # one step axis: a term that starts late shows it
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("optimiser step", fontsize=8)
         ax.tick_params(labelsize=8)
