@@ -1,5 +1,5 @@
 # Two commands do everything on a fresh machine (see README.md):
-#   make repro   install, then run the whole DVC pipeline on the bundled demo data
+#   make repro   install, then run the whole DVC pipeline on the bundled demo data, print the headline
 #   make test    install with the test extras, then run the test suite
 #
 # torch is installed first and then pinned, so that nothing later swaps it (DEVELOPERS.md):
@@ -44,7 +44,9 @@ $(STAMP): pyproject.toml Makefile
 
 repro: $(STAMP)
 	$(RUN) dvc repro
-	$(RUN) dvc metrics show metrics/metrics.json
+	@echo
+	@$(RUN) pcas report
+	@echo "more: dvc metrics diff --targets metrics/headline.json; plots/report.html (offline); docs/results.md"
 
 test: $(STAMP)
 	$(RUN) python -m pytest

@@ -1,4 +1,4 @@
-"""Speed of the alignment step (METHOD §3: L_cls + CMC + CMPC + CMCC) against the bare backbone.
+"""Speed of the alignment step (docs/method.md §3: L_cls + CMC + CMPC + CMCC) against the bare backbone.
 
 For each row, in one run: images/s of the full alignment step (forward of the B global views and
 of their B*K local crops, every loss, backward) beside a plain timm forward+backward of the same

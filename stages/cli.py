@@ -18,8 +18,8 @@ from typer.core import TyperGroup
 
 from pcas_core.runtime.errors import DEBUG_ENV, debug_enabled, user_error_message
 
-from . import (align, check_data, demo_data, evaluate, fbank, predict, pseudo_masks, report,
-               train_audio, train_visual)
+from . import (align, check_data, demo_data, evaluate, fbank, figures, predict, pseudo_masks,
+               report, train_audio, train_visual)
 
 
 class _Pcas(TyperGroup):
@@ -87,9 +87,10 @@ _command("train-audio", train_audio.train_audio, "TVP audio encoder (train_audio
 _command("align", align.align, "CMC, CMPC, CMCC alignment; CAMs and sounding maps of every frame.")
 _command("pseudo-masks", pseudo_masks.pseudo_masks_stage, "Pseudo-masks of every frame, with dense CRF.")
 _command("evaluate", evaluate.evaluate, "Segmentation head, test metrics, overlays.")
+_command("figures", figures.figures, "Curves, per-class IoU and confusion as PNGs; plots/report.html with the headline and every picture (no network).")
 _command("check-data", check_data.check_data, "Validate a dataset folder: counts and every problem (not a DVC stage).")
-_command("predict", predict.predict, "Masks of the sounding objects in your own video, or --root: another dataset's test split scored (not a DVC stage).")
-_command("report", report.report, "Paper tables with their spread from `dvc exp show` (not a DVC stage).")
+_command("predict", predict.predict, "Masks of the sounding objects in your own video (docs/predict.md), or --root: another dataset's test split scored (not a DVC stage).")
+_command("report", report.report, "The headline table of the last run; or paper tables with their spread from `dvc exp show` (not a DVC stage).")
 
 if __name__ == "__main__":
     app()

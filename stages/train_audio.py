@@ -30,7 +30,7 @@ def train_audio(
     """Train the TVP audio encoder (`train_audio.encoder`: aisfx, the demo's, or ast) on the
     train split, prompted by the visual store's v_t; encode every frame (a_t, s_t); score
     frame-level audio classification on the test and train splits against the classes in each
-    frame's mask, per clip kind where the dataset has kinds; warn when no training frame is
+    frame's mask (docs/method.md §2), per clip kind where the dataset has kinds; warn when no training frame is
     predicted any class.
 
     Reads params `base`, `data`, `train_audio`."""

@@ -114,7 +114,7 @@ class AVSData:
 
     def audio_tracks(self) -> tuple[list[Path], np.ndarray]:
         """Each video's audio file (metadata order) and (V,) int32 its number of frames, i.e.
-        of one-second time steps the audio is cut into (METHOD §2)."""
+        of one-second time steps the audio is cut into (docs/method.md §2)."""
         per_video = self.frames.groupby("video", sort=True)
         return ([Path(p) for p in per_video["audio_path"].first()],
                 per_video.size().to_numpy(dtype=np.int32))

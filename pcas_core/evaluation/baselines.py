@@ -3,7 +3,7 @@
 - ``background``: every pixel background; the floor (its mIoU is the background IoU / 71).
 - ``listening``: listening only: each frame filled entirely with its most confident
   audio-predicted class (foreground column k with the largest ``sigmoid(s_t,k)``), background
-  where no class reaches theta_a (``pseudo_masks.audio_threshold``, METHOD §4, so like is
+  where no class reaches theta_a (``pseudo_masks.audio_threshold``, docs/method.md §4, so like is
   compared with like). It knows *what* sounds but not *where*.
 - ``looking``: looking only: the pseudo-mask machinery of ``pseudo_masks`` (its background score,
   CRF and workers) with the sounding map ignored (S = 1 everywhere, so ``M_k =

@@ -63,7 +63,7 @@ SECTIONS: dict[str, type] = {name: cls for name, cls in PcasParams.__annotations
 def check_couplings(p: PcasParams) -> None:
     """Checks that span sections, so that a run that cannot work stops before it starts.
 
-    - The fbank must hold every time step (one second each; METHOD §2): the store covers
+    - The fbank must hold every time step (one second each; docs/method.md §2): the store covers
       ``fbank.target_length * fbank.frame_shift_ms`` of audio (with either front end), which must
       be at least ``train_audio.model.max_steps`` seconds, else the last steps own no audio token.
       (The encoder checks the exact token grid when it is built.)

@@ -1,4 +1,4 @@
-"""Stage ``align`` (METHOD §3, Listening-before-Segmentation): train the visual model further with
+"""Stage ``align`` (docs/method.md §3, Listening-before-Segmentation): train the visual model further with
 the alignment objective (:func:`pcas_core.method.alignment.alignment_terms`: CMC, CMPC, CMCC beside
 L_cls) against frozen audio tokens, then pass every frame for the ``maps`` store (CAMs and sounding
 maps, read by the pseudo-masks)."""

@@ -1,4 +1,4 @@
-"""Stage ``fbank`` (AVSBENCH.md, "Audio features used by PCAS"): the features of every video's audio
+"""Stage ``fbank`` (docs/avsbench.md §4): the features of every video's audio
 track by ``fbank.front_end`` (the AST-recipe Kaldi fbank, or the aisfx log-mel), for the ``fbank``
 store."""
 

@@ -2,12 +2,12 @@
 
 Per clip of T frames (at most the audio encoder's ``max_steps`` seconds), with no labels:
 
-1. the stage-1 visual classifier encodes each frame: v_t, the TVP prompt (METHOD §1);
+1. the stage-1 visual classifier encodes each frame: v_t, the TVP prompt (docs/method.md §1);
 2. the TVP audio encoder reads the clip's fbank with one prompt per second: step logits s_t,
-   audio scores ``sigmoid(s_t)`` (METHOD §2);
+   audio scores ``sigmoid(s_t)`` (docs/method.md §2);
 3. the aligned visual model gives patch tokens and frame logits, visual scores
-   ``sigmoid(W_v v_t)`` (METHOD §3);
-4. the segmentation head turns the patch tokens into a class-index mask (METHOD §5); a head
+   ``sigmoid(W_v v_t)`` (docs/method.md §3);
+4. the segmentation head turns the patch tokens into a class-index mask (docs/method.md §5); a head
    that hears (:func:`head_audio`) also reads the frame's audio: its vector a_t or sigmoid(s_t)
    (``evaluate.audio_condition``), and K_t = {k : sigmoid(s_t,k) >= theta_a}, outside which its
    foreground logits are -inf (``evaluate.audio_gate``, :func:`pcas_core.models.heads.audio_gate`).
@@ -247,7 +247,7 @@ def segment(aligned: VisualClassifier, head: SegmentationHead, clips: Dataset, *
             out_size: tuple[int, int], batch_videos: int, batch_frames: int, env: RunEnv,
             audio: HeadAudio | None = None, images: np.ndarray | None = None,
             crf: CRF | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Masks of every frame of ``clips``: the aligned model's tokens through the head (METHOD §5).
+    """Masks of every frame of ``clips``: the aligned model's tokens through the head (docs/method.md §5).
 
     Args:
         clips: videos as items (``VideoClips`` or ``ArrayClips``, normalised with the aligned

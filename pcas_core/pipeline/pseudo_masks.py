@@ -1,4 +1,4 @@
-"""Stage ``pseudo_masks`` (METHOD §4): the per-frame pseudo-mask formula
+"""Stage ``pseudo_masks`` (docs/method.md §4): the per-frame pseudo-mask formula
 (:func:`pcas_core.method.pseudo_masks.frame_pseudo_mask`) over a whole dataset, chunk by chunk, in
 worker processes (frames are independent).
 

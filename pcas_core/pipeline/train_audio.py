@@ -1,4 +1,4 @@
-"""Stage ``train_audio`` (METHOD §2, Listening): train the TVP audio encoder on video-level labels,
+"""Stage ``train_audio`` (docs/method.md §2, Listening): train the TVP audio encoder on video-level labels,
 with each frame's pooled patch token v_t (the ``visual`` store) as the prompt of its second of
 audio, then pass every video for the ``audio`` store (a_t and s_t of every frame)."""
 
@@ -204,7 +204,7 @@ def _loader(tensors: list[Any], batch: int, shuffle: bool, seed: int,
 def train_audio_encoder(model: TVPAudioEncoder, inputs: AudioInputs, cfg: TrainAudioConfig,
                         env: RunEnv, *, on_epoch: EpochCallback | None = None,
                         checkpoint: EpochCheckpoint | None = None) -> list[dict[str, float]]:
-    """BCE of the step logits pooled over valid steps against the video labels (METHOD §2).
+    """BCE of the step logits pooled over valid steps against the video labels (docs/method.md §2).
 
     Args:
         inputs: the training videos (:meth:`AudioInputs.videos`).

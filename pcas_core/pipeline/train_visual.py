@@ -1,4 +1,4 @@
-"""Stage ``train_visual`` (METHOD §1, Looking): train the frame classifier on video-level labels
+"""Stage ``train_visual`` (docs/method.md §1, Looking): train the frame classifier on video-level labels
 (:func:`pcas_core.method.losses.classification_loss`), then pass every frame for the ``visual``
 store (v_t, c_t, frame logits: the TVP prompts and the looking baseline's classes)."""
 

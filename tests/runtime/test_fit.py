@@ -101,7 +101,7 @@ def _lr_run(epochs, min_steps, caplog=None):
                   lambda v: steps.append(v) or {"loss": (v * w) ** 2}, epochs=epochs,
                   steps_per_epoch=3, min_steps=min_steps, groups=[(model.parameters(), 0.1)],
                   warmup_epochs=1.0, device=torch.device("cpu"),
-                  on_epoch=lambda e, values: lrs.append(values["lr"]))
+                  on_epoch=lambda e, values, points: lrs.append(values["lr"]))
     assert len(history) == len(lrs)
     return len(steps), lrs
 
