@@ -101,6 +101,6 @@ def test_without_dvclive_a_warning_and_no_curves(tmp_path, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "dvclive", None)  # `from dvclive import Live` fails
     with caplog.at_level("WARNING", logger="pcas"), epoch_curves(tmp_path / "c") as on_epoch:
         assert on_epoch is None
-        history = _fit(on_epoch)
+        history, _ = _fit(on_epoch)
     assert len(history) == 3 and not (tmp_path / "c").exists()
     assert "DVCLive cannot be imported" in caplog.text and str(tmp_path / "c") in caplog.text
