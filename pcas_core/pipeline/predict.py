@@ -26,13 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import pcas_core  # noqa: F401  (import shim before torchaudio)
-import torchaudio.functional as AF  # noqa: E402
-
 from dataclasses import dataclass
 from typing import Any
 
 from pcas_core.audio.front_end import front_end_features, front_end_shape, front_end_timing
+from pcas_core.audio.resample import resample
 from pcas_core.data.clips import ArrayClips
 from pcas_core.data.dataset import AVSData
 from pcas_core.data.images import resize_frame
@@ -222,9 +220,10 @@ def check_fbank_params(models: TrainedModels, fbank: FbankConfig) -> None:
 
 def to_model_audio(audio: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
     """(C, S) float32 at ``rate`` -> (S',) float32 mono at ``target_rate``: channels averaged (as
-    the AVSBench loader does), then band-limited sinc resampling (torchaudio)."""
+    the AVSBench loader does), then band-limited sinc resampling as the ``fbank`` stage reads audio
+    (:func:`pcas_core.audio.resample.resample`)."""
     mono = torch.from_numpy(np.ascontiguousarray(audio.mean(axis=0), dtype=np.float32))
-    return AF.resample(mono, int(rate), int(target_rate)).numpy() if rate != target_rate \
+    return resample(mono, int(rate), int(target_rate)).numpy() if rate != target_rate \
         else mono.numpy()
 
 
