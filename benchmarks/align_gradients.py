@@ -2,7 +2,7 @@
 alignment (a script that prints, not a test).
 
 For the first ``--batches`` training batches of the align stage's own inputs (the stage-1 visual
-model and the audio store), with every term of METHOD §3 switched on (``--as-configured``: only
+model and the audio store), with every term of docs/method.md §3 switched on (``--as-configured``: only
 those params.yaml switches on), it prints the L2 norm of each weighted term's gradient w.r.t. the
 trainable backbone parameters (w_cls L_cls, w_cmc L_cmc, w_cmpc L_cmpc, w_cmcc L_cmcc), its share
 of the sum of those norms, the cosine of each with the CMC gradient, and the norm of the final

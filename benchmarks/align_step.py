@@ -1,4 +1,4 @@
-"""Speed of the alignment step (METHOD §3: L_cls + CMC + CMPC + CMCC) against the bare backbone.
+"""Speed of the alignment step (docs/method.md §3: L_cls + CMC + CMPC + CMCC) against the bare backbone.
 
 For each row, in one run: images/s of the full alignment step (forward of the B global views and
 of their B*K local crops, every loss, backward) beside a plain timm forward+backward of the same
@@ -22,72 +22,28 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
-import time
 from pathlib import Path
 
-import pcas_core  # noqa: F401  (before timm, see pcas_core.compat)
 import torch
 
-from pcas_core.method.alignment import alignment_terms
-from pcas_core.pipeline.align import build_align_model
-from pcas_core.models.visual import build_visual, visual_model_config
+from step_timing import align_steps, timed  # benchmarks/step_timing.py (the shared machinery)
+from pcas_core.models.visual import visual_model_config
 from pcas_core.params import AlignConfig, load_config
-from pcas_core.runtime.fit import autocast, host_syncs
+from pcas_core.runtime.fit import host_syncs
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _timed(fn, steps: int, warmup: int, device: torch.device) -> tuple[float, float]:
-    """Seconds per call of ``fn`` (mean over ``steps`` after ``warmup``) and peak memory in GiB."""
-    for _ in range(warmup):
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = (time.perf_counter() - start) / steps
-    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
-    return seconds, peak
-
-
 def run_row(name: str, visual_cfg: dict, cfg: AlignConfig, batch: int, audio_dim: int,
             device: torch.device, steps: int, warmup: int, rounds: int) -> None:
-    torch.manual_seed(0)
-    model = build_align_model(build_visual(visual_cfg), audio_dim, cfg).to(device).train()
+    align_step, plain_step, _, images = align_steps(visual_cfg, cfg, batch, audio_dim, device)
     size = int(visual_cfg["img_size"])
-    frames = torch.randn(batch, 3, size, size, device=device)
-    crops = torch.randn(batch * cfg.n_crops, 3, cfg.crop_size, cfg.crop_size, device=device)
-    audio = torch.randn(batch, audio_dim, device=device)
-    frame_video = torch.arange(batch, device=device) // 5  # videos of 5 frames (AVSBench v1)
-    labels = (torch.rand(int(frame_video[-1]) + 1, 70, device=device) < 0.05).float()
-    labels[:, 0] = 1.0
-    generator = torch.Generator().manual_seed(0)
-    backbone = model.visual.backbone
-
-    def align_step():
-        model.zero_grad(set_to_none=True)
-        with autocast(device, True):
-            terms = alignment_terms(model, cfg, frames, audio, frame_video, labels, generator)
-        terms["loss"].backward()
-
-    def plain_step():
-        model.zero_grad(set_to_none=True)
-        with autocast(device, True):
-            loss = backbone.forward_features(frames).float().mean()
-            loss = loss + backbone.forward_features(crops).float().mean()
-        loss.backward()
-
-    images = batch * (1 + cfg.n_crops)
     # alternate the two in rounds and keep each one's median, so that a slower stretch of a
     # shared machine does not fall on one side only
     plain, align = [], []
     for _ in range(rounds):
-        plain.append(_timed(plain_step, steps, warmup, device))
-        align.append(_timed(align_step, steps, warmup, device))
+        plain.append(timed(plain_step, steps, warmup, device))
+        align.append(timed(align_step, steps, warmup, device))
     (t_plain, m_plain), (t_align, m_align) = (
         (statistics.median(t for t, _ in runs), max(m for _, m in runs)) for runs in (plain, align))
     syncs = host_syncs(align_step) if device.type == "cuda" else None
@@ -97,7 +53,6 @@ def run_row(name: str, visual_cfg: dict, cfg: AlignConfig, batch: int, audio_dim
               f"peak GiB align {m_align:5.2f} plain {m_plain:5.2f}" if device.type == "cuda"
               else "peak GPU memory n/a (CPU)") + (
               f" | host syncs in one align step {syncs}" if syncs is not None else ""), flush=True)
-
 
 
 def main() -> None:

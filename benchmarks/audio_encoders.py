@@ -29,6 +29,7 @@ from pcas_core.audio.front_end import front_end_shape, front_end_timing  # noqa:
 from pcas_core.models.tvp import TVPAudioEncoder  # noqa: E402
 from pcas_core.pipeline.train_audio import tvp_model_config  # noqa: E402
 from pcas_core.params import load_config  # noqa: E402
+from step_timing import tvp_steps  # noqa: E402  (benchmarks/step_timing.py, the shared machinery)
 
 
 def _median_s(step, repeats: int) -> float:
@@ -51,22 +52,8 @@ def time_encoder(params, encoder: str, frozen_blocks: int, repeats: int) -> dict
                               frame_offset=clock.frame_offset, front_end=clock.front_end)
     torch.manual_seed(0)
     model = TVPAudioEncoder(**config)
-    batch, steps = cfg.batch_videos, cfg.model.max_steps
-    x, prompts = torch.rand(batch, frames, bins), torch.randn(batch, steps, 112)
-    n_steps = torch.full((batch,), steps)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-
-    def train_step():
-        model.train()
-        loss = model(x, prompts, n_steps).video_logits.sigmoid().mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    def forward():
-        model.eval()
-        with torch.no_grad():
-            model(x, prompts, n_steps)
+    train_step, forward, _ = tvp_steps(model, cfg.batch_videos, frames, bins, 112,
+                                       torch.device("cpu"))
 
     return {"train_step_s": _median_s(train_step, repeats), "forward_s": _median_s(forward, repeats),
             "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),

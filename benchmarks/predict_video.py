@@ -1,7 +1,7 @@
 """Time `pcas predict` on a video unlike the demo's clips, or on a demo test clip muxed to mp4.
 
     python benchmarks/predict_video.py --kind hd      # 10 s, 1920x1080, 30 fps, stereo 44.1 kHz,
-                                                      # two objects from the real demo assets
+                                                      # a dog and a guitar from the demo assets
     python benchmarks/predict_video.py --kind demo    # the first test clip of data.root as an mp4
 
 Needs the models of the last `dvc repro` (params `predict.models`). Prints the command, the time
@@ -47,13 +47,19 @@ def demo_clip(path: Path, params: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--kind", choices=["hd", "demo"], default="hd")
-    ap.add_argument("--classes", nargs="+", default=["dog", "cello"], help="hd: the two objects")
+    ap.add_argument("--classes", nargs="+", default=["dog", "guitar"],
+                    help="hd: the objects, classes the models know (params demo.classes)")
     ap.add_argument("--seconds", type=float, default=10.0, help="hd: clip length")
     ap.add_argument("--fps", type=int, default=None, help="predict.fps override")
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "out")
     ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     args = ap.parse_args()
     params = yaml.safe_load(args.params.read_text())
+    known = (params.get("demo") or {}).get("classes") or []
+    unknown = [c for c in args.classes if c not in known]
+    if args.kind == "hd" and unknown:
+        ap.error(f"--classes {unknown}: not demo classes, which the models never learnt "
+                 f"(params demo.classes: {known})")
     args.work.mkdir(parents=True, exist_ok=True)
     video = args.work / f"{args.kind}.mp4"
     start = time.perf_counter()

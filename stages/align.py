@@ -18,10 +18,6 @@ from pcas_core.storage.atomic import write_json
 from pcas_core.storage.stores import read_rows, write_store_batches
 from pcas_core.storage.weights import save_checkpoint
 
-app = typer.Typer(add_completion=False)
-
-
-@app.callback(invoke_without_command=True)
 def align(
     visual_model: Annotated[Path, typer.Option(exists=True, help="Stage-1 checkpoint.")] = Path("models/visual.safetensors"),
     audio_store: Annotated[Path, typer.Option(exists=True, help="audio store.")] = Path("features/audio.h5"),
@@ -31,9 +27,12 @@ def align(
     metrics_out: Annotated[Path, typer.Option(help="Each term's gradient share (.json).")] = Path("metrics/align.json"),
     params: Annotated[Path, typer.Option(exists=True, help="params.yaml")] = Path("params.yaml"),
 ) -> None:
-    """Train L = w_cls L_cls + w_cmc L_cmc + w_cmpc L_cmpc + w_cmcc L_cmcc on the train split, each
-    term switched by `align.cmc`/`cmpc`/`cmcc` (params `data`, `align`); each term's gradient
-    share on the backbone at the start and the end into the metrics file."""
+    """Align the stage-1 visual model with the frozen audio tokens: L = w_cls L_cls + w_cmc L_cmc
+    + w_cmpc L_cmpc + w_cmcc L_cmcc on the train split, each term switched by
+    `align.cmc`/`cmpc`/`cmcc` (on the GPU when there is one); then the CAMs and sounding maps of
+    every frame, and each term's gradient share on the backbone at the start and the end.
+
+    Reads params `base`, `data`, `align`."""
     run = start_stage("align", params, "data", "align", ranks=True)
     cfg, env = run.config.align, run.env
     data = open_dataset(run.config.data)

@@ -7,6 +7,8 @@ from typing import Annotated
 import typer
 
 from pcas_core.data.dataset import open_dataset
+from pcas_core.evaluation.clip_strip import write_strips
+from pcas_core.evaluation.headline import headline, headline_file, headline_log
 from pcas_core.evaluation.visualize import write_overlays
 from pcas_core.models.heads import save_segmentation_head
 from pcas_core.models.visual import load_visual
@@ -19,15 +21,12 @@ from pcas_core.runtime.stage import start_stage
 from pcas_core.storage.atomic import atomic_path, write_json
 from pcas_core.storage.stores import read_rows
 
-app = typer.Typer(add_completion=False)
-
 #: keys of pseudo_masks that evaluate reads: the baselines' (and the head's audio gate's) theta_a,
 #: background score, CRF and workers, and the head's CRF kernels (dvc.yaml lists the same keys)
 SHARED = ("pseudo_masks.audio_threshold", "pseudo_masks.bg_score", "pseudo_masks.use_crf",
           "pseudo_masks.score_floor", "pseudo_masks.crf", "pseudo_masks.workers", "scoring")
 
 
-@app.callback(invoke_without_command=True)
 def evaluate(
     visual_model: Annotated[Path, typer.Option(exists=True, help="Aligned checkpoint.")] = Path("models/visual_aligned.safetensors"),
     pseudo_store: Annotated[Path, typer.Option(exists=True, help="pseudo_masks store.")] = Path("features/pseudo_masks.h5"),
@@ -36,16 +35,18 @@ def evaluate(
     maps_store: Annotated[Path, typer.Option(exists=True, help="maps store (looking baseline).")] = Path("features/maps.h5"),
     head_out: Annotated[Path, typer.Option(help="Segmentation head (.safetensors), for pcas predict.")] = Path("models/seg_head.safetensors"),
     metrics_out: Annotated[Path, typer.Option(help="Test metrics (.json).")] = Path("metrics/metrics.json"),
+    headline_out: Annotated[Path, typer.Option(help="The headline of the test metrics (.json).")] = Path("metrics/headline.json"),
     per_class_out: Annotated[Path, typer.Option(help="Per-class IoU (.csv) for dvc plots.")] = Path("plots/per_class_iou.csv"),
     confusion_out: Annotated[Path, typer.Option(help="Confusion rows (.csv) for dvc plots.")] = Path("plots/confusion.csv"),
-    overlays_out: Annotated[Path, typer.Option(help="Folder of frame/GT/prediction PNGs.")] = Path("plots/overlays"),
+    overlays_out: Annotated[Path, typer.Option(help="Folder of frame/GT/prediction PNGs and clip strips.")] = Path("plots/overlays"),
     curves_out: Annotated[Path, typer.Option(help="DVCLive folder of per-epoch curves.")] = Path("dvclive/evaluate"),
     params: Annotated[Path, typer.Option(exists=True, help="params.yaml")] = Path("params.yaml"),
 ) -> None:
-    """Train the head (params `data`, `evaluate`), predict the test split and score it in the
-    clean and official modes, beside the raw test pseudo-masks and the sanity baselines (which
-    read `pseudo_masks`' threshold, background score and CRF; the head's audio gate reads the
-    threshold too)."""
+    """Train the segmentation head on the training pseudo-masks, predict the test split and
+    score it in the clean and official modes, beside the raw test pseudo-masks and the sanity
+    baselines; overlays and per-class IoU for `dvc plots`.
+
+    Reads params `base`, `data`, `evaluate`, `scoring`; of `pseudo_masks` (the baselines, the audio gate): audio_threshold, bg_score, use_crf, score_floor, crf, workers."""
     run = start_stage("evaluate", params, "data", "evaluate", *SHARED, ranks=True)
     cfg, env = run.config.evaluate, run.env
     data = open_dataset(run.config.data)
@@ -71,14 +72,15 @@ def evaluate(
                                  audio_store=audio_store, visual_store=visual_store,
                                  maps_store=maps_store)
     write_json(metrics_out, result.metrics)
+    head = headline(result.metrics)
+    write_json(headline_out, headline_file(head))
     with atomic_path(per_class_out) as tmp:
         result.per_class.to_csv(tmp, index=False)
     with atomic_path(confusion_out) as tmp:
         result.confusion.to_csv(tmp, index=False)
     with atomic_path(overlays_out, directory=True) as tmp:
-        write_overlays(tmp, result.overlays, data.palette, result.class_names)
+        write_overlays(tmp, result.overlays, result.palette, result.class_names)
+        write_strips(tmp, result.strips, result.palette, result.class_names, data.class_names,
+                     theta=run.config.pseudo_masks.audio_threshold)
     checkpoint.remove()
-    metrics = result.metrics
-    run.log.info("test: clean miou %.4f, official miou %.4f; baselines (clean miou): %s",
-                 metrics["clean"]["miou"], metrics["official"]["miou"],
-                 {k: v["clean"]["miou"] for k, v in metrics["baseline"].items()})
+    run.log.info("%s", headline_log(head))

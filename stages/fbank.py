@@ -12,19 +12,18 @@ from pcas_core.pipeline.fbank import fbank_pass
 from pcas_core.runtime.stage import start_stage
 from pcas_core.storage.stores import write_store_batches
 
-app = typer.Typer(add_completion=False)
-
-
-@app.callback(invoke_without_command=True)
 def fbank(
     out: Annotated[Path, typer.Option(help="fbank store (.h5) to write.")] = Path("features/fbank.h5"),
     params: Annotated[Path, typer.Option(exists=True, help="params.yaml")] = Path("params.yaml"),
 ) -> None:
-    """Compute the (frames x bins) features of `fbank.front_end` per video (params sections
-    `data`, `fbank`)."""
+    """Compute the (frames x bins) audio features of every video: `fbank.front_end` aisfx (the
+    log-mel of the pretrained aisfx CNN, the demo's) or ast (AST's Kaldi fbank, the paper's).
+
+    Reads params `base`, `data`, `fbank`."""
     run = start_stage("fbank", params, "data", "fbank")
     cfg = run.config.fbank
     data = open_dataset(run.config.data)
-    write_store_batches(out, "fbank", data.metadata, fbank_pass(data, cfg), params=run.params)
+    write_store_batches(out, "fbank", data.metadata, fbank_pass(data, cfg, run.log),
+                        params=run.params)
     run.log.info("wrote %s: %d videos, %s features %s", out, len(data.metadata), cfg.front_end,
                  front_end_shape(cfg))

@@ -1,8 +1,7 @@
 """`pcas predict`: the trained models on your own video, or scored on another dataset folder.
 
-Not a DVC stage: registered in `stages/cli.py` as a plain command (it takes a positional VIDEO,
-which a sub-app's callback cannot). It reads the models of the last `dvc repro` (params `predict.models`, each
-overridable here) and writes only under --out.
+Not a DVC stage: a command of `stages/cli.py` like the stages. It reads the models of the last
+`dvc repro` (params `predict.models`, each overridable here) and writes only under --out.
 """
 
 from dataclasses import replace
@@ -14,12 +13,14 @@ import typer
 from pcas_core.data.avsbench import class_names, read_label2idx
 from pcas_core.data.dataset import open_dataset
 from pcas_core.data.palette import voc_palette
+from pcas_core.data.video import open_video
 from pcas_core.pipeline.predict import load_models, predict_video, score_dataset
 from pcas_core.runtime.stage import start_stage
 from pcas_core.storage.atomic import write_json
 
 
-def predict(    video: Annotated[Optional[Path], typer.Argument(help="Video with sound (mp4, mov, mkv, webm, ...).")] = None,
+def predict(
+    video: Annotated[Optional[Path], typer.Argument(help="Video with sound (mp4, mov, mkv, webm, ...).")] = None,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("predictions"),
     root: Annotated[Optional[Path], typer.Option(help="Instead of a video: a dataset folder (AVSBench-semantic layout) whose test split is scored.")] = None,
     fps: Annotated[Optional[int], typer.Option(help="Frames sampled per second (default: predict.fps).")] = None,
@@ -29,14 +30,17 @@ def predict(    video: Annotated[Optional[Path], typer.Argument(help="Video with
     head_model: Annotated[Optional[Path], typer.Option(help="Segmentation head (default: predict.models.head).")] = None,
     params: Annotated[Path, typer.Option(exists=True, help="params.yaml")] = Path("params.yaml"),
 ) -> None:
-    """Masks, overlay video and predictions.json of VIDEO (params `predict`, `fbank`); or, with
-    --root, the test-split metrics of another dataset (as `evaluate` writes them) in OUT/metrics.json."""
+    """Masks, overlay video and predictions.json of VIDEO; or, with --root, the test-split
+    metrics of another dataset (as `evaluate` writes them) in OUT/metrics.json.
+
+    Reads params `base`, `data`, `fbank`, `predict`, `scoring` and `pseudo_masks.audio_threshold`."""
     if (video is None) == (root is None):
         raise typer.BadParameter("give either a VIDEO or --root DATASET, not both or neither")
     run = start_stage("predict", params, "data", "fbank", "predict",
                       "pseudo_masks.audio_threshold", "scoring")
     typed, log, env = run.config, run.log, run.env
     cfg = typed.predict
+    source = open_video(video) if video is not None else None  # checked before any model loads
     given = {"visual": visual_model, "audio": audio_model, "aligned": aligned_model,
              "head": head_model}
     paths = {k: given[k] or getattr(cfg.models, k) for k in given}
@@ -52,7 +56,7 @@ def predict(    video: Annotated[Optional[Path], typer.Argument(help="Video with
                  result["official"]["miou"], result["baseline"]["background"]["clean"]["miou"],
                  out / "metrics.json")
         return
-    summary = predict_video(models, video, out, cfg, fbank=typed.fbank, fps=fps,
+    summary = predict_video(models, source, out, cfg, fbank=typed.fbank, fps=fps,
                             audio_threshold=typed.pseudo_masks.audio_threshold,
                             class_names=class_names(read_label2idx(Path(typed.data.root))),
                             palette=voc_palette(), env=env)

@@ -1,10 +1,12 @@
-"""`pcas report`: paper tables with their spread, from `dvc exp show --json` (not a DVC stage).
+"""`pcas report`: the headline of the last run, or paper tables with their spread from
+`dvc exp show --json` (not a DVC stage).
 
-Reads the runs (or a saved `--input`), picks a table's runs and metrics, and prints and writes
+With no option it prints the headline table of `metrics/metrics.json` (`--metrics-file`): the
+segmentation head, the test pseudo-masks and each baseline (`pcas_core/evaluation/headline.py`).
+With `--table`, `--metric`, `--group`, `--reference` or `--input` it reads the runs (or a saved `--input`), picks a table's runs and metrics, and prints and writes
 `report.md` and `report.csv` to `--out`: per group of runs (the params that differ, `base.seed`
 aside) the mean ± sample std over seeds, and the paired differences to a reference group with
-whether each exceeds the spread (`pcas_core/evaluation/report.py`, README "Paper tables with
-their spread").
+whether each exceeds the spread (`pcas_core/evaluation/report.py`, docs/experiments.md §3).
 """
 
 import json
@@ -15,12 +17,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pcas_core.evaluation.headline import headline, headline_text
 from pcas_core.evaluation.report import (TABLES, TableSpec, exp_show_json, exp_show_runs,
                                          parse_reference, report_markdown, report_tables,
                                          resolve_metrics, select_runs, spread_report)
 from pcas_core.storage.atomic import atomic_path
-
-app = typer.Typer(add_completion=False)
 
 
 def _print(title: str, frame) -> None:
@@ -32,7 +33,6 @@ def _print(title: str, frame) -> None:
     Console().print(table)
 
 
-@app.callback(invoke_without_command=True)
 def report(
     table: Annotated[Optional[str], typer.Option(help=f"Preset: {', '.join(f'{k} ({v.title})' for k, v in TABLES.items())}.")] = None,
     metric: Annotated[Optional[list[str]], typer.Option(help="Metric FILE:key or key (fnmatch wildcards); repeatable; replaces the preset's.")] = None,
@@ -41,9 +41,18 @@ def report(
     input: Annotated[Optional[Path], typer.Option(exists=True, help="Saved `dvc exp show --json` output (default: run it in --repo).")] = None,
     repo: Annotated[Path, typer.Option(exists=True, file_okay=False, help="DVC project whose experiments are read.")] = Path("."),
     out: Annotated[Path, typer.Option(help="Folder for report.md and report.csv.")] = Path("reports"),
+    metrics_file: Annotated[Path, typer.Option(help="Test metrics whose headline is printed when no --table, --metric or --group is given.")] = Path("metrics/metrics.json"),
 ) -> None:
-    """Mean ± std over base.seed per group of runs, paired differences per seed to a reference
-    group, and whether each exceeds the spread; printed, and written as markdown and CSV."""
+    """With no option (or only --metrics-file): the headline table of the last run's test
+    metrics (head, test pseudo-masks, baselines). Otherwise: mean ± std over base.seed per
+    group of runs of `dvc exp show`, paired differences per seed to a reference group, and
+    whether each exceeds the spread; printed, and written as markdown and CSV."""
+    if table is None and not metric and not group and input is None and reference is None:
+        if not metrics_file.is_file():
+            raise typer.BadParameter(f"{metrics_file} does not exist: run `dvc repro` first "
+                                     "(or give --metrics-file)", param_hint="--metrics-file")
+        typer.echo(headline_text(headline(json.loads(metrics_file.read_text()))))
+        return
     if table is not None and table not in TABLES:
         raise typer.BadParameter(f"--table must be one of {sorted(TABLES)}, got {table!r}")
     spec = TABLES.get(table, TableSpec("Runs grouped by the params that differ"))

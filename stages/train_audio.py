@@ -1,4 +1,5 @@
-"""Stage train_audio: the TVP audio encoder (AST with each frame's v_t as a prompt); a_t, s_t per frame."""
+"""Stage train_audio: the TVP audio encoder (a transformer over aisfx or AST patches of the fbank, with
+each frame's v_t as a prompt); a_t, s_t per frame."""
 
 from pathlib import Path
 from typing import Annotated
@@ -17,10 +18,6 @@ from pcas_core.storage.atomic import write_json
 from pcas_core.storage.stores import open_store, read_rows, write_store_batches
 from pcas_core.storage.weights import save_checkpoint
 
-app = typer.Typer(add_completion=False)
-
-
-@app.callback(invoke_without_command=True)
 def train_audio(
     fbank_store: Annotated[Path, typer.Option(exists=True, help="fbank store.")] = Path("features/fbank.h5"),
     visual_store: Annotated[Path, typer.Option(exists=True, help="visual store.")] = Path("features/visual.h5"),
@@ -30,10 +27,13 @@ def train_audio(
     curves_out: Annotated[Path, typer.Option(help="DVCLive folder of per-epoch curves.")] = Path("dvclive/train_audio"),
     params: Annotated[Path, typer.Option(exists=True, help="params.yaml")] = Path("params.yaml"),
 ) -> None:
-    """Train on the train split (params `data`, `train_audio`); score frame-level audio
-    classification on the test and train splits against the classes in each frame's mask
-    (METHOD §2), per clip kind where the dataset has kinds; warn when no training frame is
-    predicted any class."""
+    """Train the TVP audio encoder (`train_audio.encoder`: aisfx, the demo's, or ast) on the
+    train split, prompted by the visual store's v_t; encode every frame (a_t, s_t); score
+    frame-level audio classification on the test and train splits against the classes in each
+    frame's mask (docs/method.md §2), per clip kind where the dataset has kinds; warn when no training frame is
+    predicted any class.
+
+    Reads params `base`, `data`, `train_audio`."""
     run = start_stage("train_audio", params, "data", "train_audio", ranks=True)
     cfg, env = run.config.train_audio, run.env
     data = open_dataset(run.config.data)

@@ -17,10 +17,6 @@ from pcas_core.storage.atomic import write_json
 from pcas_core.storage.stores import read_rows, write_store_batches
 from pcas_core.storage.weights import save_checkpoint
 
-app = typer.Typer(add_completion=False)
-
-
-@app.callback(invoke_without_command=True)
 def train_visual(
     model_out: Annotated[Path, typer.Option(help="Checkpoint (.safetensors).")] = Path("models/visual.safetensors"),
     store_out: Annotated[Path, typer.Option(help="visual store (.h5).")] = Path("features/visual.h5"),
@@ -28,7 +24,11 @@ def train_visual(
     curves_out: Annotated[Path, typer.Option(help="DVCLive folder of per-epoch curves.")] = Path("dvclive/train_visual"),
     params: Annotated[Path, typer.Option(exists=True, help="params.yaml")] = Path("params.yaml"),
 ) -> None:
-    """Train on the train split (params `data`, `train_visual`), then encode every frame."""
+    """Train the visual classifier (`train_visual.backbone`: EfficientNet-Lite0 on the demo, a
+    ViT in the paper) on the train split's video labels, then encode every frame (v_t, c_t,
+    logits) and score frame-level classification.
+
+    Reads params `base`, `data`, `train_visual`."""
     run = start_stage("train_visual", params, "data", "train_visual", ranks=True)
     cfg, env = run.config.train_visual, run.env
     data = open_dataset(run.config.data)

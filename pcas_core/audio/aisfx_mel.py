@@ -19,28 +19,33 @@ Automatic Indexing of Sound Effects Libraries", ISMIR 2022; CC BY 4.0), ``infere
 Sample rate: the CNN's filters learned the time-frequency geometry of this recipe (23.2 ms
 frames, mel bins up to 22.05 kHz). Running the same window and hop at 16 kHz would stretch time
 by 2.76 and squeeze every band into 0-8 kHz, so the waveform is resampled to 44.1 kHz instead,
-as ``librosa.load(sr=44100)`` does: ``torchaudio.functional.resample`` with the Kaiser-windowed
-sinc of resampy's ``kaiser_best`` (librosa 0.9's default ``res_type``; torchaudio documents the
-parameters). Its images sit below -170 dB; the default windowed sinc leaves images of a tone f at
+as ``librosa.load(sr=44100)`` does: the windowed sinc of ``torchaudio.functional.resample`` with
+the Kaiser window of resampy's ``kaiser_best`` (librosa 0.9's default ``res_type``; torchaudio
+documents the parameters), by :func:`pcas_core.audio.resample.resample`. Its images sit below -170 dB; the default windowed sinc leaves images of a tone f at
 16 kHz +- f near -75 dB, which the ``log10(1e4 x + 1)`` compression lifts to visible values.
 Audio read at ``fbank.sample_rate`` = 16 kHz has nothing above 8 kHz: the top 25 of the 96 bands
 then hold ~0, the value silence has. Set ``fbank.sample_rate: 44100`` when the sources have the
 full band.
 
 The pretrained network fixes every constant above; they are declared once, as data
-(:data:`AISFX_FRONT_END`), not as params. ``import pcas_core`` must precede ``import
-torchaudio`` (``pcas_core.compat``).
+(:data:`AISFX_FRONT_END`), not as params.
+
+Same bits on every CPU: the resampling filter, the Hann window and the mel weights are built
+from scalar ``math`` functions (:mod:`pcas_core.audio.resample`, :func:`aisfx_mel_filters`), the
+power is ``re^2 + im^2`` and the log is Python's ``math.log10``, so the vectorised kernels that
+``ATEN_CPU_CAPABILITY`` selects play no part (docs/reproducibility.md).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
-import pcas_core  # noqa: F401  (installs the import shim before torchaudio)
-import torchaudio.functional as taf  # noqa: E402
+from pcas_core.audio.resample import KAISER_BEST, resample
 
 __all__ = ["AisfxFrontEnd", "AISFX_FRONT_END", "aisfx_mel_filters", "aisfx_frames",
            "aisfx_logmel"]
@@ -78,23 +83,31 @@ class AisfxFrontEnd:
 #: The recipe of ``aisfx`` 0.1.2's checkpoint.
 AISFX_FRONT_END = AisfxFrontEnd()
 
-#: resampy's ``kaiser_best`` filter in torchaudio's terms (torchaudio's resampling tutorial).
-_KAISER_BEST = {"lowpass_filter_width": 64, "rolloff": 0.9475937167399596,
-                "resampling_method": "sinc_interp_kaiser", "beta": 14.769656459379492}
-
-
 def aisfx_mel_filters(spec: AisfxFrontEnd = AISFX_FRONT_END) -> Tensor:
-    """HTK-mel triangles with unit sum each, as librosa ``filters.mel(htk=True, norm=1.0)``.
+    """HTK-mel triangles with unit sum each, as librosa ``filters.mel(htk=True, norm=1.0)`` (and
+    ``torchaudio.functional.melscale_fbanks(mel_scale="htk")`` before the normalisation).
+
+    Built in float64 from scalar ``math`` functions, elementwise arithmetic and exactly rounded
+    sums (``math.fsum``), so the weights are the same bits on every CPU (torchaudio's are float32
+    from vectorised ``pow``, whose last bits depend on the CPU kernels).
 
     Returns:
         ``(n_fft // 2 + 1, n_mels)`` float64; column m weights the power of each FFT bin
         (bin b at ``b * sample_rate / n_fft`` Hz) into band m.
     """
-    fb = taf.melscale_fbanks(spec.n_fft // 2 + 1, f_min=spec.f_min, f_max=spec.f_max,
-                             n_mels=spec.n_mels, sample_rate=spec.sample_rate, norm=None,
-                             mel_scale="htk").to(torch.float64)
-    sums = fb.sum(dim=0, keepdim=True)
-    return fb / torch.where(sums > 0, sums, torch.ones_like(sums))  # an empty band stays zero
+    top, bottom = _hz_to_htk_mel(spec.f_max), _hz_to_htk_mel(spec.f_min)
+    edges = np.array([700.0 * (10.0 ** ((bottom + (top - bottom) * i / (spec.n_mels + 1)) / 2595.0)
+                               - 1.0) for i in range(spec.n_mels + 2)])  # Hz, n_mels + 2
+    freqs = np.arange(spec.n_fft // 2 + 1, dtype=np.float64)[:, None] * (spec.sample_rate / spec.n_fft)
+    rising = (freqs - edges[None, :-2]) / (edges[1:-1] - edges[:-2])
+    falling = (edges[None, 2:] - freqs) / (edges[2:] - edges[1:-1])
+    fb = np.maximum(0.0, np.minimum(rising, falling))
+    sums = np.array([math.fsum(column) for column in fb.T])
+    return torch.from_numpy(fb / np.where(sums > 0, sums, 1.0))  # an empty band stays zero
+
+
+def _hz_to_htk_mel(hz: float) -> float:
+    return 2595.0 * math.log10(1.0 + hz / 700.0)
 
 
 def aisfx_frames(seconds: float, spec: AisfxFrontEnd = AISFX_FRONT_END) -> int:
@@ -131,16 +144,18 @@ def aisfx_logmel(wave: Tensor, *, sample_rate: int, target_length: int,
                          f"{sample_rate}")
     y = wave.to(torch.float64)
     if sample_rate != spec.sample_rate:
-        y = taf.resample(y, int(sample_rate), spec.sample_rate, **_KAISER_BEST)
+        y = resample(y, int(sample_rate), spec.sample_rate, **KAISER_BEST)
     peak = y.abs().max()
     y = y / (peak if peak > 0 else 1.0)
-    window = torch.hann_window(spec.n_fft, periodic=True, dtype=torch.float64)
+    window = torch.tensor([0.5 - 0.5 * math.cos(2.0 * math.pi * i / spec.n_fft)
+                           for i in range(spec.n_fft)], dtype=torch.float64)  # periodic Hann
     stft = torch.stft(y, n_fft=spec.n_fft, hop_length=spec.hop, win_length=spec.n_fft,
                       window=window, center=True, pad_mode="constant", return_complex=True)
-    power = stft.abs().square()  # (n_fft // 2 + 1, frames)
-    mel = aisfx_mel_filters(spec).T @ power  # (n_mels, frames)
-    logmel = torch.log10(spec.log_scale * mel + 1.0).T / spec.norm_max  # (frames, n_mels)
-    out = logmel.new_zeros(target_length, spec.n_mels)
-    n = min(target_length, logmel.shape[0])
-    out[:n] = logmel[:n]
+    power = stft.real.square() + stft.imag.square()  # |X|^2 (n_fft // 2 + 1, frames), no sqrt
+    n = min(target_length, power.shape[1])
+    mel = aisfx_mel_filters(spec).T @ power[:, :n]  # (n_mels, n)
+    shifted = (spec.log_scale * mel + 1.0).T.flatten().tolist()  # (n, n_mels) row-major
+    logmel = torch.tensor([math.log10(v) for v in shifted], dtype=torch.float64)  # scalar libm
+    out = torch.zeros(target_length, spec.n_mels, dtype=torch.float64)
+    out[:n] = logmel.reshape(n, spec.n_mels) / spec.norm_max
     return out.to(torch.float32)

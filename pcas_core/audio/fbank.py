@@ -2,7 +2,7 @@
 
 The feature recipe is the one of the Audio Spectrogram Transformer (AST: Gong, Chung and Glass,
 "AST: Audio Spectrogram Transformer", Interspeech 2021; dataloader of github.com/YuanGongND/ast,
-``src/dataloader.py``), as summarised in ``shared/reference/AVSBENCH.md`` ("Audio features used by
+``src/dataloader.py``), as docs/avsbench.md §4 summarises (
 PCAS"):
 
 1. subtract the waveform mean;

@@ -44,7 +44,7 @@ class FrameTiming:
             ``int(sample_rate * frame_shift_ms / 1000)`` samples (100.0 at 16 kHz and 10 ms);
             aisfx: 44100 / 1024 = 43.06640625.
         frame_offset: in frames. AST 0.0 (frame i is the i-th ``frame_shift_ms`` of the clip, the
-            convention METHOD §2 counts seconds in); aisfx -0.5 (frame i is centred at i / fps).
+            convention docs/method.md §2 counts seconds in); aisfx -0.5 (frame i is centred at i / fps).
     """
 
     front_end: str

@@ -2,8 +2,9 @@
 flac, ... through soundfile) or from the audio track of a video file (mp4, mkv, ... through PyAV).
 
 As the official AVSS loader does, channels are averaged and audio at another sample rate is
-resampled (``torchaudio.functional.resample``, windowed sinc), with a note in the log the first
-time each rate is met. ``import pcas_core`` must precede ``import torchaudio`` (``pcas_core.compat``).
+resampled (the windowed sinc of ``torchaudio.functional.resample``, by
+:func:`pcas_core.audio.resample.resample`: same bits on every CPU), with a note in the log the
+first time each rate is met.
 """
 
 from __future__ import annotations
@@ -12,14 +13,12 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 import soundfile as sf
 import torch
 from torch import Tensor
 
-import pcas_core  # noqa: F401  (installs the import shim before torchaudio)
-import torchaudio.functional as taf  # noqa: E402
+from pcas_core.audio.resample import resample
 
 __all__ = ["VIDEO_SUFFIXES", "AudioInfo", "probe_audio", "read_audio", "load_wave",
            "wav_truncation"]
@@ -42,6 +41,12 @@ class AudioInfo:
 
 def _av_audio(path: Path, decode: bool) -> tuple[np.ndarray | None, AudioInfo]:
     """Audio track of a container via PyAV: ((channels, S) float32 or None, info)."""
+    try:  # here, not at the top: audio files need only soundfile (pcas runs without PyAV)
+        import av
+    except ImportError as err:
+        raise ImportError("the audio track of a video file is read with PyAV, which is not "
+                          "installed (pip install av)") from err
+
     with av.open(str(path)) as container:
         if not container.streams.audio:
             raise ValueError("no audio track")
@@ -101,7 +106,8 @@ def load_wave(path: Path, *, sample_rate: int = 16000) -> Tensor:
     Args:
         path: wav/flac/ogg/... (soundfile) or mp4/mkv/webm/avi/mov/m4a (PyAV).
         sample_rate: the rate (Hz) of the returned waveform; audio at another rate is resampled
-            (``torchaudio.functional.resample``), with an INFO note the first time a rate is met.
+            (:func:`pcas_core.audio.resample.resample`, torchaudio's default filter), with an
+            INFO note the first time a rate is met.
 
     Returns:
         ``(S,)`` float32 waveform in [-1, 1] at ``sample_rate`` Hz; channels averaged.
@@ -118,7 +124,7 @@ def load_wave(path: Path, *, sample_rate: int = 16000) -> Tensor:
             _NOTED_RATES.add((rate, sample_rate))
             _log.info("audio at %d Hz is resampled to %d Hz (first such file: %s)", rate,
                       sample_rate, path)
-        wave = taf.resample(wave, rate, sample_rate)
+        wave = resample(wave, rate, sample_rate)
     return wave.to(torch.float32)
 
 

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import functools
 from collections.abc import Callable, Iterator
 
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pcas_core.data.images import SPLIT_MODES, load_frame
+from pcas_core.runtime.progress import track
 
 __all__ = ["CHUNK_FRAMES", "row_chunks", "FrameImages"]
 
@@ -76,6 +78,7 @@ class FrameImages:
     def array(self) -> np.ndarray:
         """(len, size, size, 3) uint8: every frame, decoded now."""
         out = np.empty((len(self), self.size, self.size, 3), dtype=np.uint8)
-        for i in range(len(self)):
+        for i in track(range(len(self)), total=len(self), desc="frames", unit="frame",
+                       log=logging.getLogger("pcas.data")):
             out[i] = self[i]
         return out

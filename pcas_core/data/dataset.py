@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pcas_core.runtime.progress import track
 from pcas_core.runtime.stage import get_logger
 from pcas_core.data import ms3, s4
 from pcas_core.data.avsbench import read_label2idx, read_metadata, frame_table, video_labels
@@ -113,7 +114,7 @@ class AVSData:
 
     def audio_tracks(self) -> tuple[list[Path], np.ndarray]:
         """Each video's audio file (metadata order) and (V,) int32 its number of frames, i.e.
-        of one-second time steps the audio is cut into (METHOD §2)."""
+        of one-second time steps the audio is cut into (docs/method.md §2)."""
         per_video = self.frames.groupby("video", sort=True)
         return ([Path(p) for p in per_video["audio_path"].first()],
                 per_video.size().to_numpy(dtype=np.int32))
@@ -157,7 +158,9 @@ class AVSData:
             bad = ann[ann["mask_path"] == ""].iloc[0]
             raise ValueError(f"{bad['frame_path']}: frame has no ground-truth mask")
         out = np.empty((len(ann), self.img_size, self.img_size), dtype=np.uint8)
-        for k, (p, s, f) in enumerate(zip(ann["mask_path"], ann["split"], ann["mask_format"])):
+        rows = zip(ann["mask_path"], ann["split"], ann["mask_format"])
+        for k, (p, s, f) in enumerate(track(rows, total=len(ann), desc="ground-truth masks",
+                                            unit="mask", log=get_logger("pcas.data"))):
             out[k] = load_mask(p, self.img_size, SPLIT_MODES[s], self.palette, f,
                                off_palette=self.off_palette)
         return out

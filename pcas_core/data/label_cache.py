@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from pcas_core.storage.atomic import atomic_path
+from pcas_core.runtime.progress import track
 from pcas_core.runtime.stage import get_logger
 
 __all__ = ["CACHE_ENV", "cache_dir", "cached_presence"]
@@ -106,7 +107,8 @@ def cached_presence(paths: Sequence[str], compute: Callable[[str], tuple[np.ndar
     entries = _load(file, width) if file is not None and file.is_file() else {}
     out: list[tuple[np.ndarray, str] | ValueError] = []
     changed = False
-    for path in paths:
+    for path in track(paths, total=len(paths), desc="classes of each mask", unit="mask",
+                      log=get_logger("pcas.data")):
         resolved = str(Path(path).resolve())
         size, mtime = _signature(resolved)
         hit = entries.get(resolved)

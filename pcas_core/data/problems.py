@@ -61,7 +61,8 @@ class Problems:
         return {p.uid for p in self.errors if p.uid}
 
     def raise_if_errors(self, what: str) -> None:
-        """Raise :class:`DataError` listing every error (up to :data:`MAX_LISTED`).
+        """Raise :class:`DataError` listing every error (up to :data:`MAX_LISTED`); when some
+        belong to single videos, the message says how to leave those out (``data.skip_bad``).
 
         Args:
             what: the dataset, for the first line of the message (e.g. its root folder).
@@ -76,6 +77,7 @@ class Problems:
         if len(errors) > MAX_LISTED:
             lines.append(f"... and {len(errors) - MAX_LISTED} more (run `pcas check-data` for all)")
         bad = len({p.uid for p in errors if p.uid})
-        raise DataError(f"{what}: {len(errors)} error(s) in {bad} video(s)"
-                        " (set data.skip_bad: true, or --skip-bad, to leave those videos out):\n  "
+        advice = (" (to leave those videos out: `data.skip_bad: true` in params.yaml, or "
+                  "`dvc exp run -S data.skip_bad=true`)" if bad else "")
+        raise DataError(f"{what}: {len(errors)} error(s) in {bad} video(s){advice}:\n  "
                         + "\n  ".join(lines))

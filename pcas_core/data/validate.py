@@ -16,6 +16,7 @@ per video of audio facts (``uid``, ``audio_path``, ``rate``, ``channels``, ``dur
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +26,13 @@ from PIL import Image
 from pcas_core.audio.wave import probe_audio, read_audio, wav_truncation
 from pcas_core.data.images import decode_mask, open_image, truncated
 from pcas_core.data.problems import Problems
+from pcas_core.runtime.progress import track
 
 __all__ = ["check_headers", "check_contents"]
 
 AUDIO_COLUMNS = ["uid", "audio_path", "rate", "channels", "duration"]
+
+_log = logging.getLogger("pcas.data")
 
 
 def _image_header(uid: str, path: str, problems: Problems) -> None:
@@ -62,12 +66,14 @@ def check_headers(frames: pd.DataFrame, problems: Problems) -> pd.DataFrame:
         Audio facts, one row per video (:data:`AUDIO_COLUMNS`); NaN where unreadable.
     """
     known = {p.path for p in problems.errors}
-    for uid, frame, mask in zip(frames["uid"], frames["frame_path"], frames["mask_path"]):
+    for uid, frame, mask in track(zip(frames["uid"], frames["frame_path"], frames["mask_path"]),
+                                  total=len(frames), desc="image headers", unit="frame", log=_log):
         for path in (frame, mask):
             if path and path not in known and _exists(path):
                 _image_header(uid, path, problems)
     rows = []
-    for uid, audio, n_frames in _videos(frames):
+    for uid, audio, n_frames in track(_videos(frames), total=int(frames["video"].nunique()),
+                                      desc="audio headers", unit="video", log=_log):
         rate = channels = duration = np.nan
         if audio and _exists(audio):
             why = wav_truncation(audio) if audio.lower().endswith(".wav") else ""
@@ -104,8 +110,9 @@ def check_contents(frames: pd.DataFrame, palette: np.ndarray, problems: Problems
     def usable(path: str) -> bool:
         return bool(path) and path not in known and _exists(path)
 
-    for uid, frame, mask, fmt in zip(frames["uid"], frames["frame_path"], frames["mask_path"],
-                                     frames["mask_format"]):
+    rows = zip(frames["uid"], frames["frame_path"], frames["mask_path"], frames["mask_format"])
+    for uid, frame, mask, fmt in track(rows, total=len(frames), desc="decoding frames and masks",
+                                       unit="frame", log=_log):
         if usable(frame):
             try:
                 open_image(frame)
@@ -118,7 +125,8 @@ def check_contents(frames: pd.DataFrame, palette: np.ndarray, problems: Problems
                     problems.note(uid, mask, note)
             except ValueError as err:
                 problems.error(uid, mask, str(err).split(": ", 1)[-1])
-    for uid, audio, _ in _videos(frames):
+    for uid, audio, _ in track(_videos(frames), total=int(frames["video"].nunique()),
+                               desc="decoding audio", unit="video", log=_log):
         if not usable(audio):
             continue
         try:

@@ -5,6 +5,10 @@ an audio track, neither empty) and decodes its audio whole; :func:`sample_frames
 frames at chosen times, one at a time. Writing: :class:`VideoWriter` encodes RGB frames and an
 audio track into a new file.
 
+PyAV is imported inside the functions that use it, so that importing this module (the `pcas`
+command imports every stage, ``predict`` among them) does not need it: the DVC stages read
+audio files through soundfile and run where PyAV is not installed.
+
 Time conventions (``predict`` uses them; AVSBench's 1 fps clips are the special case fps = 1):
 frame i is sampled at ``(i + 0.5) / fps`` seconds, the centre of its ``1 / fps`` interval, and its
 audio is the second centred on that instant. Times are measured from each stream's first decoded
@@ -17,10 +21,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import av
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    import av
 
 __all__ = ["VideoError", "VideoSource", "open_video", "sample_plan", "sample_frames",
            "wave_segment", "VideoWriter"]
@@ -53,6 +60,8 @@ class VideoSource:
 
 
 def _open(path: Path) -> av.container.InputContainer:
+    import av
+
     try:
         return av.open(str(path))
     except (av.error.FFmpegError, OSError) as err:
@@ -61,6 +70,8 @@ def _open(path: Path) -> av.container.InputContainer:
 
 def _decode_audio(path: Path) -> tuple[np.ndarray, int]:
     """All samples of the first audio track as (C, S) float32 at the track's own rate."""
+    import av
+
     with _open(path) as container:
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="fltp")  # planar float, same layout and rate
@@ -85,6 +96,8 @@ def open_video(path: Path) -> VideoSource:
             no video track, no audio track, or a zero-length video or audio track (each message
             names the file).
     """
+    import av
+
     path = Path(path)
     if not path.is_file():
         raise VideoError(f"{path}: no such file")
@@ -151,6 +164,8 @@ def sample_frames(path: Path, times_s: np.ndarray) -> Iterator[np.ndarray]:
     Raises:
         VideoError: decoding fails (names the file).
     """
+    import av
+
     times = np.asarray(times_s, dtype=np.float64)
     if len(times) == 0:
         return
@@ -208,6 +223,8 @@ class VideoWriter:
 
     def __init__(self, path: Path, *, fps: int, width: int, height: int, audio: np.ndarray,
                  sample_rate: int, lossless: bool = False) -> None:
+        import av
+
         self.container = av.open(str(path), mode="w")
         if lossless:
             self.video = self.container.add_stream("libx264rgb", rate=Fraction(int(fps)),
@@ -228,12 +245,16 @@ class VideoWriter:
 
     def add(self, frame: np.ndarray) -> None:
         """Encode one (H, W, 3) uint8 RGB frame of the size given at construction."""
+        import av
+
         image = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[:self.height, :self.width]),
                                            format="rgb24")
         self.container.mux(self.video.encode(image))
 
     def close(self) -> None:
         """Flush the video encoder, encode the audio, finish the file."""
+        import av
+
         self.container.mux(self.video.encode(None))
         frame = av.AudioFrame.from_ndarray(self.audio_data, format="fltp",
                                            layout=self.audio.layout.name)

@@ -37,8 +37,10 @@ files.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -54,6 +56,7 @@ from pcas_core.demo.assets import SPLIT_POOL, Pool, available_classes, load_pool
 from pcas_core.demo.scene import compose_frames, random_background, random_object
 from pcas_core.demo.soundtrack import mix_soundtrack, sounding_run
 from pcas_core.params import DemoConfig
+from pcas_core.runtime.progress import track
 
 __all__ = ["KIND_SUBSETS", "PER_CLASS", "METADATA_COLUMNS", "build_demo_dataset",
            "parse_sounding"]
@@ -139,6 +142,20 @@ def _check(cfg: DemoConfig, classes: list[str], label2idx: dict[str, int], where
             raise ValueError(f"demo.clips.{kind} needs at least 2 classes, have {classes}")
 
 
+def _clips(rng: np.random.Generator, counts: dict[str, dict[str, int]],
+           classes: list[str]) -> Iterator[tuple[str, str, str, _Plan, str]]:
+    """``(kind, subset, split, plan, uid)`` of every clip, kind by kind and split by split. Lazy:
+    the clips of one kind and split are planned just before they are composed, so ``rng`` draws
+    plans and clips in the order that fixes the demo's bytes."""
+    for kind, subset in KIND_SUBSETS.items():
+        counter = 0
+        for split in SPLITS:
+            for plan in _plans(rng, kind, split, int(counts[kind][split]), classes):
+                heard = [c for c, s in zip(plan.names, plan.sounding) if s.any()]
+                yield kind, subset, split, plan, f"demo_{kind}_{'-'.join(heard)}_{counter:03d}"
+                counter += 1
+
+
 def _compose_clip(rng: np.random.Generator, plan: _Plan, pool: Pool, cfg: DemoConfig,
                   label2idx: dict[str, int], uid: str):
     """Frames, masks, audio and the media used of one clip.
@@ -178,7 +195,8 @@ def _write_clip(folder: Path, frames: np.ndarray, masks: np.ndarray, audio: np.n
     sf.write(folder / "audio.wav", audio, sample_rate, subtype="PCM_16", format="WAV")
 
 
-def build_demo_dataset(assets: Path, out: Path, cfg: DemoConfig) -> pd.DataFrame:
+def build_demo_dataset(assets: Path, out: Path, cfg: DemoConfig,
+                       log: logging.Logger | None = None) -> pd.DataFrame:
     """Compose the demo dataset ``cfg`` describes (see the module docstring) into ``out``.
 
     Per clip: a random background photo of the split's pool, random square crop resized to
@@ -200,6 +218,7 @@ def build_demo_dataset(assets: Path, out: Path, cfg: DemoConfig) -> pd.DataFrame
         out: dataset root to write.
         cfg: the ``demo`` params section (seed, img_size, sample_rate, noise_dbfs, classes,
             clips per kind and split).
+        log: where the progress lines go (:mod:`pcas_core.runtime.progress`).
 
     Returns:
         The metadata written to ``metadata.csv`` (:data:`METADATA_COLUMNS`): ``a_obj`` = the
@@ -232,22 +251,19 @@ def build_demo_dataset(assets: Path, out: Path, cfg: DemoConfig) -> pd.DataFrame
             shutil.rmtree(stale)
     tmp.mkdir(parents=True)
     rows = []
+    n_clips = sum(int(n) * (len(classes) if kind in PER_CLASS else 1)
+                  for kind, per in counts.items() for n in per.values())
     try:
-        for kind, subset in KIND_SUBSETS.items():
-            counter = 0
-            for split in SPLITS:
-                for plan in _plans(rng, kind, split, int(counts[kind][split]), classes):
-                    heard = [c for c, s in zip(plan.names, plan.sounding) if s.any()]
-                    uid = f"demo_{kind}_{'-'.join(heard)}_{counter:03d}"
-                    counter += 1
-                    frames, masks, audio, a_obj, used = _compose_clip(
-                        rng, plan, media[SPLIT_POOL[split]], cfg, label2idx, uid)
-                    _write_clip(tmp / subset / uid, frames, masks, audio, cfg.sample_rate, palette)
-                    sounding = ";".join(f"{c}:{''.join('1' if b else '0' for b in s)}"
-                                        for c, s in zip(plan.names, plan.sounding))
-                    rows.append({"vid": uid, "uid": uid, "s_min": 0, "s_sec": 0,
-                                 "a_obj": "_".join(a_obj), "split": split, "label": subset,
-                                 "kind": kind, "sounding": sounding, **used})
+        for kind, subset, split, plan, uid in track(_clips(rng, counts, classes), total=n_clips,
+                                                    desc="demo clips", unit="clip", log=log):
+            frames, masks, audio, a_obj, used = _compose_clip(
+                rng, plan, media[SPLIT_POOL[split]], cfg, label2idx, uid)
+            _write_clip(tmp / subset / uid, frames, masks, audio, cfg.sample_rate, palette)
+            sounding = ";".join(f"{c}:{''.join('1' if b else '0' for b in s)}"
+                                for c, s in zip(plan.names, plan.sounding))
+            rows.append({"vid": uid, "uid": uid, "s_min": 0, "s_sec": 0,
+                         "a_obj": "_".join(a_obj), "split": split, "label": subset,
+                         "kind": kind, "sounding": sounding, **used})
         metadata = pd.DataFrame(rows, columns=METADATA_COLUMNS)
         metadata.to_csv(tmp / "metadata.csv", index=False, lineterminator="\n")
         for name in ("label2idx.json", "LICENSES.md", "MANIFEST.csv"):

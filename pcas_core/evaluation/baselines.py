@@ -3,7 +3,7 @@
 - ``background``: every pixel background; the floor (its mIoU is the background IoU / 71).
 - ``listening``: listening only: each frame filled entirely with its most confident
   audio-predicted class (foreground column k with the largest ``sigmoid(s_t,k)``), background
-  where no class reaches theta_a (``pseudo_masks.audio_threshold``, METHOD §4, so like is
+  where no class reaches theta_a (``pseudo_masks.audio_threshold``, docs/method.md §4, so like is
   compared with like). It knows *what* sounds but not *where*.
 - ``looking``: looking only: the pseudo-mask machinery of ``pseudo_masks`` (its background score,
   CRF and workers) with the sounding map ignored (S = 1 everywhere, so ``M_k =
@@ -19,6 +19,7 @@ caller (the ViT run on an all-zero normalised frame).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 import numpy as np
@@ -64,7 +65,8 @@ def listening_masks(audio_logits: np.ndarray, size: tuple[int, int], threshold: 
 
 
 def looking_masks(images: np.ndarray, cams: np.ndarray, visual_logits: np.ndarray, *,
-                  threshold: float, masks: PseudoMasksConfig) -> np.ndarray:
+                  threshold: float, masks: PseudoMasksConfig,
+                  log: logging.Logger | None = None) -> np.ndarray:
     """CAM pseudo-masks of the classes the visual classifier predicts, with no audio.
 
     :func:`pcas_core.pipeline.pseudo_masks.pseudo_masks` with a sounding map of ones and the
@@ -78,6 +80,7 @@ def looking_masks(images: np.ndarray, cams: np.ndarray, visual_logits: np.ndarra
         visual_logits: ``(M, K)`` float frame logits of the visual classifier.
         threshold: class threshold in [0, 1].
         masks: the ``pseudo_masks`` section.
+        log: where its progress lines go (the CRF of every frame takes a while).
 
     Returns:
         ``(M, H, W)`` uint8 masks (0 background, k + 1 foreground).
@@ -89,13 +92,15 @@ def looking_masks(images: np.ndarray, cams: np.ndarray, visual_logits: np.ndarra
                   bg_score_high=None)
     sounding = np.ones((cams.shape[0], *cams.shape[2:]), dtype=np.float32)
     return pseudo_masks(images, cams.astype(np.float32), sounding,
-                        visual_logits.astype(np.float32), cfg, workers=masks.workers)
+                        visual_logits.astype(np.float32), cfg, workers=masks.workers,
+                        desc="looking baseline", log=log)
 
 
 def sanity_baselines(images: np.ndarray, audio_logits: np.ndarray, cams: np.ndarray,
                      visual_logits: np.ndarray, *, padded_image: np.ndarray,
                      padded_cam: np.ndarray, padded_logits: np.ndarray, cfg: BaselinesConfig,
-                     masks: PseudoMasksConfig) -> dict[str, Prediction]:
+                     masks: PseudoMasksConfig,
+                     log: logging.Logger | None = None) -> dict[str, Prediction]:
     """The three baselines on M scored frames, each with its prediction on the padded frame.
 
     Args:
@@ -106,6 +111,7 @@ def sanity_baselines(images: np.ndarray, audio_logits: np.ndarray, cams: np.ndar
         cfg: the ``evaluate.baselines`` section (``visual_threshold`` of :func:`looking_masks`).
         masks: the ``pseudo_masks`` section: theta_a of :func:`listening_masks`, the machinery
             of :func:`looking_masks`.
+        log: where the looking baseline's progress lines go.
 
     Returns:
         ``{"background": ..., "listening": ..., "looking": ...}`` :class:`Prediction` objects.
@@ -117,6 +123,6 @@ def sanity_baselines(images: np.ndarray, audio_logits: np.ndarray, cams: np.ndar
         "background": Prediction(background_masks(len(images), size)),
         "listening": Prediction(listening_masks(audio_logits, size, masks.audio_threshold)),
         "looking": Prediction(looking_masks(images, cams, visual_logits,
-                                            threshold=cfg.visual_threshold, masks=masks),
+                                            threshold=cfg.visual_threshold, masks=masks, log=log),
                               padded_mask=padded_look[0]),
     }

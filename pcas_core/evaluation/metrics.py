@@ -256,7 +256,7 @@ def absent_class_frames(preds: np.ndarray, gts: np.ndarray,
 
 
 def frame_classification_scores(probs: np.ndarray, targets: np.ndarray, threshold: float = 0.5) -> dict:
-    """Micro-averaged multi-label scores of per-frame class predictions (METHOD §2, TVP audio).
+    """Micro-averaged multi-label scores of per-frame class predictions (docs/method.md §2, TVP audio).
 
     Predicted set: ``probs >= threshold``; target set: ``targets > 0.5``. Rows of ``targets``
     containing NaN (frames without a ground-truth mask) are skipped.

@@ -88,12 +88,13 @@ def exp_show_json(repo: Path = Path(".")) -> list[dict]:
     """Run ``dvc exp show --json`` in ``repo`` (with this interpreter's DVC) and parse it.
 
     Raises:
-        RuntimeError: DVC failed (its message included).
+        ValueError: DVC failed, e.g. ``repo`` is not a DVC repository (DVC's message included).
     """
     done = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], cwd=repo,
                           capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"`dvc exp show --json` failed in {repo}: {done.stderr.strip()}")
+        raise ValueError(f"`dvc exp show --json` failed in {Path(repo).resolve()}: "
+                         f"{' '.join(done.stderr.split())}")
     return json.loads(done.stdout)
 
 

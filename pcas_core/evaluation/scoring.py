@@ -46,7 +46,8 @@ KEYS = {
                                 "n_padded")},
         "subset": {"clean": ("miou", "fscore", "miou_present", "absent_class_frames"),
                    "official": ("miou", "fscore")},
-        "reference": {"clean": ("miou", "fscore", "miou_present", "fg_miou", "absent_class_frames"),
+        "reference": {"clean": ("miou", "fscore", "miou_present", "fscore_present", "fg_miou",
+                                "absent_class_frames"),
                       "official": ("miou", "fscore")},
     },
     "binary": {

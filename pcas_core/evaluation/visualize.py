@@ -1,9 +1,12 @@
-"""Pictures for people: prediction beside ground truth coloured with the AVSBench palette, a
-legend of class names, the choice of frames to show, and confusion-matrix rows for ``dvc plots``."""
+"""Pictures for people: prediction beside ground truth, each with its own legend, in display
+colours that tell the classes of a picture apart; the choice of frames to show; and
+confusion-matrix rows for ``dvc plots``. Mask files keep the AVSBench palette
+(:func:`save_index_png`); only pictures use the display colours (:func:`display_palette`)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,29 +17,68 @@ from PIL import Image, ImageDraw, ImageFont
 from pcas_core.data.constants import IGNORE_INDEX
 from pcas_core.data.palette import index_to_rgb
 
-__all__ = ["MIN_PANEL", "overlay", "Overlay", "comparison_strip", "write_overlays",
-           "pick_overlay_frames", "confusion_rows",
-           "save_index_png", "labelled_overlay"]
+__all__ = ["MIN_PANEL", "DISPLAY_COLOURS", "display_palette", "overlay", "mask_to_size",
+           "Overlay", "mask_classes", "comparison_strip", "write_overlays", "pick_overlay_frames",
+           "confusion_rows", "save_index_png", "labelled_overlay"]
 
-MIN_PANEL = 224
-"""Smallest side, in pixels, of each panel of a comparison strip (frames are upscaled by an
-integer factor, nearest neighbour, so mask edges stay exact)."""
+MIN_PANEL = 320
+"""Smallest side, in pixels, of each panel of a comparison strip: a frame smaller than this is
+upscaled by the smallest integer factor that reaches it, nearest neighbour, so pixels and mask
+edges stay sharp; a larger frame is drawn at its own size."""
 
-_FONT_SIZE = 14
+#: colours of the classes in pictures (Sasha Trubetskoy's "20 simple, distinct colours", 2017),
+#: ordered so that the first 8 are bright and far apart (red, green, blue, yellow, purple, cyan,
+#: magenta, brown); the AVSBench (PASCAL-VOC) palette gives many classes dark or near colours
+#: (guitar (64, 64, 128), pig (0, 64, 64); hen (0, 0, 192) beside sheep (0, 64, 192)) that
+#: vanish on photos
+DISPLAY_COLOURS = np.array([
+    (230, 25, 75), (60, 180, 75), (0, 130, 200), (255, 225, 25), (145, 30, 180),
+    (70, 240, 240), (240, 50, 230), (170, 110, 40), (245, 130, 48), (210, 245, 60),
+    (0, 128, 128), (128, 128, 0), (128, 0, 0), (0, 0, 128), (250, 190, 212), (220, 190, 255),
+    (170, 255, 195), (255, 215, 180), (255, 250, 200), (128, 128, 128)], dtype=np.uint8)
+
 _PAD = 4
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, palette: np.ndarray, alpha: float = 0.55) -> np.ndarray:
-    """Blend class colours over a frame where the mask is not background.
+def display_palette(classes: Iterable[int], num_classes: int) -> np.ndarray:
+    """Display colours by class index: the i-th smallest of ``classes`` (background, index 0,
+    excluded) gets ``DISPLAY_COLOURS[i]``, so up to 20 classes shown together get 20 distinct
+    colours (beyond 20 they repeat); any other class gets ``DISPLAY_COLOURS[c % 20]``;
+    background is black (never drawn).
+
+    Args:
+        classes: class indices to tell apart (e.g. every class in the pictures of one run).
+        num_classes: size of the label space (AVSS 71).
+
+    Returns:
+        (num_classes, 3) uint8.
+    """
+    n = len(DISPLAY_COLOURS)
+    out = DISPLAY_COLOURS[np.arange(num_classes) % n].copy()
+    shown = sorted({int(c) for c in classes if 0 < int(c) < num_classes})
+    for i, c in enumerate(shown):
+        out[c] = DISPLAY_COLOURS[i % n]
+    out[0] = 0
+    return out
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, palette: np.ndarray, alpha: float = 0.5,
+            outline: bool = True) -> np.ndarray:
+    """Blend class colours over a frame where the mask is not background, and draw each
+    region's edge in its full colour (``outline``), so a class stays visible on any photo.
 
     Args:
         image: (H, W, 3) uint8 frame.
         mask: (H, W) uint8 class indices (0 background, 255 ignore shown white).
-        palette: (71, 3) uint8 colours.
+        palette: (K, 3) uint8 colours by class index (:func:`display_palette`).
         alpha: colour weight on labelled pixels.
+        outline: draw the pixels where the class changes to a neighbour's in full colour.
 
     Returns:
         (H, W, 3) uint8.
+
+    Raises:
+        ValueError: ``image`` and ``mask`` of different (H, W).
     """
     if image.shape[:2] != mask.shape or image.ndim != 3:
         raise ValueError(f"image {image.shape} and mask {mask.shape} must share (H, W)")
@@ -44,6 +86,14 @@ def overlay(image: np.ndarray, mask: np.ndarray, palette: np.ndarray, alpha: flo
     out = image.astype(np.float32)
     on = mask > 0
     out[on] = (1 - alpha) * out[on] + alpha * colours[on]
+    if outline:
+        edge = np.zeros_like(on)
+        edge[1:] |= mask[1:] != mask[:-1]
+        edge[:-1] |= mask[:-1] != mask[1:]
+        edge[:, 1:] |= mask[:, 1:] != mask[:, :-1]
+        edge[:, :-1] |= mask[:, :-1] != mask[:, 1:]
+        edge &= on
+        out[edge] = colours[edge]
     return out.round().clip(0, 255).astype(np.uint8)
 
 
@@ -52,62 +102,98 @@ class Overlay:
     """One test frame to draw as ``frame | ground truth | prediction``.
 
     Attributes:
-        name: ``<uid>_<frame>``. image: (H, W, 3) uint8. gt, pred: (H, W) uint8 class indices
-            in the scored label space (binary datasets: foreground 1).
+        name: ``<uid>_<frame>``. image: (H0, W0, 3) uint8, the frame at its own size (as its
+            file holds it). gt, pred: (H, W) uint8 class indices in the scored label space
+            (binary datasets: foreground 1) at the models' size; drawn at the frame's size.
+        second: the frame's index in its clip (its second, AVSBench's 1 frame per second).
     """
 
     name: str
     image: np.ndarray
     gt: np.ndarray
     pred: np.ndarray
+    second: int = 0
+
+
+def mask_to_size(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(h, w) uint8 class indices -> (height, width), nearest neighbour (no new class appears)."""
+    if mask.shape == (height, width):
+        return mask
+    return np.asarray(Image.fromarray(np.asarray(mask, np.uint8)).resize((width, height),
+                                                                          Image.NEAREST))
+
+
+def mask_classes(mask: np.ndarray, n: int) -> list[int]:
+    """Foreground class indices below ``n`` present in ``mask`` (255 ignore excluded), sorted."""
+    return [int(c) for c in np.unique(mask) if 0 < c != IGNORE_INDEX and c < n]
 
 
 def comparison_strip(path: Path, image: np.ndarray, gt: np.ndarray, pred: np.ndarray,
                      palette: np.ndarray, class_names: list[str], title: str = "") -> None:
-    """Save ``[frame | ground truth | prediction]`` as a PNG, with a legend of the classes shown.
+    """Save ``[frame | ground truth | prediction]`` as a PNG, each mask panel with its own
+    legend.
 
-    Each panel is upscaled (nearest) by the smallest integer factor that makes it at least
-    :data:`MIN_PANEL` pixels wide; a header holds ``title`` (e.g. the clip) on its own line, then
-    the panel names; the legend below has one colour swatch and name per class present in ``gt`` or ``pred``.
+    The frame is drawn at its own size, upscaled by the smallest integer factor (nearest
+    neighbour) that makes its short side at least :data:`MIN_PANEL`; the masks are brought to that
+    size by nearest neighbour. The header holds ``title`` and, when the ground truth has no
+    foreground, "nothing sounds in this frame"; the panels are named "frame", "ground truth
+    (sounding)" and "prediction". Under the ground truth panel a legend "truth:" lists its
+    classes, under the prediction panel "predicted:" lists the predicted ones, a class the
+    truth lacks marked "(not sounding)". Text scales with the panel (at least 14 px).
 
     Args:
         path: the PNG to write (parent folders are created).
-        image: (H, W, 3) uint8 frame. gt, pred: (H, W) uint8 class indices (255 ignore).
-        palette: (71, 3) uint8 colours. class_names: 71 names, index = class index.
+        image: (H0, W0, 3) uint8 frame. gt, pred: (H, W) uint8 class indices (255 ignore).
+        palette: (K, 3) uint8 colours by class index (:func:`display_palette`).
+        class_names: names by class index.
         title: first header line ("" for none).
 
     Raises:
-        ValueError: shapes that disagree.
+        ValueError: ``gt`` and ``pred`` of different shapes, or an image that is not (H, W, 3).
     """
-    if not image.shape[:2] == gt.shape == pred.shape:
-        raise ValueError(f"image {image.shape}, gt {gt.shape} and pred {pred.shape} must share (H, W)")
-    scale = max(1, math.ceil(MIN_PANEL / min(gt.shape)))
-    panels = [image, overlay(image, gt, palette), overlay(image, pred, palette)]
-    strip = np.concatenate([p.repeat(scale, 0).repeat(scale, 1) for p in panels], axis=1)
-    font = ImageFont.load_default(size=_FONT_SIZE)
-    line = _FONT_SIZE + 2 * _PAD
-    classes = [int(c) for c in np.union1d(np.unique(gt), np.unique(pred)) if 0 < c != IGNORE_INDEX
-               and c < len(class_names)]
-    width = strip.shape[1]
-    legend_rows = _legend_layout(classes, class_names, font, width)
-    top = line * (2 if title else 1)
-    canvas = Image.new("RGB", (width, top + strip.shape[0] + line * max(1, len(legend_rows))),
-                       (255, 255, 255))
-    canvas.paste(Image.fromarray(strip), (0, top))
+    if gt.shape != pred.shape or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image {image.shape}, gt {gt.shape} and pred {pred.shape}: expected an "
+                         "(H, W, 3) image and masks of one shape")
+    scale = max(1, math.ceil(MIN_PANEL / min(image.shape[:2])))
+    frame = image.repeat(scale, 0).repeat(scale, 1)
+    height, width = frame.shape[:2]
+    gt_big, pred_big = mask_to_size(gt, height, width), mask_to_size(pred, height, width)
+    panels = [frame, overlay(frame, gt_big, palette), overlay(frame, pred_big, palette)]
+    size = max(14, width // 22)
+    font = ImageFont.load_default(size=size)
+    line = size + 2 * _PAD
+    n = len(class_names)
+    truth, predicted = mask_classes(gt, n), mask_classes(pred, n)
+    silent = not truth
+    notes = [t for t in (title, "nothing sounds in this frame (ground truth: background only)"
+                         if silent else "") if t]
+    names = [[(c, class_names[c]) for c in truth],
+             [(c, class_names[c] + ("" if c in truth else " (not sounding)")) for c in predicted]]
+    legends = [_legend_layout(entries, font, width - 2 * _PAD) for entries in names]
+    rows = 1 + max(len(legend) for legend in legends)
+    top = line * (len(notes) + 1)
+    gap = 2 * _PAD
+    canvas = Image.new("RGB", (3 * width + 2 * gap, top + height + line * rows), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    if title:
-        draw.text((_PAD, _PAD), title, fill=(0, 0, 0), font=font)
-    for i, name in enumerate(["frame", "ground truth", "prediction"]):
-        draw.text((i * (width // 3) + _PAD, top - line + _PAD), name, fill=(0, 0, 0), font=font)
-    y0 = top + strip.shape[0]
-    if not classes:
-        draw.text((_PAD, y0 + _PAD), "background only", fill=(0, 0, 0), font=font)
-    for r, row in enumerate(legend_rows):
-        for x, c in row:
-            y = y0 + r * line + _PAD
-            draw.rectangle([x, y, x + _FONT_SIZE, y + _FONT_SIZE], fill=tuple(int(v) for v in palette[c]),
-                           outline=(0, 0, 0))
-            draw.text((x + _FONT_SIZE + _PAD, y), class_names[c], fill=(0, 0, 0), font=font)
+    for k, text in enumerate(notes):
+        draw.text((_PAD, k * line + _PAD), text, fill=(160, 0, 0) if "nothing" in text else
+                  (0, 0, 0), font=font)
+    heads = ["frame", "ground truth (sounding)", "prediction"]
+    for i, (panel, head) in enumerate(zip(panels, heads)):
+        x0 = i * (width + gap)
+        canvas.paste(Image.fromarray(panel), (x0, top))
+        draw.text((x0 + _PAD, top - line + _PAD), head, fill=(0, 0, 0), font=font)
+    y0 = top + height
+    for i, (label, legend, entries) in enumerate(zip(["truth:", "predicted:"], legends, names)):
+        x0 = (i + 1) * (width + gap)
+        draw.text((x0 + _PAD, y0 + _PAD), label + ("" if entries else " background only"),
+                  fill=(0, 0, 0), font=font)
+        for r, row in enumerate(legend):
+            for x, (c, text) in row:
+                y = y0 + (r + 1) * line + _PAD
+                draw.rectangle([x0 + _PAD + x, y, x0 + _PAD + x + size, y + size],
+                               fill=tuple(int(v) for v in palette[c]), outline=(0, 0, 0))
+                draw.text((x0 + 2 * _PAD + x + size, y), text, fill=(0, 0, 0), font=font)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path)
 
@@ -115,38 +201,42 @@ def comparison_strip(path: Path, image: np.ndarray, gt: np.ndarray, pred: np.nda
 def write_overlays(folder: Path, overlays: list[Overlay], palette: np.ndarray,
                    class_names: list[str]) -> None:
     """One :func:`comparison_strip` PNG per overlay, ``<folder>/<name>.png``, titled with its
-    name."""
+    name and second."""
     for o in overlays:
         comparison_strip(Path(folder) / f"{o.name}.png", o.image, o.gt, o.pred, palette,
-                         class_names, title=o.name)
+                         class_names, title=f"{o.name}: second {o.second + 1}")
 
 
-def _legend_layout(classes: list[int], names: list[str], font: ImageFont.FreeTypeFont,
-                   width: int) -> list[list[tuple[int, int]]]:
-    """Rows of ``(x, class)`` legend entries that fit ``width`` pixels."""
-    rows: list[list[tuple[int, int]]] = [[]]
-    x = _PAD
-    for c in classes:
-        w = _FONT_SIZE + 3 * _PAD + int(font.getlength(names[c]))
+def _legend_layout(entries: list[tuple[int, str]], font: ImageFont.FreeTypeFont,
+                   width: int) -> list[list[tuple[int, tuple[int, str]]]]:
+    """Rows of ``(x offset, (class, text))`` legend entries that fit ``width`` pixels."""
+    rows: list[list[tuple[int, tuple[int, str]]]] = [[]]
+    x = 0
+    swatch = font.size + 3 * _PAD
+    for entry in entries:
+        w = swatch + int(font.getlength(entry[1])) + 2 * _PAD
         if x + w > width and rows[-1]:
             rows.append([])
-            x = _PAD
-        rows[-1].append((x, c))
+            x = 0
+        rows[-1].append((x, entry))
         x += w
     return rows if rows[0] else []
 
 
-def pick_overlay_frames(frames: pd.DataFrame, n: int, uid_contains: list[str]) -> np.ndarray:
+def pick_overlay_frames(frames: pd.DataFrame, n: int, uid_contains: list[str],
+                        sounding: np.ndarray | None = None) -> np.ndarray:
     """A fixed, deterministic choice of at most ``n`` frames to draw, one per video.
 
     First, for each string of ``uid_contains`` in turn, the first not yet chosen video whose
     ``uid`` contains it (e.g. ``"silent"`` and ``"multi"`` pick a demo clip with a silent object
     and a multi-source clip), then one video of each AVSS subset (``subset``) not yet shown, then
-    videos evenly spaced over the rest. Each video shows its middle scored frame.
+    videos evenly spaced over the rest. Each video shows the middle one of its frames where
+    something sounds (``sounding``), or its middle frame when nothing sounds in any.
 
     Args:
         frames: scored frame rows (columns ``uid``, ``frame``; ``subset`` optional), grouped by video.
         n: frames wanted (>= 0). uid_contains: substrings of uids to include first.
+        sounding: (M,) bool, the frame's ground truth has a foreground class; None: every frame.
 
     Returns:
         (k,) int64 row positions into ``frames``, k = min(n, number of videos), in row order.
@@ -170,9 +260,12 @@ def pick_overlay_frames(frames: pd.DataFrame, n: int, uid_contains: list[str]) -
     rest = [u for u in videos if u not in chosen]
     k = max(0, min(n - len(chosen), len(rest)))
     chosen += [rest[i] for i in np.linspace(0, len(rest) - 1, k).round().astype(int)] if k else []
+    heard = np.ones(len(frames), bool) if sounding is None else np.asarray(sounding, bool)
     rows = []
     for uid in chosen:
-        pos = np.flatnonzero((frames["uid"] == uid).to_numpy())
+        own = (frames["uid"] == uid).to_numpy()
+        pos = np.flatnonzero(own & heard)
+        pos = pos if len(pos) else np.flatnonzero(own)
         rows.append(int(pos[len(pos) // 2]))
     return np.array(sorted(rows), dtype=np.int64)
 

@@ -1,4 +1,4 @@
-"""The alignment objective of Listening-before-Segmentation (METHOD §3): every loss term of one
+"""The alignment objective of Listening-before-Segmentation (docs/method.md §3): every loss term of one
 step, L = w_cls L_cls + w_cmc L_cmc + w_cmpc L_cmpc + w_cmcc L_cmcc, the token and crop labels
 they are computed from, and how hard each weighted term pushes the backbone (its gradient's norm,
 share and direction). The formulas are :mod:`pcas_core.method.losses`; the training loop around
@@ -24,7 +24,7 @@ from pcas_core.runtime.fit import to_device
 __all__ = ["TERMS", "term_weights", "normalise_tokens", "token_labels", "alignment_terms",
            "term_gradients", "gradient_shares"]
 
-#: The weighted terms of the objective, in the order of METHOD §3.
+#: The weighted terms of the objective, in the order of docs/method.md §3.
 TERMS = ("cls", "cmc", "cmpc", "cmcc")
 
 
@@ -61,7 +61,7 @@ def token_labels(model: AlignModel, out: AlignOutput, cfg: AlignConfig,
     gradient, no sync).
 
     ``sounding``: :func:`pcas_core.method.crops.patch_labels` of the sounding map
-    S = minmax_i cos(g_p(P_t[i]), sg(g_a(a_t))) (METHOD §3), 1 sounding / 0 / ignored.
+    S = minmax_i cos(g_p(P_t[i]), sg(g_a(a_t))) (docs/method.md §3), 1 sounding / 0 / ignored.
     ``cam``: :func:`pcas_core.method.crops.cam_patch_labels` of the CAM of the visual model's head
     on P_t (layer ``token_layer``, ToCo's auxiliary CAM), restricted to the frame's video labels.
 
@@ -82,7 +82,7 @@ def token_labels(model: AlignModel, out: AlignOutput, cfg: AlignConfig,
 def alignment_terms(model: AlignModel, cfg: AlignConfig, frames: Tensor, audio: Tensor,
                     frame_video: Tensor, labels: Tensor, generator: torch.Generator, *,
                     token_terms: bool = True) -> dict[str, Tensor]:
-    """Every loss term of one alignment step (METHOD §3), by name, and their total under "loss".
+    """Every loss term of one alignment step (docs/method.md §3), by name, and their total under "loss".
 
     CMPC and CMCC label patches of the global view with :func:`token_labels` (no gradient).
     CMPC contrasts the final-layer patch tokens (after :func:`normalise_tokens`); CMCC cuts

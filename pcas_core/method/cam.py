@@ -1,4 +1,4 @@
-"""Class activation maps, sounding maps and sounding-class score maps (METHOD.md sections 1, 3, 4).
+"""Class activation maps, sounding maps and sounding-class score maps (docs/method.md §1, §3, §4).
 
 All helpers take and return torch tensors, check their input layout first and raise ``ValueError``
 naming the expected layout. Nothing here keeps gradients on purpose: callers that turn maps into
@@ -49,7 +49,7 @@ def minmax_normalize(x: Tensor, dims: tuple[int, ...], eps: float = 1e-6) -> Ten
 
 
 def cam_from_patch_tokens(patch_tokens: Tensor, weight: Tensor, grid: tuple[int, int]) -> Tensor:
-    """Class activation maps from patch tokens and a linear head: ``CAM_k = P W[k]`` (METHOD §1).
+    """Class activation maps from patch tokens and a linear head: ``CAM_k = P W[k]`` (docs/method.md §1).
 
     The head acts on pooled patch tokens, so applying it to every patch gives the CAM (no bias:
     a constant shift is removed later by min-max normalisation anyway).
@@ -78,7 +78,7 @@ def cam_from_patch_tokens(patch_tokens: Tensor, weight: Tensor, grid: tuple[int,
 
 
 def sounding_map(patch_emb: Tensor, audio_emb: Tensor, grid: tuple[int, int], eps: float = 1e-6) -> Tensor:
-    """Sounding map ``S[i] = cos(p_i, a)``, min-max normalised per frame (METHOD §3, §4).
+    """Sounding map ``S[i] = cos(p_i, a)``, min-max normalised per frame (docs/method.md §3, §4).
 
     Args:
         patch_emb: ``(B, N, d)`` float projected patch embeddings, N = h * w row-major.
@@ -106,7 +106,7 @@ def sounding_map(patch_emb: Tensor, audio_emb: Tensor, grid: tuple[int, int], ep
 def class_score_maps(
     cams: Tensor, sounding: Tensor, classes: Tensor, gamma: float = 1.0, eps: float = 1e-6
 ) -> Tensor:
-    """Sounding-class score maps ``M_k = minmax(relu(CAM_k)) * S ** gamma`` for k in ``classes`` (METHOD §4).
+    """Sounding-class score maps ``M_k = minmax(relu(CAM_k)) * S ** gamma`` for k in ``classes`` (docs/method.md §4).
 
     Args:
         cams: ``(K, h, w)`` float raw CAMs of one frame (K = 70 foreground logits in pcas).

@@ -1,4 +1,4 @@
-"""Labels of the token-wise contrasts (METHOD §3, Eqs. 2-3): patch labels from the sounding map
+"""Labels of the token-wise contrasts (docs/method.md §3, Eqs. 2-3): patch labels from the sounding map
 or from the CAM (ToCo's PTC labels), pair labels between patches, local crops of the frames and
 their positive/negative labels.
 
@@ -30,7 +30,7 @@ def _check_thresholds(theta_hi: float, theta_lo: float) -> None:
 
 
 def patch_labels(sounding: Tensor, theta_hi: float, theta_lo: float) -> Tensor:
-    """Patch labels l_i from a min-max normalised sounding map (METHOD §3, CMPC).
+    """Patch labels l_i from a min-max normalised sounding map (docs/method.md §3, CMPC).
 
     l_i = 1 where S[i] >= theta_hi, 0 where S[i] <= theta_lo, :data:`IGNORE` (-1) in between
     (the two thresholds of ToCo's ``cam_to_label``, applied to the sounding map).
@@ -57,7 +57,7 @@ def cam_patch_labels(cam: Tensor, video_labels: Tensor, theta_hi: float,
     ``cam_to_label(..., ignore_mid=True)`` on the auxiliary CAM), for CMPC and CMCC.
 
     Each class map is brought to [0, 1] per frame, M_k = minmax_{h, w}(relu(CAM_k)) (as ToCo's
-    ``multi_scale_cam2`` and METHOD §4's class maps), and zeroed for the classes that are not
+    ``multi_scale_cam2`` and docs/method.md §4's class maps), and zeroed for the classes that are not
     among the frame's video labels, so such a class never wins. With m = max_k M_k at a patch:
     label k + 1 (the argmax column k, i.e. class index k + 1) where m >= theta_hi, background 0
     where m <= theta_lo, :data:`IGNORE` in between. ToCo's foreground test is the strict
@@ -160,7 +160,7 @@ def take_crops(images: Tensor, boxes: Tensor, crop_size: int) -> Tensor:
 
 def crop_labels(labels: Tensor, boxes: Tensor, crop_size: int, frame_size: tuple[int, int],
                 rho: float) -> Tensor:
-    """Positive/negative label of each crop (METHOD §3, CMCC).
+    """Positive/negative label of each crop (docs/method.md §3, CMCC).
 
     A crop is positive when at least ``rho`` of its pixels lie in foreground patches (l >= 1:
     sounding for :func:`patch_labels`, any class for :func:`cam_patch_labels`; ignored patches

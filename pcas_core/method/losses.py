@@ -1,4 +1,4 @@
-"""PCAS losses, one function per term (METHOD §1-§3), in the manner of ToCo's ``model/losses.py``."""
+"""PCAS losses, one function per term (docs/method.md §1-§3), in the manner of ToCo's ``model/losses.py``."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def video_bce(video_logits: Tensor, labels: Tensor) -> Tensor:
 
 def classification_loss(frame_logits: Tensor, class_logits: Tensor, frame_video: Tensor,
                         labels: Tensor, *, frame_pool: str, w_class_token: float) -> Tensor:
-    """L_cls (METHOD §1): BCE of the patch-token frame logits pooled over each video, plus
+    """L_cls (docs/method.md §1): BCE of the patch-token frame logits pooled over each video, plus
     ``w_class_token`` times the same BCE on the class-token logits (0 turns that term off).
 
     Args:
@@ -83,7 +83,7 @@ def classification_loss(frame_logits: Tensor, class_logits: Tensor, frame_video:
 
 
 def label_consistency(labels: Tensor) -> Tensor:
-    """Y_mn = 1 if items m and n share at least one label, else 0 (METHOD §3, Eq. 1).
+    """Y_mn = 1 if items m and n share at least one label, else 0 (docs/method.md §3, Eq. 1).
 
     Args:
         labels: (B, C) multi-hot labels of the B items.
@@ -109,7 +109,7 @@ def _soft_ce(logits: Tensor, target: Tensor) -> Tensor:
 
 def cmc_loss(audio: Tensor, visual: Tensor, class_token: Tensor, labels: Tensor,
              temperature: float = 0.1) -> Tensor:
-    """Cross-Modal Contrast, instance-wise supervised contrast (PCAS Eq. 1, METHOD §3).
+    """Cross-Modal Contrast, instance-wise supervised contrast (PCAS Eq. 1, docs/method.md §3).
 
     With â = audio, v̂ = visual, ĉ = class_token (already projected to the shared d-space), the
     label consistency Y of ``labels`` row-normalised to Ỹ, and logits cos(â_m, x_n)/tau:
@@ -148,12 +148,12 @@ def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
 
 
 def cmpc_loss(tokens: Tensor, same: Tensor, different: Tensor) -> Tensor:
-    """Cross-Modal Patch-token Contrast (PCAS Eq. 2, METHOD §3; ToCo's ``get_masked_ptc_loss``).
+    """Cross-Modal Patch-token Contrast (PCAS Eq. 2, docs/method.md §3; ToCo's ``get_masked_ptc_loss``).
 
     L = 0.5 (1 - mean_{A_ij=1} cos(P_i, P_j)) + 0.5 mean_{A_ij=0} cos(P_i, P_j),
     each mean over every labelled pair of every frame in the batch (pairs pooled, as ToCo does).
     The pair labels come from the sounding map (:func:`pcas_core.method.crops.pair_labels`) and carry no
-    gradient. ToCo takes |cos|; PCAS/METHOD write cos, so negative pairs are pushed towards
+    gradient. ToCo takes |cos|; PCAS and docs/method.md §3 write cos, so negative pairs are pushed towards
     opposite directions: the minimum is -0.5 (same-label tokens equal, different-label tokens
     opposite); with no pair of a kind that term is 0 (constant, no gradient).
 
@@ -177,7 +177,7 @@ def cmpc_loss(tokens: Tensor, same: Tensor, different: Tensor) -> Tensor:
 def cmcc_loss(global_head: Tensor, crop_heads: Tensor, positive: Tensor, temperature: float = 0.5,
               eps: float = 1e-4) -> Tensor:
     """Cross-Modal Class-token Contrast, InfoNCE of local crops against the global view
-    (PCAS Eq. 3, METHOD §3; ToCo's ``CTCLoss_neg``).
+    (PCAS Eq. 3, docs/method.md §3; ToCo's ``CTCLoss_neg``).
 
     With s_k = h_g . h_k / tau (h L2-normalised, so h_g . h_k is a cosine), for each frame:
     L = -(1/N+) sum_{k in pos} log( e^{s_k} / (e^{s_k} + sum_{n in neg} e^{s_n} + eps) ),
@@ -212,7 +212,7 @@ def cmcc_loss(global_head: Tensor, crop_heads: Tensor, positive: Tensor, tempera
 
 def segmentation_ce(logits: Tensor, target: Tensor, *, background_weight: float,
                     ignore_index: int) -> Tensor:
-    """Pixel cross-entropy of the segmentation head against pseudo-masks (METHOD §5), class 0
+    """Pixel cross-entropy of the segmentation head against pseudo-masks (docs/method.md §5), class 0
     (background) weighted ``background_weight`` and every other class 1, pixels labelled
     ``ignore_index`` left out: sum_p w(y_p) CE_p / sum_p w(y_p) over labelled pixels (of the
     global batch in a distributed step).

@@ -1,4 +1,4 @@
-"""Per-frame pseudo-masks from CAMs, sounding maps and audio logits (METHOD.md section 4).
+"""Per-frame pseudo-masks from CAMs, sounding maps and audio logits (docs/method.md §4).
 
 For one frame: sounding classes ``K_t = {k : sigmoid(s_t,k) >= theta_a}``; class maps
 ``M_k = minmax(relu(CAM_k)) * S_t^gamma`` (:func:`pcas_core.method.cam.class_score_maps`), upsampled
@@ -28,7 +28,7 @@ __all__ = ["PseudoMasksConfig", "sounding_classes", "upsampled_class_scores", "s
 
 
 def sounding_classes(audio_logits: np.ndarray, threshold: float) -> np.ndarray:
-    """Foreground columns k with ``sigmoid(audio_logits[k]) >= threshold`` (METHOD §4, K_t).
+    """Foreground columns k with ``sigmoid(audio_logits[k]) >= threshold`` (docs/method.md §4, K_t).
 
     Args:
         audio_logits: ``(K,)`` float logits of one frame's time step.
@@ -118,7 +118,7 @@ def _check_frame(image: np.ndarray, cams: np.ndarray, sounding: np.ndarray, audi
 def frame_pseudo_mask(
     image: np.ndarray, cams: np.ndarray, sounding: np.ndarray, audio_logits: np.ndarray, cfg: PseudoMasksConfig
 ) -> np.ndarray:
-    """Pseudo-mask of one frame (METHOD §4).
+    """Pseudo-mask of one frame (docs/method.md §4).
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB frame.

@@ -1,5 +1,5 @@
 """Listening-before-Segmentation: the visual ViT with projection heads into the audio-visual space
-(METHOD §3). Audio tokens a_t come from the audio store and stay frozen; only g_a is trained on them.
+(docs/method.md §3). Audio tokens a_t come from the audio store and stay frozen; only g_a is trained on them.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ class AlignModel(nn.Module):
         shared_patch_head: ``True`` makes g_p the same module as g_v, so the sounding map lives
             where the CMC loss aligned the pooled patch token (with linear heads,
             mean_i g_v(P_t[i]) = g_v(v_t)); ``False`` gives g_p its own weights. Note that no
-            term of METHOD §3 sends a gradient into a separate g_p: CMPC and CMCC use the sounding
+            term of docs/method.md §3 sends a gradient into a separate g_p: CMPC and CMCC use the sounding
             map only through their thresholded labels.
 
     Attributes:

@@ -1,4 +1,4 @@
-"""Visual backbones by timm name, their weights, and the tokens PCAS reads from them (METHOD §1).
+"""Visual backbones by timm name, their weights, and the tokens PCAS reads from them (docs/method.md §1).
 
 Two families sit behind one interface (:func:`backbone_tokens`):
 

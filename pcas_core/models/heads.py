@@ -1,5 +1,5 @@
-"""Small heads: projections into the shared audio-visual space (METHOD §3) and the segmentation
-head trained on pseudo-masks (METHOD §5): its optional audio conditioning (FiLM or concatenation),
+"""Small heads: projections into the shared audio-visual space (docs/method.md §3) and the segmentation
+head trained on pseudo-masks (docs/method.md §5): its optional audio conditioning (FiLM or concatenation),
 the audio gate on its logits (K_t), and its checkpoint (its config, which visual tokens and which
 audio it reads)."""
 
@@ -167,7 +167,7 @@ class AudioConcat(nn.Module):
 
 
 class SegmentationHead(nn.Module):
-    """A light per-patch classifier upsampled to the frame (METHOD §5), optionally conditioned on
+    """A light per-patch classifier upsampled to the frame (docs/method.md §5), optionally conditioned on
     the frame's audio (``evaluate.audio_condition``).
 
     Layout: tokens on their grid -> ``concat`` (audio channels appended, or nothing) -> ``embed``
@@ -233,7 +233,7 @@ class SegmentationHead(nn.Module):
 
 
 def audio_gate(logits: Tensor, allowed: Tensor) -> Tensor:
-    """The audio's class rule on a head's logits (METHOD §4's K_t, applied to the head): the
+    """The audio's class rule on a head's logits (docs/method.md §4's K_t, applied to the head): the
     logits of foreground classes outside K_t set to -inf, so the softmax, the cross-entropy and
     the argmax see background and the classes of K_t only. Background is never gated.
 

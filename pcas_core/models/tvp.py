@@ -9,7 +9,7 @@ Sources:
 - aisfx (Ma and Lerch, ISMIR 2022; CC BY 4.0): ``encoder: aisfx`` replaces AST's linear patches
   by the conv blocks of its pretrained CNN (:mod:`pcas_core.models.aisfx`); tokens are the cells
   of the last block. Not the paper's setting.
-- TVP (the PCAS paper; ``shared/METHOD.md`` section 2): time step t owns the fbank frames of its second;
+- TVP (the PCAS paper; docs/method.md §2): time step t owns the fbank frames of its second;
   every audio token belongs to the step holding its centre time (its centre column of frames, on
   the front end's frame clock). The token sequence is
   ``[CLS] [p_1] [patches of step 1] [p_2] [patches of step 2] ...`` with ``p_t = W_p v_t + e_prompt

@@ -1,6 +1,6 @@
 """Token embeddings of the TVP audio encoder: AST spectrogram patches, the time step of every
 audio token (by its centre time, for any frame clock), and the visual prompt tokens with their
-time identity (METHOD §2). The pretrained aisfx patch embedding is :mod:`pcas_core.models.aisfx`.
+time identity (docs/method.md §2). The pretrained aisfx patch embedding is :mod:`pcas_core.models.aisfx`.
 
 Sources: AST (Gong, Chung and Glass 2021, ``src/models/ast_models.py``) for the patch embedding;
 the PCAS paper's Temporal Visual Prompting for the prompts ("at each corresponding time step ...
@@ -60,7 +60,7 @@ def token_centre_seconds(centre_frames: Tensor, *, frames_per_second: float,
 
 def assign_token_steps(centre_s: Tensor, *, max_steps: int,
                        step_seconds: float = STEP_SECONDS) -> Tensor:
-    """Time step of each token: the step that holds its centre time (METHOD.md section 2).
+    """Time step of each token: the step that holds its centre time (docs/method.md §2).
 
     Step t holds ``[t * step_seconds, (t + 1) * step_seconds)``; centres past the last step
     (padding) are clamped to ``max_steps - 1``, centres before 0 to 0.
@@ -89,7 +89,7 @@ def assign_patch_steps(
 
     Column j spans fbank frames ``[j * tstride, j * tstride + patch_size)`` (10 ms frames); its centre
     is ``j * tstride + patch_size / 2`` and its step ``floor(centre / frames_per_step)``, clamped to
-    ``max_steps - 1`` (METHOD.md section 2): :func:`assign_token_steps` of
+    ``max_steps - 1`` (docs/method.md §2): :func:`assign_token_steps` of
     :func:`token_centre_seconds` with ``frames_per_second = frames_per_step`` and offset 0.
 
     Args:
@@ -249,7 +249,7 @@ class SequenceLayout(NamedTuple):
 def sequence_layout(patch_step: Tensor, *, max_steps: int, use_prompts: bool) -> SequenceLayout:
     """The :class:`SequenceLayout` of audio tokens with steps ``patch_step`` ((N,) int64, e.g.
     :func:`assign_token_steps` repeated over frequency), one prompt per step when ``use_prompts``
-    (PCAS's Temporal Visual Prompting, METHOD §2)."""
+    (PCAS's Temporal Visual Prompting, docs/method.md §2)."""
     n_prompts = max_steps if use_prompts else 0
     num_patches = len(patch_step)
     order: list[int] = [0]

@@ -1,4 +1,4 @@
-"""Looking: the frame classifier whose patch tokens give class activation maps (METHOD §1).
+"""Looking: the frame classifier whose patch tokens give class activation maps (docs/method.md §1).
 
 A timm backbone chosen by name (:mod:`pcas_core.models.backbones`: ViT, CNN or PVT) encodes each
 frame into patch tokens P_t (N x D on an h x w grid) and a global token c_t. The classifier head

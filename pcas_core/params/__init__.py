@@ -63,7 +63,7 @@ SECTIONS: dict[str, type] = {name: cls for name, cls in PcasParams.__annotations
 def check_couplings(p: PcasParams) -> None:
     """Checks that span sections, so that a run that cannot work stops before it starts.
 
-    - The fbank must hold every time step (one second each; METHOD §2): the store covers
+    - The fbank must hold every time step (one second each; docs/method.md §2): the store covers
       ``fbank.target_length * fbank.frame_shift_ms`` of audio (with either front end), which must
       be at least ``train_audio.model.max_steps`` seconds, else the last steps own no audio token.
       (The encoder checks the exact token grid when it is built.)
@@ -107,9 +107,9 @@ def load_config(path: Path | str) -> PcasParams:
 
     Raises:
         FileNotFoundError: no such file.
-        ConfigError: not a mapping, an unknown section or key (with the closest valid name), a
-            value of the wrong type or out of range, or a broken coupling (:func:`check_couplings`);
-            messages start with the file name.
+        ConfigError: not valid YAML or not a mapping, an unknown section or key (with the closest
+            valid name), a value of the wrong type or out of range, or a broken coupling
+            (:func:`check_couplings`); messages start with the file name.
     """
     return parse_params(read_params_file(path), path)
 
@@ -119,12 +119,16 @@ def read_params_file(path: Path | str) -> Any:
 
     Raises:
         FileNotFoundError: no such file.
+        ConfigError: not valid YAML (the message has the line and column).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: params file not found")
     with path.open() as f:
-        return yaml.safe_load(f)
+        try:
+            return yaml.safe_load(f)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from err
 
 
 def parse_params(raw: Any, path: Path | str) -> PcasParams:

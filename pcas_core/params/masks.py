@@ -1,5 +1,5 @@
 """Typed configs of the mask stages and their scores: ``pseudo_masks``, ``evaluate``, ``scoring``,
-``predict`` (METHOD §4-§5).
+``predict`` (docs/method.md §4-§5).
 
 A setting that two stages share lives in one section and the other stage reads that key (DVC
 key-level params in ``dvc.yaml``): the baselines and the head's CRF of ``evaluate``, and ``pcas
@@ -31,7 +31,7 @@ class CRFConfig:
 
 @dataclass(frozen=True)
 class PseudoMasksConfig:
-    """``pseudo_masks`` (METHOD §4); the one config of :mod:`pcas_core.method.pseudo_masks` too.
+    """``pseudo_masks`` (docs/method.md §4); the one config of :mod:`pcas_core.method.pseudo_masks` too.
 
     Attributes:
         audio_threshold: theta_a; foreground column k sounds when ``sigmoid(logit_k) >= theta_a``.
@@ -95,7 +95,7 @@ class BaselinesConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    """``evaluate`` (METHOD §5): the segmentation head, its training, CRF post-processing (with
+    """``evaluate`` (docs/method.md §5): the segmentation head, its training, CRF post-processing (with
     ``pseudo_masks.crf``'s kernels), baselines, plots (confusion sample stride, overlays).
 
     Attributes:
@@ -103,7 +103,7 @@ class EvaluateConfig:
             (the pseudo-masks' rule, from the ``audio`` store's logits): foreground logits outside
             K_t are -inf in the training loss and at test time (``pcas predict`` too), so it
             predicts background or a class of K_t only.
-        audio_condition: ``none`` (METHOD §5: patch tokens only) | ``film`` (per-channel scale
+        audio_condition: ``none`` (docs/method.md §5: patch tokens only) | ``film`` (per-channel scale
             and shift of the head's hidden features from the audio vector, starting as the
             identity) | ``concat`` (the audio vector appended to every token).
         audio_input: the audio vector of a conditioned head: ``token`` (a_t, the ``audio``

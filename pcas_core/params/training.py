@@ -1,8 +1,9 @@
-"""Typed configs of the training stages: ``train_visual``, ``train_audio``, ``align`` (METHOD §1-§3)."""
+"""Typed configs of the training stages: ``train_visual``, ``train_audio``, ``align`` (docs/method.md §1-§3)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Union
 
 Pool = Literal["max", "mean"]
@@ -13,7 +14,7 @@ __all__ = ["TrainVisualConfig", "TVPModelConfig", "AisfxEncoderConfig", "TrainAu
 
 @dataclass(frozen=True)
 class TrainVisualConfig:
-    """``train_visual``: the looking stage (METHOD §1, ``pcas_core.models.visual``).
+    """``train_visual``: the looking stage (docs/method.md §1, ``pcas_core.models.visual``).
 
     Attributes:
         backbone: timm model name: ViT (paper: vit_base_patch16_224), CNN (resnet50,
@@ -74,7 +75,7 @@ class TrainVisualConfig:
 
 @dataclass(frozen=True)
 class TVPModelConfig:
-    """``train_audio.model``: the TVP encoder's shape (METHOD §2). ``patch_size``, ``fstride``
+    """``train_audio.model``: the TVP encoder's shape (docs/method.md §2). ``patch_size``, ``fstride``
     and ``tstride`` shape the AST patch embedding (``encoder: ast``) only. The frames of a time
     step are not a key: each token belongs to the second that holds its centre time, from the
     frame clock of the fbank store (``pcas_core.audio.front_end``)."""
@@ -115,7 +116,7 @@ class AisfxEncoderConfig:
 
 @dataclass(frozen=True)
 class TrainAudioConfig:
-    """``train_audio``: the listening stage (METHOD §2); tvp false = plain AST (Table 3).
+    """``train_audio``: the listening stage (docs/method.md §2); tvp false = plain AST (Table 3).
 
     Attributes:
         encoder: the patch embedding: ``ast`` (AST's linear patches, trained from scratch or
@@ -160,7 +161,7 @@ class TrainAudioConfig:
 
 @dataclass(frozen=True)
 class AlignConfig:
-    """``align``: Listening-before-Segmentation (METHOD §3, ``pcas_core.pipeline.align``).
+    """``align``: Listening-before-Segmentation (docs/method.md §3, ``pcas_core.pipeline.align``).
 
     L = w_cls L_cls + [cmc] w_cmc L_cmc + [cmpc] w_cmpc L_cmpc + [cmcc] w_cmcc L_cmcc; every row of
     the paper's Table 4 is one ``dvc exp run -S align.cmc=... -S align.cmpc=... -S align.cmcc=...``.
@@ -180,7 +181,7 @@ class AlignConfig:
             CMCC take part (the paper labels tokens once CMC has aligned them); before it they
             are not computed. Step s takes part when s >= ceil(start * epochs * steps/epoch).
         cmpc_labels: where CMPC's patch labels (and CMCC's crop labels) come from. ``sounding``:
-            the sounding map of g_p/g_a (METHOD §3), binary; with ``cmc: false`` nothing trains
+            the sounding map of g_p/g_a (docs/method.md §3), binary; with ``cmc: false`` nothing trains
             g_a/g_v, so that map is the cosine of two random projections (a warning is logged).
             ``cam``: ToCo's PTC labels from the detached CAM of the visual model's head on P_t,
             restricted to the video's labels, multi-class (background 0, class k + 1 above
@@ -193,8 +194,8 @@ class AlignConfig:
         grad_share_batches: batches over which the stage measures each term's gradient on the
             trainable backbone at the start and the end (``metrics/align.json``); 0 = off.
         augment, epochs, batch_videos, lr_backbone, lr_heads, warmup_epochs, weight_decay: the
-            schedule (paper: 9 epochs, 2 warm-up, learning rates 0.0006 / 0.0012; README gives
-            the ``dvc exp run -S`` recipe).
+            schedule (paper: 9 epochs, 2 warm-up, learning rates 0.0006 / 0.0012;
+            docs/experiments.md §1 gives the ``dvc exp run -S`` recipe).
         min_steps: fewest optimiser steps of the run (as ``train_visual.min_steps``).
     """
 
@@ -247,4 +248,7 @@ class AlignConfig:
         }
         bad = [rule for rule, ok in checks.items() if not ok]
         if bad:
-            raise ValueError(f"need {'; '.join(bad)}")
+            words = set(re.findall(r"\w+", " ".join(bad)))
+            got = ", ".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self)
+                            if f.name in words)
+            raise ValueError(f"need {'; '.join(bad)}, got {got}")

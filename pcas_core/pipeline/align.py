@@ -1,4 +1,4 @@
-"""Stage ``align`` (METHOD §3, Listening-before-Segmentation): train the visual model further with
+"""Stage ``align`` (docs/method.md §3, Listening-before-Segmentation): train the visual model further with
 the alignment objective (:func:`pcas_core.method.alignment.alignment_terms`: CMC, CMPC, CMCC beside
 L_cls) against frozen audio tokens, then pass every frame for the ``maps`` store (CAMs and sounding
 maps, read by the pseudo-masks)."""
@@ -26,6 +26,7 @@ from pcas_core.params import AlignConfig
 from pcas_core.runtime.curves import EpochCallback
 from pcas_core.runtime.distributed import batch_count, gather_in_order
 from pcas_core.runtime.fit import autocast, fit, schedule_epochs, to_device
+from pcas_core.runtime.progress import track
 from pcas_core.runtime.resume import EpochCheckpoint
 from pcas_core.runtime.stage import RunEnv
 
@@ -193,7 +194,8 @@ def measure_gradient_shares(model: AlignModel, inputs: AlignInputs, cfg: AlignCo
             running_stats_kept(model):
         loader = video_loader(inputs.clips, batch_videos=cfg.batch_videos, shuffle=True,
                               seed=env.seed)
-        for batch, _ in zip(loader, range(n)):
+        for batch, _ in track(zip(loader, range(n)), total=min(n, len(loader)), unit="batch",
+                              desc="gradient shares", log=env.log):
             with autocast(device, env.amp):
                 terms = alignment_terms(model, cfg, to_device(batch["frames"], device),
                                         to_device(audio[rows.of(batch["video"])], device),
@@ -261,5 +263,6 @@ def maps_pass(model: AlignModel, clips: Dataset, frames: pd.DataFrame, audio_tok
                    "sounding": sounding_map(out.patch_emb.float(), out.audio_emb.float(),
                                             model.visual.grid).cpu().numpy().astype(np.float32)}
 
-    yield from (gather_in_order(mapped(), batch_count(len(clips), batch_videos)) if ranks
-                else mapped())
+    n = batch_count(len(clips), batch_videos)
+    yield from track(gather_in_order(mapped(), n) if ranks else mapped(), total=n,
+                     desc="maps pass", unit="batch", log=env.log)

@@ -1,4 +1,4 @@
-"""Stage ``evaluate`` (METHOD §5): a light segmentation head on the aligned model's tokens, trained
+"""Stage ``evaluate`` (docs/method.md §5): a light segmentation head on the aligned model's tokens, trained
 with the training pseudo-masks (:func:`pcas_core.method.losses.segmentation_ce`), then the test
 split predicted (:mod:`pcas_core.pipeline.inference`) and scored in both metric modes beside the
 test pseudo-masks and the sanity baselines, with the pictures people look at.
@@ -20,11 +20,14 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from pcas_core.data.constants import IGNORE_INDEX
 from pcas_core.data.dataset import AVSData
+from pcas_core.data.images import open_image
 from pcas_core.evaluation.baselines import sanity_baselines
 from pcas_core.evaluation.scoring import (Prediction, metrics_file, score_by_kind,
                                           score_by_subset, scored_class_names, scored_frames,
                                           scored_labels)
-from pcas_core.evaluation.visualize import Overlay, confusion_rows, pick_overlay_frames
+from pcas_core.evaluation.clip_strip import ClipStrip
+from pcas_core.evaluation.visualize import (Overlay, confusion_rows, display_palette, mask_classes,
+                                            pick_overlay_frames)
 from pcas_core.method.crf import DenseCRF
 from pcas_core.method.losses import segmentation_ce
 from pcas_core.models.heads import HeadInputs, SegmentationHead, audio_gate
@@ -39,7 +42,7 @@ from pcas_core.runtime.stage import RunEnv
 from pcas_core.storage.stores import read_rows
 
 __all__ = ["training_tokens", "head_reads", "stored_head_audio", "build_head", "train_head",
-           "Evaluation", "evaluate_test_split"]
+           "Evaluation", "evaluate_test_split", "pictures"]
 
 
 def training_tokens(visual: VisualClassifier, data: AVSData, cfg: EvaluateConfig,
@@ -162,13 +165,17 @@ class Evaluation:
             ``baseline.*`` (each per clip kind too).
         per_class: columns ``class``, ``iou`` (clean mode, classes that occur).
         confusion: columns ``actual``, ``predicted``: one sampled foreground pixel per row.
-        overlays: the frames to draw. class_names: names of the scored label space.
+        overlays: the frames to draw. strips: the clips to draw (those of the overlays).
+        palette: (K, 3) uint8 display colours of the pictures (the classes they show told apart).
+        class_names: names of the scored label space.
     """
 
     metrics: dict
     per_class: pd.DataFrame
     confusion: pd.DataFrame
     overlays: list[Overlay]
+    strips: list[ClipStrip]
+    palette: np.ndarray
     class_names: list[str]
 
 
@@ -199,11 +206,13 @@ def evaluate_test_split(visual: VisualClassifier, head: SegmentationHead, data: 
         visual, head, test, features=cfg.features, batch_videos=cfg.batch_videos,
         batch_frames=cfg.batch_frames, env=env, audio=audio,
         crf=DenseCRF(masks.crf) if cfg.crf else None)
-    baselines = sanity_baselines(images, read_rows(audio_store, "audio", scored, ["logits"])["logits"],
+    logits = read_rows(audio_store, "audio", scored, ["logits"])["logits"]
+    baselines = sanity_baselines(images, logits,
                                  read_rows(maps_store, "maps", scored, ["cam"])["cam"],
                                  read_rows(visual_store, "visual", scored, ["logits"])["logits"],
                                  padded_image=pad.image, padded_cam=pad.cam,
-                                 padded_logits=pad.logits, cfg=cfg.baselines, masks=masks)
+                                 padded_logits=pad.logits, cfg=cfg.baselines, masks=masks,
+                                 log=env.log)
     pseudo = Prediction(read_rows(pseudo_store, "pseudo_masks", scored, ["mask"])["mask"])
     gts, batch = test.masks(), scoring.official_batch_videos
     scores = score_by_subset(kind, method, gts, scored, batch_videos=batch)
@@ -216,6 +225,45 @@ def evaluate_test_split(visual: VisualClassifier, head: SegmentationHead, data: 
     per_class = pd.DataFrame({"class": names, "iou": scores["clean"]["per_class_iou"]}).dropna()
     confusion = pd.DataFrame(confusion_rows(shown, gts, names, cfg.confusion_stride),
                              columns=["actual", "predicted"])
-    overlays = [Overlay(f"{scored.uid[i]}_{scored.frame[i]}", images[i], gts[i], shown[i])
-                for i in pick_overlay_frames(scored, cfg.n_overlays, cfg.overlay_uid_contains)]
-    return Evaluation(metrics, per_class, confusion, overlays, names)
+    overlays, strips, palette = pictures(scored, gts, shown, logits, names, cfg)
+    return Evaluation(metrics, per_class, confusion, overlays, strips, palette, names)
+
+
+def pictures(scored: pd.DataFrame, gts: np.ndarray, shown: np.ndarray, logits: np.ndarray,
+             names: list[str], cfg: EvaluateConfig
+             ) -> tuple[list[Overlay], list[ClipStrip], np.ndarray]:
+    """The frames and clips to draw: :func:`pcas_core.evaluation.visualize.pick_overlay_frames`
+    (a frame where something sounds first) with each frame at its own size (read from its
+    file), every frame of their clips with the audio scores sigmoid(s_t), and display colours
+    that tell apart every class the pictures show.
+
+    Args:
+        scored: the scored test frames (column ``frame_path``). gts, shown: (M, H, W) uint8
+            ground truth and prediction in the scored label space. logits: (M, C - 1) float32
+            step logits s_t of the ``audio`` store. names: the scored label space.
+
+    Returns:
+        ``(overlays, strips, palette)``.
+
+    Raises:
+        ValueError: a frame file that cannot be read (names it).
+    """
+    sounding = np.array([bool(mask_classes(g, len(names))) for g in gts])
+    picked = pick_overlay_frames(scored, cfg.n_overlays, cfg.overlay_uid_contains, sounding)
+    native = {}
+
+    def image(i: int) -> np.ndarray:
+        if i not in native:
+            native[i] = np.asarray(open_image(scored["frame_path"].iloc[i]).convert("RGB"))
+        return native[i]
+
+    scores = 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
+    strips, classes = [], set()
+    for i in picked:
+        rows = np.flatnonzero((scored["uid"] == scored["uid"].iloc[i]).to_numpy())
+        strips.append(ClipStrip(str(scored["uid"].iloc[i]), [image(r) for r in rows], gts[rows],
+                                shown[rows], scores[rows].astype(np.float32)))
+        classes.update(*(mask_classes(m, len(names)) for r in rows for m in (gts[r], shown[r])))
+    overlays = [Overlay(f"{scored.uid[i]}_{scored.frame[i]}", image(i), gts[i], shown[i],
+                        int(scored.frame[i])) for i in picked]
+    return overlays, strips, display_palette(classes, len(names))

@@ -2,12 +2,12 @@
 
 Per clip of T frames (at most the audio encoder's ``max_steps`` seconds), with no labels:
 
-1. the stage-1 visual classifier encodes each frame: v_t, the TVP prompt (METHOD §1);
+1. the stage-1 visual classifier encodes each frame: v_t, the TVP prompt (docs/method.md §1);
 2. the TVP audio encoder reads the clip's fbank with one prompt per second: step logits s_t,
-   audio scores ``sigmoid(s_t)`` (METHOD §2);
+   audio scores ``sigmoid(s_t)`` (docs/method.md §2);
 3. the aligned visual model gives patch tokens and frame logits, visual scores
-   ``sigmoid(W_v v_t)`` (METHOD §3);
-4. the segmentation head turns the patch tokens into a class-index mask (METHOD §5); a head
+   ``sigmoid(W_v v_t)`` (docs/method.md §3);
+4. the segmentation head turns the patch tokens into a class-index mask (docs/method.md §5); a head
    that hears (:func:`head_audio`) also reads the frame's audio: its vector a_t or sigmoid(s_t)
    (``evaluate.audio_condition``), and K_t = {k : sigmoid(s_t,k) >= theta_a}, outside which its
    foreground logits are -inf (``evaluate.audio_gate``, :func:`pcas_core.models.heads.audio_gate`).
@@ -24,6 +24,7 @@ predicts background everywhere on it (:meth:`HeadAudio.silent`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -38,6 +39,7 @@ from pcas_core.models.heads import HeadInputs, SegmentationHead, audio_gate, che
 from pcas_core.models.visual import VisualClassifier
 from pcas_core.runtime.distributed import batch_count, gather_in_order
 from pcas_core.runtime.fit import autocast
+from pcas_core.runtime.progress import track
 from pcas_core.runtime.stage import RunEnv
 
 __all__ = ["CRF", "head_inputs", "HeadAudio", "sounding_mask", "head_audio", "PaddedFrame",
@@ -80,8 +82,9 @@ def head_inputs(model: VisualClassifier, clips: Dataset, *, features: str, batch
                 patch, _, final = model.forward_features(batch["frames"].to(device))
             yield _head_input(patch, final, features)
 
-    return torch.cat(list(gather_in_order(encoded(), batch_count(len(clips), batch_videos))
-                          if ranks else encoded()))
+    n = batch_count(len(clips), batch_videos)
+    return torch.cat(list(track(gather_in_order(encoded(), n) if ranks else encoded(), total=n,
+                                desc=f"{features} tokens", unit="batch", log=env.log)))
 
 
 class HeadAudio(NamedTuple):
@@ -194,8 +197,8 @@ def padded_frame(model: VisualClassifier, size: int, *, features: str,
 @torch.no_grad()
 def predict_masks(head: SegmentationHead, tokens: torch.Tensor, out_size: tuple[int, int], *,
                   batch_frames: int, device: torch.device, audio: HeadAudio | None = None,
-                  images: np.ndarray | None = None,
-                  crf: CRF | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  images: np.ndarray | None = None, crf: CRF | None = None,
+                  log: logging.Logger | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Predicted class masks, optionally refined by a dense CRF.
 
     Args:
@@ -206,6 +209,7 @@ def predict_masks(head: SegmentationHead, tokens: torch.Tensor, out_size: tuple[
             mask holds them.
         images: (M, H, W, 3) uint8 frames, needed with ``crf``.
         crf: e.g. :class:`pcas_core.method.crf.DenseCRF`.
+        log: where progress lines go (:mod:`pcas_core.runtime.progress`).
 
     Returns:
         ``(masks (M, H, W) uint8 class index, foreground (M, H, W) float32 = 1 - p(background))``.
@@ -223,7 +227,9 @@ def predict_masks(head: SegmentationHead, tokens: torch.Tensor, out_size: tuple[
         raise ValueError(f"audio of {len(audio.vector)} frames for {len(tokens)} frames of tokens")
     head.to(device).eval()
     masks, foreground = [], []
-    for start in range(0, len(tokens), batch_frames):
+    starts = range(0, len(tokens), batch_frames)
+    for start in track(starts, total=len(starts), unit="batch", log=log,
+                       desc="head masks" + (" + CRF" if crf is not None else "")):
         part = audio.rows(slice(start, start + batch_frames))
         logits = head(tokens[start:start + batch_frames].to(device), out_size,
                       part.vector.to(device))
@@ -241,7 +247,7 @@ def segment(aligned: VisualClassifier, head: SegmentationHead, clips: Dataset, *
             out_size: tuple[int, int], batch_videos: int, batch_frames: int, env: RunEnv,
             audio: HeadAudio | None = None, images: np.ndarray | None = None,
             crf: CRF | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Masks of every frame of ``clips``: the aligned model's tokens through the head (METHOD §5).
+    """Masks of every frame of ``clips``: the aligned model's tokens through the head (docs/method.md §5).
 
     Args:
         clips: videos as items (``VideoClips`` or ``ArrayClips``, normalised with the aligned
@@ -256,7 +262,7 @@ def segment(aligned: VisualClassifier, head: SegmentationHead, clips: Dataset, *
     """
     tokens = head_inputs(aligned, clips, features=features, batch_videos=batch_videos, env=env)
     return predict_masks(head, tokens, out_size, batch_frames=batch_frames, device=env.device,
-                         audio=audio, images=images, crf=crf)
+                         audio=audio, images=images, crf=crf, log=env.log)
 
 
 def predict_test_split(aligned: VisualClassifier, head: SegmentationHead, test: AVSData, *,

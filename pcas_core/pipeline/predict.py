@@ -25,19 +25,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
-
-import pcas_core  # noqa: F401  (import shim before torchaudio)
-import torchaudio.functional as AF  # noqa: E402
 
 from dataclasses import dataclass
 from typing import Any
 
 from pcas_core.audio.front_end import front_end_features, front_end_shape, front_end_timing
+from pcas_core.audio.resample import resample
 from pcas_core.data.clips import ArrayClips
 from pcas_core.data.dataset import AVSData
 from pcas_core.data.images import resize_frame
-from pcas_core.data.video import VideoWriter, open_video, sample_frames, sample_plan, wave_segment
+from pcas_core.data.video import (VideoSource, VideoWriter, open_video, sample_frames, sample_plan,
+                                  wave_segment)
 from pcas_core.evaluation.baselines import background_masks
 from pcas_core.evaluation.scoring import (Prediction, metrics_file, score_by_kind, score_by_subset,
                                           scored_frames)
@@ -50,6 +48,7 @@ from pcas_core.pipeline.fbank import fbank_pass
 from pcas_core.pipeline.inference import HeadAudio, head_audio, predict_test_split, segment
 from pcas_core.pipeline.train_audio import encode_steps, frame_steps, step_prompts
 from pcas_core.pipeline.train_visual import visual_pass
+from pcas_core.runtime.progress import Progress
 from pcas_core.runtime.stage import RunEnv
 from pcas_core.storage.atomic import atomic_path
 from pcas_core.storage.stores import concat_rows
@@ -221,9 +220,10 @@ def check_fbank_params(models: TrainedModels, fbank: FbankConfig) -> None:
 
 def to_model_audio(audio: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
     """(C, S) float32 at ``rate`` -> (S',) float32 mono at ``target_rate``: channels averaged (as
-    the AVSBench loader does), then band-limited sinc resampling (torchaudio)."""
+    the AVSBench loader does), then band-limited sinc resampling as the ``fbank`` stage reads audio
+    (:func:`pcas_core.audio.resample.resample`)."""
     mono = torch.from_numpy(np.ascontiguousarray(audio.mean(axis=0), dtype=np.float32))
-    return AF.resample(mono, int(rate), int(target_rate)).numpy() if rate != target_rate \
+    return resample(mono, int(rate), int(target_rate)).numpy() if rate != target_rate \
         else mono.numpy()
 
 
@@ -245,13 +245,14 @@ def _frame_record(frame: int, time_s: float, mask: np.ndarray, audio: np.ndarray
                          "audible": bool(audible[k - 1])} for k in classes]}
 
 
-def predict_video(models: TrainedModels, video: Path, out: Path, cfg: PredictConfig, *,
-                  fbank: FbankConfig, audio_threshold: float, class_names: list[str],
-                  palette: np.ndarray, env: RunEnv, fps: int | None = None,
-                  progress: bool = True) -> dict:
+def predict_video(models: TrainedModels, video: Path | VideoSource, out: Path, cfg: PredictConfig,
+                  *, fbank: FbankConfig, audio_threshold: float, class_names: list[str],
+                  palette: np.ndarray, env: RunEnv, fps: int | None = None) -> dict:
     """Masks, overlay video and predictions.json of one video (see the module docstring).
 
     Args:
+        video: the file, or the :class:`VideoSource` that :func:`open_video` made of it (the
+            stage opens it before loading any model).
         cfg: the ``predict`` section (frames per second, overlay colour weight, head batch).
         fbank: the ``fbank`` params section (must match the audio encoder).
         audio_threshold: audio score from which a class counts as audible (theta_a,
@@ -269,7 +270,7 @@ def predict_video(models: TrainedModels, video: Path, out: Path, cfg: PredictCon
     start = time.perf_counter()
     fps = fps or cfg.fps
     check_fbank_params(models, fbank)
-    src = open_video(video)
+    src = video if isinstance(video, VideoSource) else open_video(video)
     rate = fbank.sample_rate
     wave = to_model_audio(src.audio, src.sample_rate, rate)
     window_s = int(models.audio.max_steps)
@@ -282,7 +283,7 @@ def predict_video(models: TrainedModels, video: Path, out: Path, cfg: PredictCon
             atomic_path(out / "overlay.mp4") as overlay_tmp, \
             VideoWriter(overlay_tmp, fps=fps, width=src.width, height=src.height,
                         audio=src.audio, sample_rate=src.sample_rate) as writer, \
-            tqdm(total=len(plan), desc="predict", unit="frame", disable=not progress) as bar:
+            Progress(len(plan), "predict", unit="frame", log=env.log) as bar:
         for w, rows in plan.groupby("window", sort=True):
             full = [next(frames) for _ in range(len(rows))]
             small = np.stack([resize_frame(f, models.img_size) for f in full])
@@ -303,7 +304,7 @@ def predict_video(models: TrainedModels, video: Path, out: Path, cfg: PredictCon
                                             cfg.overlay_alpha))
             bar.update(len(rows))
     wall = time.perf_counter() - start
-    summary = {"video": str(video), "n_frames": len(plan), "fps": fps,
+    summary = {"video": str(src.path), "n_frames": len(plan), "fps": fps,
                "duration_s": round(src.duration_s, 3), "wall_s": round(wall, 3),
                "wall_s_per_video_s": round(wall / src.duration_s, 3),
                "audio_threshold": audio_threshold}

@@ -1,4 +1,4 @@
-"""Stage ``pseudo_masks`` (METHOD §4): the per-frame pseudo-mask formula
+"""Stage ``pseudo_masks`` (docs/method.md §4): the per-frame pseudo-mask formula
 (:func:`pcas_core.method.pseudo_masks.frame_pseudo_mask`) over a whole dataset, chunk by chunk, in
 worker processes (frames are independent).
 
@@ -13,6 +13,7 @@ process.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -27,6 +28,7 @@ from pcas_core.data.dataset import AVSData
 from pcas_core.method.pseudo_masks import frame_pseudo_mask
 from pcas_core.params import PseudoMasksConfig
 from pcas_core.runtime.distributed import gather_in_order, rank, world_size
+from pcas_core.runtime.progress import Progress
 from pcas_core.evaluation.scoring import Prediction, metrics_file, score_by_subset, scored_frames
 from pcas_core.storage.stores import StoreReader, read_rows, store_rows
 
@@ -78,7 +80,8 @@ class PseudoMaskPool:
             self._pool.join()
 
     def run(self, images: Sequence[Any], cams: np.ndarray, sounding: np.ndarray,
-            audio_logits: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+            audio_logits: np.ndarray, shape: tuple[int, int],
+            progress: Progress | None = None) -> np.ndarray:
         """Pseudo-masks of m frames (:func:`pcas_core.method.pseudo_masks.frame_pseudo_mask`).
 
         Args:
@@ -88,6 +91,7 @@ class PseudoMaskPool:
             sounding: ``(m, h, w)`` float32 sounding maps.
             audio_logits: ``(m, K)`` float32 audio logits.
             shape: (H, W) of every frame, in pixels.
+            progress: updated once per frame made (:mod:`pcas_core.runtime.progress`).
 
         Returns:
             ``(m, H, W)`` uint8 masks.
@@ -109,6 +113,8 @@ class PseudoMaskPool:
             results = self._pool.imap(_frame_job, jobs, chunksize=max(1, m // (self.workers * 4)))
         for i, mask in enumerate(results):
             out[i] = mask
+            if progress is not None:
+                progress.update()
         return out
 
 
@@ -121,6 +127,8 @@ def pseudo_masks(
     *,
     workers: int = 1,
     mp_context: str = "spawn",
+    desc: str = "pseudo-masks",
+    log: logging.Logger | None = None,
 ) -> np.ndarray:
     """Pseudo-masks of M independent frames, optionally over a ``multiprocessing`` pool
     (:class:`PseudoMaskPool` for one call; keep a pool for many chunks).
@@ -133,6 +141,8 @@ def pseudo_masks(
         cfg: :class:`PseudoMasksConfig`.
         workers: processes to use; 1 runs in this process.
         mp_context: multiprocessing start method ("spawn" is safe with torch's thread pools).
+        desc, log: what the progress lines call the pass, and where they go
+            (:class:`pcas_core.runtime.progress.Progress`).
 
     Returns:
         ``(M, H, W)`` uint8 masks (see :func:`pcas_core.method.pseudo_masks.frame_pseudo_mask`).
@@ -142,12 +152,14 @@ def pseudo_masks(
     """
     if images.ndim != 4:
         raise ValueError("expected images M x H x W x 3")
-    with PseudoMaskPool(cfg, workers, mp_context) as pool:
-        return pool.run(images, cams, sounding, audio_logits, images.shape[1:3])
+    with PseudoMaskPool(cfg, workers, mp_context) as pool, \
+            Progress(len(images), desc, unit="frame", log=log) as progress:
+        return pool.run(images, cams, sounding, audio_logits, images.shape[1:3], progress)
 
 
 def pseudo_mask_pass(data: AVSData, maps: StoreReader, audio: StoreReader, pool: PseudoMaskPool,
-                     *, chunk_frames: int = CHUNK_FRAMES) -> Iterator[dict[str, np.ndarray]]:
+                     *, chunk_frames: int = CHUNK_FRAMES,
+                     log: logging.Logger | None = None) -> Iterator[dict[str, np.ndarray]]:
     """The ``pseudo_masks`` store's rows of every frame of ``data``, chunk by chunk in frame-table
     order.
 
@@ -157,6 +169,7 @@ def pseudo_mask_pass(data: AVSData, maps: StoreReader, audio: StoreReader, pool:
         audio: open ``audio`` store (``logits``) covering every frame.
         pool: the worker pool with the pseudo-mask configuration.
         chunk_frames: frames per chunk (memory bound; results do not depend on it).
+        log: where the progress lines go (frames made by this process).
 
     Yields:
         ``mask`` (m, img_size, img_size) uint8 class indices, 255 = ignore.
@@ -170,12 +183,16 @@ def pseudo_mask_pass(data: AVSData, maps: StoreReader, audio: StoreReader, pool:
     size = (data.img_size, data.img_size)
     chunks = list(row_chunks(len(data.frames), chunk_frames))
 
+    mine = chunks[rank()::world_size()]
+
     def made():
-        for rows in chunks[rank()::world_size()]:
-            yield pool.run([images.loader(i) for i in range(rows.start, rows.stop)],
-                           maps.rows("cam", m_rows[rows]).astype(np.float32),
-                           maps.rows("sounding", m_rows[rows]),
-                           audio.rows("logits", a_rows[rows]), size)
+        with Progress(sum(r.stop - r.start for r in mine), "pseudo-masks", unit="frame",
+                      log=log) as progress:
+            for rows in mine:
+                yield pool.run([images.loader(i) for i in range(rows.start, rows.stop)],
+                               maps.rows("cam", m_rows[rows]).astype(np.float32),
+                               maps.rows("sounding", m_rows[rows]),
+                               audio.rows("logits", a_rows[rows]), size, progress)
 
     for masks in gather_in_order(made(), len(chunks)):
         yield {"mask": masks}

@@ -1,4 +1,4 @@
-"""Stage ``train_audio`` (METHOD §2, Listening): train the TVP audio encoder on video-level labels,
+"""Stage ``train_audio`` (docs/method.md §2, Listening): train the TVP audio encoder on video-level labels,
 with each frame's pooled patch token v_t (the ``visual`` store) as the prompt of its second of
 audio, then pass every video for the ``audio`` store (a_t and s_t of every frame)."""
 
@@ -24,6 +24,7 @@ from pcas_core.params import TrainAudioConfig
 from pcas_core.runtime.curves import EpochCallback
 from pcas_core.runtime.distributed import batch_count, gather_in_order, rank_batches
 from pcas_core.runtime.fit import autocast, fit
+from pcas_core.runtime.progress import track
 from pcas_core.runtime.resume import EpochCheckpoint
 from pcas_core.runtime.stage import RunEnv
 from pcas_core.storage.stores import StoreReader, read_rows, store_rows
@@ -185,7 +186,9 @@ def with_trunk_cells(model: TVPAudioEncoder, inputs: AudioInputs, *, batch_video
     device = env.device
     model.to(device).eval()
     parts = []
-    for (fb,) in _loader([inputs.fbank], batch_videos, False, 0):
+    loader = _loader([inputs.fbank], batch_videos, False, 0)
+    for (fb,) in track(loader, total=len(loader), desc="frozen aisfx trunk", unit="batch",
+                       log=env.log):
         with autocast(device, env.amp):
             parts.append(model.trunk_cells(fb.to(device)).float().cpu())
     return replace(inputs, fbank=torch.cat(parts), trunk=True)
@@ -201,7 +204,7 @@ def _loader(tensors: list[Any], batch: int, shuffle: bool, seed: int,
 def train_audio_encoder(model: TVPAudioEncoder, inputs: AudioInputs, cfg: TrainAudioConfig,
                         env: RunEnv, *, on_epoch: EpochCallback | None = None,
                         checkpoint: EpochCheckpoint | None = None) -> list[dict[str, float]]:
-    """BCE of the step logits pooled over valid steps against the video labels (METHOD §2).
+    """BCE of the step logits pooled over valid steps against the video labels (docs/method.md §2).
 
     Args:
         inputs: the training videos (:meth:`AudioInputs.videos`).
@@ -247,8 +250,9 @@ def _step_batches(model: TVPAudioEncoder, fbank: Any, prompts: torch.Tensor | No
                             ns.to(device), trunk=trunk)
             yield out.step_tokens.float().cpu().numpy(), out.step_logits.float().cpu().numpy()
 
-    yield from (gather_in_order(encoded(), batch_count(len(fbank), batch_videos)) if ranks
-                else encoded())
+    n = batch_count(len(fbank), batch_videos)
+    yield from track(gather_in_order(encoded(), n) if ranks else encoded(), total=n,
+                     desc="audio pass", unit="batch", log=env.log)
 
 
 def encode_steps(model: TVPAudioEncoder, fbank: Any, prompts: torch.Tensor | None,

@@ -1,4 +1,4 @@
-"""Stage ``train_visual`` (METHOD §1, Looking): train the frame classifier on video-level labels
+"""Stage ``train_visual`` (docs/method.md §1, Looking): train the frame classifier on video-level labels
 (:func:`pcas_core.method.losses.classification_loss`), then pass every frame for the ``visual``
 store (v_t, c_t, frame logits: the TVP prompts and the looking baseline's classes)."""
 
@@ -20,6 +20,7 @@ from pcas_core.params import TrainVisualConfig
 from pcas_core.runtime.curves import EpochCallback
 from pcas_core.runtime.distributed import batch_count, gather_in_order
 from pcas_core.runtime.fit import autocast, fit
+from pcas_core.runtime.progress import track
 from pcas_core.runtime.resume import EpochCheckpoint
 from pcas_core.runtime.stage import RunEnv
 
@@ -126,6 +127,7 @@ def visual_pass(model: VisualClassifier, clips: Dataset, *, batch_videos: int, e
                 out = model(batch["frames"].to(device))
             yield {name: getattr(out, name).float().cpu().numpy() for name in VISUAL_ROWS}
 
-    yield from (gather_in_order(encoded(), batch_count(len(clips), batch_videos)) if ranks
-                else encoded())
+    n = batch_count(len(clips), batch_videos)
+    yield from track(gather_in_order(encoded(), n) if ranks else encoded(), total=n,
+                     desc="visual pass", unit="batch", log=env.log)
 

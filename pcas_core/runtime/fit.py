@@ -13,18 +13,24 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from pcas_core.runtime import distributed
+from pcas_core.runtime.progress import Progress
 from pcas_core.runtime.resume import EpochCheckpoint, Restored
 
-__all__ = ["make_optimizer", "warmup_cosine", "schedule_epochs", "fit", "autocast", "to_device",
-           "host_syncs", "FINITE_CHECK_EVERY"]
+__all__ = ["make_optimizer", "warmup_cosine", "schedule_epochs", "curve_window", "fit",
+           "autocast", "to_device", "host_syncs", "FINITE_CHECK_EVERY", "CURVE_POINTS"]
 
 #: Steps between the host's looks at the loss (each look waits for the device). Between looks the
 #: per-term sums stay on the device, so a step never waits for the GPU; a NaN is caught at most
 #: this many steps late, and always before the epoch's checkpoint is written.
 FINITE_CHECK_EVERY = 50
+
+#: Points per run of the per-step training curves (at most about this many): each point is the
+#: mean of a window of :func:`curve_window` optimiser steps, so a one-epoch run (the demo's
+#: ``align``) still draws a curve, a long run writes small files, and the host waits for the
+#: device once per window, not per step. It changes what is drawn, not what is trained.
+CURVE_POINTS = 100
 
 
 def make_optimizer(groups: list[tuple[Iterable[nn.Parameter], float]],
@@ -82,6 +88,18 @@ def schedule_epochs(epochs: int, steps_per_epoch: int, min_steps: int) -> int:
     return max(epochs, -(-min_steps // steps_per_epoch))
 
 
+def curve_window(total_steps: int, points: int = CURVE_POINTS) -> int:
+    """Optimiser steps per point of the training curves: ``max(1, ceil(total_steps / points))``
+    (every step when the run has at most ``points`` steps).
+
+    Raises:
+        ValueError: ``points < 1``.
+    """
+    if points < 1:
+        raise ValueError(f"points must be >= 1, got {points}")
+    return max(1, -(-int(total_steps) // points))
+
+
 def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
     """bfloat16 autocast on CUDA when ``enabled``; a no-op context otherwise (CPU runs in float32)."""
     if enabled and device.type == "cuda":
@@ -127,7 +145,7 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
         warmup_epochs: float = 0.0, group_starts: list[int] | None = None,
         weight_decay: float = 0.0, grad_clip: float = 0.0, device: torch.device,
         amp: bool = False, logger: logging.Logger | None = None,
-        on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+        on_epoch: Callable[[int, dict[str, float], list], None] | None = None,
         checkpoint: EpochCheckpoint | None = None) -> list[dict[str, float]]:
     """Train ``model`` in place.
 
@@ -149,10 +167,14 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
         grad_clip: max global gradient norm (0: no clipping).
         device: where the model runs (batches are moved by ``compute_loss``).
         amp: bfloat16 autocast on CUDA.
-        on_epoch: called after each epoch with ``(epoch (0-based), values)``: the epoch mean of
-            every logged term plus ``lr``, the first parameter group's learning rate at the end
-            of the epoch (e.g. :func:`pcas_core.runtime.curves.epoch_curves` for DVCLive curves);
-            rank 0 only in a distributed run.
+        on_epoch: called after each epoch with ``(epoch (0-based), values, points)``:
+            ``values`` the epoch mean of every logged term plus ``lr``, the first parameter
+            group's learning rate at the end of the epoch; ``points`` the epoch's training-curve
+            points, ``[(step, values), ...]``, one per window of :func:`curve_window` optimiser
+            steps (windows restart at each epoch; the last one may be shorter), ``step`` the
+            optimiser steps done at the window's end (1-based over the run) and ``values`` the
+            window's means plus ``lr`` (e.g. :func:`pcas_core.runtime.curves.epoch_curves` for
+            DVCLive curves); rank 0 only in a distributed run.
         checkpoint: written after each epoch; when it resumes, training continues after its
             epoch and ``on_epoch`` is first replayed for the finished epochs
             (:class:`pcas_core.runtime.resume.EpochCheckpoint`), so weights, history and curves equal an
@@ -185,46 +207,90 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable[Any]],
                               starts=group_starts)
     model.to(device).train()
     done = checkpoint.restore(model, optimizer, scheduler) if checkpoint else Restored()
-    history, lrs = done.history, done.lrs
+    history, lrs, points = done.history, done.lrs, done.points
     if on_epoch is not None and distributed.is_main():
-        for epoch, means in enumerate(history):
-            on_epoch(epoch, {**means, "lr": lrs[epoch]})  # curves of the restored epochs
+        for epoch, means in enumerate(history):  # curves of the restored epochs
+            on_epoch(epoch, {**means, "lr": lrs[epoch]}, points[epoch])
     step = distributed.ddp_step(model, compute_loss, device)  # compute_loss itself in one process
-    for epoch in range(len(history), epochs):
-        sums: dict[str, Tensor] = {}  # float64 on the device: no wait for the GPU per step
-        counts: dict[str, int] = {}  # steps that returned each term
-        n = 0
-        for batch in tqdm(batches(epoch), total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}",
-                          leave=False, disable=None):
-            with autocast(device, amp):
-                terms = step(batch)
-            loss = terms["loss"]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
-            scheduler.step()
-            for k, v in terms.items():
-                v = v.detach().to(torch.float64)
-                sums[k] = sums[k] + v if k in sums else v
-                counts[k] = counts.get(k, 0) + 1
-            n += 1
-            if n % FINITE_CHECK_EVERY == 0:
-                _check_finite(sums["loss"], epoch, n)
-        if n:
-            _check_finite(sums["loss"], epoch, n)
-        means = distributed.all_mean({k: float(v) / counts[k] for k, v in sums.items()})
-        history.append(means)
-        lrs.append(float(scheduler.get_last_lr()[0]))
-        if checkpoint is not None and distributed.is_main():
-            checkpoint.save(epoch, model, optimizer, scheduler, history, lrs)
-        if on_epoch is not None and distributed.is_main():
-            on_epoch(epoch, {**means, "lr": lrs[-1]})
-        logger.info("epoch %d/%d %s", epoch + 1, epochs,
-                    " ".join(f"{k}={v:.4f}" for k, v in means.items()))
+    window = curve_window(epochs * steps_per_epoch)
+    with Progress((epochs - len(history)) * steps_per_epoch, "training", unit="step", log=logger,
+                  closing=False) as progress:  # the run's steps; each epoch logs its losses
+        for epoch in range(len(history), epochs):
+            means, curve = _train_epoch(step, batches(epoch), optimizer, scheduler, model, epoch,
+                                        device=device, amp=amp, grad_clip=grad_clip,
+                                        progress=progress, window=window)
+            history.append(means)
+            lrs.append(float(scheduler.get_last_lr()[0]))
+            points.append(curve)
+            if checkpoint is not None and distributed.is_main():
+                checkpoint.save(epoch, model, optimizer, scheduler, history, lrs, points)
+            if on_epoch is not None and distributed.is_main():
+                on_epoch(epoch, {**means, "lr": lrs[-1]}, curve)
+            logger.info("epoch %d/%d %s", epoch + 1, epochs,
+                        " ".join(f"{k}={v:.4f}" for k, v in means.items()))
     model.eval()
     return history
+
+
+def _train_epoch(step: Callable[[Any], dict[str, Tensor]], batches: Iterable[Any],
+                 optimizer: torch.optim.Optimizer, scheduler: Any, model: nn.Module, epoch: int,
+                 *, device: torch.device, amp: bool, grad_clip: float, progress: Progress,
+                 window: int) -> tuple[dict[str, float], list[tuple[int, dict[str, float]]]]:
+    """One epoch of optimiser steps: the mean of each returned term over the epoch's steps (and
+    over the processes of a distributed run), and the training-curve points of its windows of
+    ``window`` steps (:func:`curve_window`). ``epoch`` is 0-based, for messages."""
+    sums: dict[str, Tensor] = {}  # float64 on the device: no wait for the GPU per step
+    counts: dict[str, int] = {}  # steps that returned each term
+    curve = _Window()
+    n = 0
+    for batch in batches:
+        with autocast(device, amp):
+            terms = step(batch)
+        loss = terms["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        scheduler.step()
+        for k, v in terms.items():
+            v = v.detach().to(torch.float64)
+            sums[k] = sums[k] + v if k in sums else v
+            counts[k] = counts.get(k, 0) + 1
+            curve.add(k, v)
+        n += 1
+        if n % FINITE_CHECK_EVERY == 0:
+            _check_finite(sums["loss"], epoch, n)
+        if n % window == 0:
+            curve.close(scheduler)
+        progress.update()
+    if n:
+        _check_finite(sums["loss"], epoch, n)
+        curve.close(scheduler)
+    return distributed.all_mean({k: float(v) / counts[k] for k, v in sums.items()}), curve.points
+
+
+class _Window:
+    """Sums of each term over the steps of one training-curve window, on the device."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, Tensor] = {}
+        self.counts: dict[str, int] = {}
+        self.points: list[tuple[int, dict[str, float]]] = []
+
+    def add(self, name: str, value: Tensor) -> None:
+        self.sums[name] = self.sums[name] + value if name in self.sums else value
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+    def close(self, scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
+        """End the window (if it has steps): its means (averaged over ranks) and the learning
+        rate, at the optimiser step count the scheduler has reached."""
+        if not self.counts:
+            return
+        means = distributed.all_mean({k: float(v) / self.counts[k] for k, v in self.sums.items()})
+        self.points.append((int(scheduler.last_epoch),
+                            {**means, "lr": float(scheduler.get_last_lr()[0])}))
+        self.sums, self.counts = {}, {}
 
 
 def _check_finite(loss_sum: Tensor, epoch: int, steps: int) -> None:

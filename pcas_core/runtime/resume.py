@@ -42,8 +42,8 @@ __all__ = ["RESUME_ENV", "DIR_ENV", "ResumeError", "Restored", "EpochCheckpoint"
 
 RESUME_ENV = "PCAS_RESUME"
 DIR_ENV = "PCAS_CHECKPOINT_DIR"
-_FORMAT = 1
-#: params that do not change results (README), so a resume may change them
+_FORMAT = 2  # 2: training-curve points per epoch
+#: params that do not change results (docs/resuming.md), so a resume may change them
 _RESULT_NEUTRAL = ("base.num_workers",)
 
 
@@ -119,11 +119,14 @@ class Restored:
         start_epoch: first epoch still to train (0: nothing restored).
         history: per finished epoch, the mean of each logged term.
         lrs: per finished epoch, the first group's learning rate at its end.
+        points: per finished epoch, its training-curve points ``[(step, values), ...]``
+            (:func:`pcas_core.runtime.fit.fit`).
     """
 
     start_epoch: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     lrs: list[float] = field(default_factory=list)
+    points: list[list[tuple[int, dict[str, float]]]] = field(default_factory=list)
 
 
 @dataclass
@@ -170,11 +173,12 @@ class EpochCheckpoint:
 
     def save(self, epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
              scheduler: torch.optim.lr_scheduler.LRScheduler, history: list[dict[str, float]],
-             lrs: list[float]) -> None:
+             lrs: list[float], points: list | None = None) -> None:
         """Write the state after finished epoch ``epoch`` (0-based) atomically: a kill during the
-        write leaves the previous epoch's checkpoint."""
+        write leaves the previous epoch's checkpoint. ``points``: each finished epoch's
+        training-curve points (:class:`Restored`)."""
         meta = {"format": _FORMAT, "epoch": epoch, "params": self.params, "inputs": self.inputs,
-                "history": history, "lrs": lrs}
+                "history": history, "lrs": lrs, "points": points or [[] for _ in history]}
         state = {"meta": json.dumps(meta), "model": model.state_dict(),  # order kept: curves
                  "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                  "rng": _rng_state(),
@@ -233,7 +237,9 @@ class EpochCheckpoint:
             g.set_state(state["generators"][name])
         epoch = int(meta["epoch"])
         self.logger.info("resumed from %s after epoch %d", self.path, epoch + 1)
-        return Restored(epoch + 1, meta["history"], meta["lrs"])
+        points = [[(int(step), values) for step, values in epoch_points]
+                  for epoch_points in meta["points"]]
+        return Restored(epoch + 1, meta["history"], meta["lrs"], points)
 
     def _check_params(self, saved: dict[str, Any]) -> None:
         ours = json.loads(json.dumps(self.params))  # the JSON round trip the saved ones took

@@ -68,13 +68,61 @@ def resolve_device(requested: str) -> torch.device:
     return device
 
 
-def log_run_header(logger: logging.Logger, stage: str, params: dict[str, Any]) -> None:
-    """Log the resolved parameters and the library versions a stage runs with."""
+#: per params section, the settings the run header names (every value is in the DEBUG lines and in
+#: each store's ``params`` attribute)
+HEADER_KEYS: dict[str, tuple[str, ...]] = {
+    "demo": ("seed", "img_size", "classes"),
+    "fbank": ("front_end", "sample_rate"),
+    "train_visual": ("backbone", "epochs", "batch_videos", "lr"),
+    "train_audio": ("encoder", "tvp", "epochs", "batch_videos", "lr"),
+    "align": ("cmc", "cmpc", "cmcc", "epochs", "batch_videos", "lr_backbone"),
+    "pseudo_masks": ("audio_threshold", "bg_score", "use_crf", "workers"),
+    "evaluate": ("features", "audio_gate", "audio_condition", "epochs", "crf"),
+    "predict": ("fps",),
+}
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def log_run_header(logger: logging.Logger, stage: str, params: dict[str, Any], *,
+                   device: torch.device | str = "cpu",
+                   defaults: dict[str, Any] | None = None) -> None:
+    """Say briefly what runs, in two INFO lines: the stage, device, processes, seed and dataset;
+    a few key settings of its own section (:data:`HEADER_KEYS`) and every value read that differs
+    from the documented default. The whole ``params`` and the library versions go to DEBUG
+    (``PCAS_LOG_LEVEL=DEBUG``).
+
+    Args:
+        params: the sections and keys the stage reads (``config_sections``), nested.
+        device: where it runs.
+        defaults: the same sections and keys with their documented defaults (None: not compared).
+    """
     import h5py
     import timm
 
-    logger.info("stage %s: params %s", stage, params)
-    logger.info(
+    base, data = params.get("base", {}), params.get("data")
+    world = distributed.world_size()
+    where = f"{device}" + (f", process {distributed.rank() + 1} of {world}" if world > 1 else "")
+    read = f"data {data['dataset']} at {data['root']}, {data['img_size']} px" if data else ""
+    logger.info("stage %s on %s, seed %s%s", stage, where, base.get("seed"),
+                f", {read}" if read else "")
+    keys = [f"{s}.{k}={params[s][k]}" for s, names in HEADER_KEYS.items() if s in params
+            for k in names if k in params[s]]
+    if defaults is not None:
+        now, shipped = _flat(params), _flat(defaults)
+        changed = [f"{k}={v}" for k, v in now.items() if shipped.get(k, object()) != v]
+        keys.append(f"changed from the defaults: {', '.join(changed) if changed else 'none'}")
+    if keys:
+        logger.info("%s", "; ".join(keys))
+    logger.debug("stage %s: params %s", stage, params)
+    logger.debug(
         "python %s, torch %s (cuda %s), timm %s, h5py %s, numpy %s, threads %d",
         platform.python_version(), torch.__version__, torch.version.cuda, timm.__version__,
         h5py.__version__, np.__version__, torch.get_num_threads(),
@@ -162,7 +210,6 @@ def start_stage(stage: str, params_file: Path, *sections: str, ranks: bool = Fal
     device = resolve_device(base.device)
     if ranks:
         device = distributed.init(device)
-    log_run_header(logger, stage, params)
-    logger.info("device %s, process %d of %d", device, distributed.rank() + 1,
-                distributed.world_size())
+    log_run_header(logger, stage, params, device=device,
+                   defaults=config_sections(PcasParams(), "base", *sections))
     return StageRun(params, config, logger, device)

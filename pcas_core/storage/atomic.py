@@ -9,13 +9,36 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 __all__ = ["atomic_path", "write_json"]
+
+
+def _create_beside(final: Path, directory: bool) -> Path:
+    """Create a new, uniquely named empty file or folder beside ``final`` and return its path.
+
+    Unlike ``tempfile.mkstemp``/``mkdtemp`` (always 0600 / 0700), the mode is 0666 / 0777 less
+    the user's umask, as any file the user creates: outputs on shared lab storage stay readable
+    by the group when the umask says so. ``O_EXCL`` and ``mkdir`` fail on an existing name, so two
+    processes never share one.
+    """
+    suffix = "" if directory else final.suffix
+    for _ in range(100):
+        tmp = final.parent / f".{final.name}.tmp-{secrets.token_hex(4)}{suffix}"
+        try:
+            if directory:
+                tmp.mkdir(mode=0o777)
+            else:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{final.parent}: no free temporary name for {final.name} in 100 tries")
 
 
 @contextlib.contextmanager
@@ -30,28 +53,24 @@ def atomic_path(final: Path, *, directory: bool = False) -> Iterator[Path]:
         The temporary path (same folder as ``final``, so the move is an atomic rename).
 
     On an exception inside the block the temporary path is removed and ``final`` is untouched.
-    For a folder, an existing ``final`` is removed just before the rename.
+    For a folder, an existing ``final`` is removed just before the rename. The file or folder
+    gets the mode of any new one (0666 / 0777 less the umask), not ``tempfile``'s 0600 / 0700,
+    even when the writer replaced the temporary file with its own (safetensors writes 0600).
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{final.name}.tmp-"
-    if directory:
-        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=final.parent))
-    else:
-        fd, name = tempfile.mkstemp(prefix=prefix, dir=final.parent, suffix=final.suffix)
-        os.close(fd)
-        tmp = Path(name)
+    tmp = _create_beside(final, directory)
+    mode = stat.S_IMODE(tmp.stat().st_mode)  # 0666 / 0777 less the umask
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
         raise
-    if directory:
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    else:
-        os.replace(tmp, final)
+    if stat.S_IMODE(tmp.stat().st_mode) != mode:
+        os.chmod(tmp, mode)  # a writer that made its own file (safetensors: 0600)
+    if directory and final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
 
 
 def write_json(path: Path, data: Any) -> None:

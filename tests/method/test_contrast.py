@@ -1,4 +1,4 @@
-"""CMPC and CMCC (METHOD §3, Eqs. 2-3) on hand-made tensors: labels, losses, gradients, EMA."""
+"""CMPC and CMCC (docs/method.md §3, Eqs. 2-3) on hand-made tensors: labels, losses, gradients, EMA."""
 
 import dataclasses
 from pathlib import Path

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 import pcas_core  # noqa: F401  (import shim before torchaudio)
-from pcas_core.audio.aisfx_mel import AISFX_FRONT_END, aisfx_frames, aisfx_logmel  # noqa: E402
+from pcas_core.audio.aisfx_mel import (AISFX_FRONT_END, aisfx_frames, aisfx_logmel,  # noqa: E402
+                                       aisfx_mel_filters)
 from pcas_core.audio.fbank import ast_fbank  # noqa: E402
 from pcas_core.audio.front_end import (front_end_features, front_end_shape,  # noqa: E402
                                        front_end_timing, store_timing)
@@ -172,6 +173,14 @@ def _htk_filters(n_bins: int) -> np.ndarray:
         fb[:, m] = np.maximum(0, np.minimum((freqs - lo) / (mid - lo), (hi - freqs) / (hi - mid)))
         fb[:, m] /= fb[:, m].sum()
     return fb
+
+
+def test_the_mel_weights_are_the_htk_triangles_with_unit_sum():
+    """Both in float64 from the same definition: equal to rounding (1e-12), 96 non-empty bands."""
+    fb = aisfx_mel_filters()
+    assert fb.shape == (1025, 96) and fb.dtype == torch.float64
+    np.testing.assert_allclose(fb.numpy(), _htk_filters(1025), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(fb.sum(dim=0).numpy(), 1.0, rtol=0, atol=1e-12)
 
 
 def test_a_pure_tone_lands_in_its_band_with_the_value_of_log10_1e4x_plus_1():

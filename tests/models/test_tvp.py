@@ -272,18 +272,26 @@ def test_step_by_centre_time_is_the_old_frame_count_rule_on_ast_columns():
 
 def test_ast_encoder_is_unchanged_at_a_fixed_seed():
     """Numbers of the TINY encoder recorded with the code before the aisfx encoder (cb4fd78):
-    same initial parameters and outputs (``encoder: ast`` is the default)."""
+    same initial parameters and outputs (``encoder: ast`` is the default).
+
+    Tolerances: what this guards against (a parameter added, dropped, re-initialised or drawn in
+    another order; a changed wiring) moves the sum of the 22,628 parameters by about one weight
+    (~0.02) or more, and the logits by 1e-2 or more. Recomputing the same model moves the last
+    bits only: 3.7e-8 on the sum with other releases of the libraries (before requirements.lock),
+    2e-12 under ATEN_CPU_CAPABILITY=default, 0 with 1 or 2 threads, and float32 logits near 4.6
+    are 4.8e-7 apart (one ulp). So 1e-6 on the sum and 1e-4 on the logits (1e-3 on their sum of
+    24) hold on any machine and still catch every such change."""
     model = _model()
     fbank, prompts, _ = _inputs()
     with torch.no_grad():
         out = model(fbank, prompts, torch.tensor([3, 2]))
     params = float(sum(p.detach().double().sum() for p in model.parameters()))
-    assert abs(params - 78.41515121574467) < 1e-9
+    assert abs(params - 78.41515121574467) < 1e-6
     torch.testing.assert_close(out.step_logits.flatten()[:4],
                                torch.tensor([-4.588098049163818, -4.61374044418335,
                                              -4.5799970626831055, -4.589944839477539]),
-                               rtol=0, atol=1e-5)
-    assert abs(float(out.step_logits.double().sum()) - -110.49244546890259) < 1e-4
+                               rtol=0, atol=1e-4)
+    assert abs(float(out.step_logits.double().sum()) - -110.49244546890259) < 1e-3
     assert model.encoder == "ast" and model.front_end == "ast"
 
 

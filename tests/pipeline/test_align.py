@@ -86,7 +86,7 @@ def test_the_token_terms_start_at_their_step_and_the_epoch_means_count_only_thei
 
 
 def test_the_paper_schedule_recipe_validates_and_runs(tmp_path):
-    """README: dvc exp run -S align.epochs=9 -S align.warmup_epochs=2 -S align.lr_backbone=0.0006
+    """docs/experiments.md §1: dvc exp run -S align.epochs=9 -S align.warmup_epochs=2 -S align.lr_backbone=0.0006
     -S align.lr_heads=0.0012 (Adam, 9 epochs with 2 of warm-up, the paper's learning rates)."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["align"].update(epochs=9, warmup_epochs=2, lr_backbone=0.0006, lr_heads=0.0012)
@@ -99,7 +99,7 @@ def test_the_paper_schedule_recipe_validates_and_runs(tmp_path):
                          "lr_backbone": paper.lr_backbone, "lr_heads": paper.lr_heads})
     lrs = []
     history = train_alignment(build_align_model(_vit(), 6, cfg), _inputs(Clips(4)), cfg, ENV,
-                              on_epoch=lambda epoch, values: lrs.append(values["lr"]))
+                              on_epoch=lambda epoch, values, points: lrs.append(values["lr"]))
     assert len(history) == 9 and all(np.isfinite(h["loss"]) for h in history)
     # 2 steps per epoch: warm-up over steps 0-3 ((s + 1) / 4), the peak at step 4, cosine to 0
     assert lrs[0] == pytest.approx(0.0006 * 3 / 4)

@@ -17,7 +17,8 @@ from layouts import TINY
 from pcas_core.params import merge_params
 
 ROOT = Path(__file__).resolve().parents[2]
-STAGES = {"demo_data", "fbank", "train_visual", "train_audio", "align", "pseudo_masks", "evaluate"}
+STAGES = {"demo_data", "fbank", "train_visual", "train_audio", "align", "pseudo_masks", "evaluate",
+          "figures"}
 
 def _run(cmd: list[str], cwd: Path, check: bool = True, **extra_env: str) -> str:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -74,12 +75,23 @@ def test_full_run_then_nothing_to_do(project):
         frame = json.loads((project / "metrics" / f"{name}.json").read_text())
         assert set(frame["by_kind"]) == kinds and "frame_cls_train" in frame
     for stage in ("train_visual", "train_audio", "align", "evaluate"):
-        assert (project / "dvclive" / stage / "plots" / "metrics" / "loss.tsv").is_file()
-    assert len(list((project / "plots" / "overlays").glob("*.png"))) == 2
+        curve = project / "dvclive" / stage
+        steps = [int(r.split("\t")[0]) for r in
+                 (curve / "plots" / "metrics" / "loss.tsv").read_text().splitlines()[1:]]
+        run = json.loads((curve / "metrics.json").read_text())["step"]  # optimiser steps run
+        assert steps[-1] == run and (run > 100 or steps == list(range(1, run + 1)))
+    headline = json.loads((project / "metrics" / "headline.json").read_text())
+    assert headline["head"]["miou_present"] == metrics["clean"]["miou_present"]
+    overlays = project / "plots" / "overlays"
+    assert len(list(overlays.glob("*_clip.png"))) == 2  # a strip per drawn clip
+    assert len(list(overlays.glob("*.png"))) == 4  # and a frame of each
+    assert len(list((project / "plots" / "figures").glob("curves_*.png"))) == 4
+    assert "per_class_iou.png" in (project / "plots" / "report.html").read_text()
     plots = _run(["dvc", "plots", "show", "--json"], project)
     for name in ("plots/confusion.csv", "plots/per_class_iou.csv", "plots/overlays",
-                 "dvclive/align/plots/metrics"):
+                 "dvclive/align/plots/metrics", "plots/figures"):
         assert name in plots
+    assert "segmentation head" in _run(["pcas", "report"], project)
     assert _ran(_run(["dvc", "repro"], project)) == set()
 
 
@@ -89,7 +101,7 @@ def test_crf_change_reruns_only_pseudo_masks_and_evaluate(project):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["pseudo_masks"]["crf"]["iterations"] = 3
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert _ran(_run(["dvc", "repro"], project)) == {"pseudo_masks", "evaluate"}
+    assert _ran(_run(["dvc", "repro"], project)) == {"pseudo_masks", "evaluate", "figures"}
 
 
 @pytest.mark.slow
@@ -98,7 +110,7 @@ def test_experiment_changes_a_metric_that_metrics_diff_shows(project):
     _run(["git", "add", "-A"], project)
     _run(["git", "commit", "-qm", "baseline results"], project)
     out = _run(["dvc", "exp", "run", "-S", "pseudo_masks.audio_threshold=0.0"], project)
-    assert _ran(out) == {"pseudo_masks", "evaluate"}
+    assert _ran(out) == {"pseudo_masks", "evaluate", "figures"}
     diff = json.loads(_run(["dvc", "metrics", "diff", "--json"], project).strip().splitlines()[-1])
     changed = diff["metrics/pseudo_masks.json"]["clean.fg_miou"]
     assert changed["diff"] != 0, diff

@@ -101,7 +101,7 @@ def _lr_run(epochs, min_steps, caplog=None):
                   lambda v: steps.append(v) or {"loss": (v * w) ** 2}, epochs=epochs,
                   steps_per_epoch=3, min_steps=min_steps, groups=[(model.parameters(), 0.1)],
                   warmup_epochs=1.0, device=torch.device("cpu"),
-                  on_epoch=lambda e, values: lrs.append(values["lr"]))
+                  on_epoch=lambda e, values, points: lrs.append(values["lr"]))
     assert len(history) == len(lrs)
     return len(steps), lrs
 
@@ -141,3 +141,24 @@ def test_a_group_that_starts_later_has_no_learning_rate_before_and_warms_up_afte
     assert lrs[19][1] < 0.05 and lrs[19][0] < 0.05  # both near 0 at the end
     with pytest.raises(ValueError, match="start steps"):
         warmup_cosine(opt, total_steps=20, warmup_steps=2, starts=[0])
+
+
+def test_progress_lines_count_the_steps_of_the_whole_run(monkeypatch, caplog):
+    """Off a terminal (DVC's log) training reports the run's steps every ~10 % (here every step:
+    the minimum interval is 0 for the test), between the epochs' loss lines."""
+    import io
+    import logging
+    import sys
+
+    from pcas_core.runtime import progress
+
+    monkeypatch.delenv("PCAS_PROGRESS", raising=False)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    monkeypatch.setattr(progress, "MIN_LINE_S", 0.0)
+    monkeypatch.setattr(progress, "FRACTION", 0.25)
+    with caplog.at_level(logging.INFO):
+        _run([1.0] * 8, epochs=2)
+    lines = [r.getMessage().split(" (")[0] for r in caplog.records
+             if r.getMessage().startswith(("training:", "epoch"))]
+    assert lines == ["training: 2/8 steps", "training: 4/8 steps", "epoch 1/2 loss=1.0000 half=0.5000",
+                     "training: 6/8 steps", "epoch 2/2 loss=1.0000 half=0.5000"]

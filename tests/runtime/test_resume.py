@@ -47,10 +47,10 @@ def _toy_fit(checkpoint, on_epoch=None, crash_after=None, crash_in_epoch=None, e
 
     seen, steps = [], []
 
-    def callback(epoch, values):
+    def callback(epoch, values, points):
         seen.append(epoch)
         if on_epoch is not None:
-            on_epoch(epoch, values)
+            on_epoch(epoch, values, points)
         if crash_after is not None and epoch == crash_after:
             raise Crash(f"killed after epoch {epoch}")
 
@@ -170,7 +170,7 @@ def _align_run(tmp_path, checkpoint, crash_after=None):
     model = build_align_model(visual, 6, cfg)
     audio = np.random.default_rng(0).standard_normal((len(train.frames), 6)).astype(np.float32)
 
-    def on_epoch(epoch, values):
+    def on_epoch(epoch, values, points):
         if epoch == crash_after:
             raise Crash(f"killed after epoch {epoch}")
 

@@ -1,10 +1,15 @@
 """HDF5 stores: round trip, schema checks, row matching, atomic writes."""
 
+import os
+import stat
+
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-from pcas_core.storage.atomic import atomic_path
+from pcas_core.storage.atomic import atomic_path, write_json
+from pcas_core.storage.weights import save_checkpoint
 from pcas_core.storage.stores import read_store, read_store_attrs, store_rows, write_store
 
 
@@ -58,6 +63,30 @@ def test_atomic_path_keeps_previous_output_on_failure(tmp_path):
     with atomic_path(final) as tmp:
         tmp.write_text("new")
     assert final.read_text() == "new"
+
+
+@pytest.mark.parametrize("umask, file_mode, dir_mode", [(0o022, 0o644, 0o755),
+                                                        (0o002, 0o664, 0o775),
+                                                        (0o077, 0o600, 0o700)])
+def test_outputs_are_created_with_the_users_umask(tmp_path, umask, file_mode, dir_mode):
+    """Stores, checkpoints, metrics and output folders get the mode of any file the user makes
+    (0666 / 0777 less the umask), so a group-readable umask gives group-readable results."""
+    old = os.umask(umask)
+    try:
+        write_store(tmp_path / "s.h5", "pseudo_masks", _frames(),
+                    {"mask": np.zeros((3, 4, 4), np.uint8)}, params={})
+        save_checkpoint(tmp_path / "m.safetensors", torch.nn.Linear(2, 1), {"in": 2})
+        write_json(tmp_path / "metrics" / "m.json", {"miou": 0.5})
+        with atomic_path(tmp_path / "overlays", directory=True) as tmp:
+            (tmp / "a.png").write_bytes(b"png")
+    finally:
+        os.umask(old)
+    for name in ("s.h5", "m.safetensors", "metrics/m.json", "overlays/a.png"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == file_mode, name
+    for name in ("overlays", "metrics"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == dir_mode, name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors", "metrics", "overlays",
+                                                          "s.h5"]  # no temporary left
 
 
 def test_a_store_of_another_schema_version_is_refused(tmp_path):
