@@ -45,7 +45,7 @@ from pcas_core.models.tvp import TVPAudioEncoder, load_audio_encoder
 from pcas_core.models.visual import VisualClassifier, load_visual
 from pcas_core.params import FbankConfig, PredictConfig
 from pcas_core.pipeline.fbank import fbank_pass
-from pcas_core.pipeline.inference import HeadAudio, head_audio, predict_test_split, segment
+from pcas_core.pipeline.inference import CRF, HeadAudio, head_audio, predict_test_split, segment
 from pcas_core.pipeline.train_audio import encode_steps, frame_steps, step_prompts
 from pcas_core.pipeline.train_visual import visual_pass
 from pcas_core.runtime.progress import Progress
@@ -146,7 +146,7 @@ class ClipPrediction:
 
 def predict_clip(models: TrainedModels, frames: np.ndarray, fbank: torch.Tensor,
                  phase: np.ndarray, step: np.ndarray, *, batch_frames: int,
-                 env: RunEnv) -> ClipPrediction:
+                 env: RunEnv, crf: CRF | None = None) -> ClipPrediction:
     """The whole test-time path on one clip; a head that hears gets each frame's a_t and s_t
     (its K_t when gated, :meth:`TrainedModels.head_audio`).
 
@@ -161,6 +161,8 @@ def predict_clip(models: TrainedModels, frames: np.ndarray, fbank: torch.Tensor,
             (:func:`pcas_core.audio.front_end.front_end_features`).
         phase: (T,) int, phase of each frame, in [0, P).
         step: (T,) int, second of each frame within the clip; per phase, steps 0..n-1 each once.
+        crf: the dense CRF that refines the head's scores on each frame (``evaluate.crf``), as
+            in ``evaluate``; None: the head's argmax.
 
     Raises:
         ValueError: shapes disagree, or a phase's steps are not 0..n-1 with n <= max_steps.
@@ -190,7 +192,8 @@ def predict_clip(models: TrainedModels, frames: np.ndarray, fbank: torch.Tensor,
     clips = ArrayClips([frames], models.aligned.mean, models.aligned.std)
     masks, foreground = segment(models.aligned, models.head, clips, features=models.features,
                                 out_size=size, batch_videos=1, batch_frames=batch_frames, env=env,
-                                audio=models.head_audio(logits[phase, step], tokens[phase, step]))
+                                audio=models.head_audio(logits[phase, step], tokens[phase, step]),
+                                images=frames if crf is not None else None, crf=crf)
     visual_logits = concat_rows(visual_pass(models.aligned, clips, batch_videos=1,
                                             env=env))["logits"]
     return ClipPrediction(masks, foreground,
@@ -247,7 +250,8 @@ def _frame_record(frame: int, time_s: float, mask: np.ndarray, audio: np.ndarray
 
 def predict_video(models: TrainedModels, video: Path | VideoSource, out: Path, cfg: PredictConfig,
                   *, fbank: FbankConfig, audio_threshold: float, class_names: list[str],
-                  palette: np.ndarray, env: RunEnv, fps: int | None = None) -> dict:
+                  palette: np.ndarray, env: RunEnv, fps: int | None = None,
+                  crf: CRF | None = None) -> dict:
     """Masks, overlay video and predictions.json of one video (see the module docstring).
 
     Args:
@@ -259,6 +263,7 @@ def predict_video(models: TrainedModels, video: Path | VideoSource, out: Path, c
             ``pseudo_masks.audio_threshold``).
         class_names: 71 names by class index.
         fps: frames sampled per second, instead of ``cfg.fps`` (the command line's ``--fps``).
+        crf: as in :func:`predict_clip`.
 
     Returns:
         ``{"video", "n_frames", "fps", "duration_s", "wall_s", "wall_s_per_video_s",
@@ -292,7 +297,8 @@ def predict_video(models: TrainedModels, video: Path | VideoSource, out: Path, c
                                     float((rows["phase"] == p).sum())), fbank)
                 for p in range(int(rows["phase"].max()) + 1)])
             pred = predict_clip(models, small, fb, rows["phase"].to_numpy(),
-                                rows["step"].to_numpy(), batch_frames=cfg.batch_frames, env=env)
+                                rows["step"].to_numpy(), batch_frames=cfg.batch_frames, env=env,
+                                crf=crf)
             for j, (i, t) in enumerate(zip(rows["frame"], rows["time_s"])):
                 save_index_png(mask_dir / f"{i:05d}.png", pred.masks[j], palette)
                 rec = _frame_record(int(i), float(t), pred.masks[j], pred.audio_scores[j],
@@ -354,7 +360,8 @@ def dataset_audio(models: TrainedModels, data: AVSData, fbank: FbankConfig, *,
 
 
 def score_dataset(models: TrainedModels, data: AVSData, cfg: PredictConfig, *,
-                  fbank: FbankConfig, official_batch_videos: int, env: RunEnv) -> dict:
+                  fbank: FbankConfig, official_batch_videos: int, env: RunEnv,
+                  crf: CRF | None = None) -> dict:
     """The models on the test split of another dataset, scored as `evaluate` scores its own:
     the same prediction (:func:`pcas_core.pipeline.inference.predict_test_split`, a head that
     hears getting the encoder's audio of each frame, :func:`dataset_audio`) and the same metrics
@@ -366,6 +373,7 @@ def score_dataset(models: TrainedModels, data: AVSData, cfg: PredictConfig, *,
         cfg: the ``predict`` section (videos and frames per batch).
         fbank: the ``fbank`` section (read only when the head hears).
         official_batch_videos: videos per official S4/MS3 test batch (``scoring``).
+        crf: as in :func:`predict_clip`.
 
     Returns:
         The metrics dict, plus ``root``.
@@ -385,7 +393,7 @@ def score_dataset(models: TrainedModels, data: AVSData, cfg: PredictConfig, *,
         audio = models.head_audio(logits, tokens)
     method, _, _ = predict_test_split(models.aligned, models.head, test, features=models.features,
                                       batch_videos=cfg.batch_videos, batch_frames=cfg.batch_frames,
-                                      env=env, audio=audio)
+                                      env=env, audio=audio, crf=crf)
     gts, kind = test.masks(), data.dataset
     background = Prediction(background_masks(len(gts), gts.shape[1:]))
     result = metrics_file(kind, "test", score_by_subset(kind, method, gts, scored,

@@ -20,6 +20,8 @@ from pcas_core.data.dataset import open_dataset
 from pcas_core.demo.compose import build_demo_dataset
 from pcas_core.demo.video import DemoVideo
 from pcas_core.data.palette import voc_palette
+from pcas_core.data.images import resize_frame
+from pcas_core.method.crf import DenseCRF
 from pcas_core.data.video import (VideoError, VideoWriter, open_video, sample_frames, sample_plan)
 from pcas_core.pipeline.inference import segment
 from pcas_core.pipeline.train_audio import encode_steps, step_prompts
@@ -29,7 +31,7 @@ from pcas_core.storage.stores import concat_rows
 from pcas_core.models.heads import HeadInputs, SegmentationHead, save_segmentation_head
 from pcas_core.models.tvp import TVPAudioEncoder
 from pcas_core.models.visual import build_visual
-from pcas_core.params import DemoClips, DemoConfig, FbankConfig, PredictConfig, SplitCounts
+from pcas_core.params import CRFConfig, DemoClips, DemoConfig, FbankConfig, PredictConfig, SplitCounts
 from pcas_core.pipeline.predict import load_models, predict_video, to_model_audio
 from pcas_core.evaluation.scoring import Prediction, score, scored_frames
 from stages.cli import app
@@ -137,6 +139,31 @@ def test_predict_on_an_mp4_gives_the_pipeline_masks(setup):
     with av.open(str(out / "overlay.mp4")) as ov:
         assert ov.streams.audio and ov.streams.audio[0].rate == SR
         assert sum(1 for _ in ov.decode(video=0)) == N_FRAMES
+
+
+def test_evaluate_crf_refines_predict_masks_as_in_evaluate(setup, tmp_path):
+    """With `evaluate.crf: true` the masks of `pcas predict` are the head's scores refined by the
+    dense CRF with `pseudo_masks.crf`'s kernels on each frame, as `evaluate` refines the test
+    split: the masks of :func:`segment` given the frames and that CRF, not its plain argmax."""
+    params = tmp_path / "params.yaml"
+    params.write_text(setup["params"].read_text() + "evaluate: {crf: true}\n"
+                      "pseudo_masks: {crf: {iterations: 5, bilateral_compat: 10.0}}\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["predict", str(setup["video"]), "--out", str(out),
+                                      "--params", str(params)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    got = np.stack([np.asarray(Image.open(p)) for p in sorted((out / "masks").glob("*.png"))])
+    models = load_models(**setup["paths"])
+    test = setup["data"].split("test")
+    images = np.stack([resize_frame(f, SIZE) for f in setup["frames"]])
+    crf = DenseCRF(CRFConfig(iterations=5, bilateral_compat=10.0))
+    refined, _ = segment(models.aligned, models.head,
+                         test.clips(models.aligned.mean, models.aligned.std),
+                         features=models.features, out_size=(SIZE, SIZE), batch_videos=8,
+                         batch_frames=32, env=ENV, images=images, crf=crf)
+    plain, _ = _pipeline_path(setup)
+    np.testing.assert_array_equal(got, refined)
+    assert (refined != plain).mean() > 0.01  # the CRF moved pixels: it was applied
 
 
 def test_a_long_clip_is_processed_window_by_window(setup, tmp_path):
