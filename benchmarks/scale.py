@@ -165,6 +165,9 @@ def main() -> None:
     ap.add_argument("--num-workers", type=int, default=0, help="base.num_workers")
     ap.add_argument("--stages", nargs="+", default=[s for s, _ in STAGES],
                     help="stages to run (each needs the outputs of the ones before)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep an earlier run's outputs in --work: --stages reruns only those, "
+                         "the other stages' figures are the earlier run's")
     ap.add_argument("--no-probe", action="store_true",
                     help="project without measuring the paper's models (data costs only)")
     ap.add_argument("--v2", type=int, nargs=3, metavar=("TRAIN", "VAL", "TEST"),
@@ -179,18 +182,22 @@ def main() -> None:
         print(f"N={n}: dataset at {data_root} ({time.perf_counter() - t0:.1f} s to write)",
               flush=True)
         work = args.work / f"run-{n}"
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
+        record = work / "figures.json"  # each stage's (wall s, tree MB, main MB)
+        if not args.reuse:
+            shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True, exist_ok=True)
         write_params(work, data_root, crf=args.crf, num_workers=args.num_workers)
         env = {**os.environ, "PCAS_CACHE_DIR": str(work / "cache"),
                "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-        results[n] = {}
+        results[n] = ({k: tuple(v) for k, v in json.loads(record.read_text()).items()}
+                      if args.reuse and record.is_file() else {})
         for name, sub in STAGES:
             if name not in args.stages:
                 continue
             cmd = [pcas, *sub] + ([] if name == "startup" else ["--params", "params.yaml"])
             wall, tree, main_rss, rc = run_stage(cmd, work, env)
             results[n][name] = (wall, tree, main_rss)
+            record.write_text(json.dumps(results[n]))
             print(f"  {name:13s} {wall:7.1f} s  tree {tree:7.0f} MB  main {main_rss:7.0f} MB"
                   + ("" if rc == 0 else f"  FAILED (exit {rc}, see {work / 'stage.log'})"),
                   flush=True)

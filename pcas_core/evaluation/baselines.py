@@ -120,9 +120,9 @@ def padded_baselines(padded_image: np.ndarray, padded_cam: np.ndarray,
 
 
 def baseline_masks(images: np.ndarray, audio_logits: np.ndarray, cams: np.ndarray,
-                   visual_logits: np.ndarray, *, cfg: BaselinesConfig, masks: PseudoMasksConfig,
-                   pool: PseudoMaskPool | None = None) -> dict[str, np.ndarray]:
-    """The three baselines' ``(M, H, W)`` uint8 masks of M frames (a chunk of a test pass).
+                   visual_logits: np.ndarray, *, cfg: BaselinesConfig,
+                   masks: PseudoMasksConfig) -> dict[str, np.ndarray]:
+    """The three baselines' ``(M, H, W)`` uint8 masks of M frames.
 
     Args:
         images, cams, visual_logits: as :func:`looking_masks`; audio_logits: as
@@ -130,13 +130,12 @@ def baseline_masks(images: np.ndarray, audio_logits: np.ndarray, cams: np.ndarra
         cfg: the ``evaluate.baselines`` section (``visual_threshold`` of :func:`looking_masks`).
         masks: the ``pseudo_masks`` section: theta_a of :func:`listening_masks`, the machinery
             of :func:`looking_masks`.
-        pool: the looking baseline's pool (:func:`looking_masks`), or None.
     """
     size = images.shape[1:3]
     return {"background": background_masks(len(images), size),
             "listening": listening_masks(audio_logits, size, masks.audio_threshold),
             "looking": looking_masks(images, cams, visual_logits, threshold=cfg.visual_threshold,
-                                     masks=masks, pool=pool)}
+                                     masks=masks)}
 
 
 def sanity_baselines(images: np.ndarray, audio_logits: np.ndarray, cams: np.ndarray,

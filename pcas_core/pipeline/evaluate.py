@@ -23,10 +23,12 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from pcas_core.data.chunks import row_chunks
 from pcas_core.data.constants import IGNORE_INDEX
 from pcas_core.data.dataset import AVSData
 from pcas_core.data.head_rows import head_row_batches, made_with, open_head_rows
-from pcas_core.evaluation.baselines import baseline_masks, looking_config, padded_baselines
+from pcas_core.evaluation.baselines import (background_masks, listening_masks, looking_config,
+                                            looking_masks, padded_baselines)
 from pcas_core.evaluation.scoring import (Prediction, Scores, metrics_file, scored_class_names,
                                           scored_frames, scored_labels)
 from pcas_core.evaluation.visualize import (Overlay, confusion_pairs, confusion_table,
@@ -86,10 +88,11 @@ class StoredHeadAudio:
         if not self.hears:
             return head_audio(self.inputs, conditioned=False, n_frames=len(rows),
                               num_foreground=self.num_foreground)
+        tokens = self.conditioned and self.inputs.audio_input == "token"
         return head_audio(self.inputs, conditioned=self.conditioned, n_frames=len(rows),
                           num_foreground=self.num_foreground,
                           logits=self.store.rows("logits", rows),
-                          tokens=self.store.rows("audio_token", rows))
+                          tokens=self.store.rows("audio_token", rows) if tokens else None)
 
 
 def training_rows(visual: VisualClassifier, data: AVSData, cfg: EvaluateConfig,
@@ -193,6 +196,8 @@ def train_head(head: SegmentationHead, rows: Dataset, cfg: EvaluateConfig, env: 
     device = env.device
 
     def batches(epoch: int) -> DataLoader:
+        if env.num_workers and hasattr(rows, "close"):
+            rows.close()  # workers open their own file handles: none crosses the fork
         gen = torch.Generator().manual_seed(env.seed + epoch)
         return DataLoader(rows, generator=gen, num_workers=env.num_workers,
                           pin_memory=torch.cuda.is_available(), batch_sampler=rank_batches(
@@ -248,7 +253,9 @@ def evaluate_test_split(visual: VisualClassifier, head: SegmentationHead, data: 
     Chunk by chunk of frames (:func:`pcas_core.pipeline.inference.predict_test_split`): each
     chunk's predictions, store rows and ground truth are scored (:class:`Scores`, every metric a
     sum over frames or official test batches), sampled for the confusion rows (two class indices
-    a row) and for the overlays, then dropped, so memory does not grow with the test split.
+    a row) and for the overlays, then dropped, so memory does not grow with the test split. The
+    looking baseline (the pseudo-mask machinery, its CRF in ``masks.workers`` processes) takes a
+    second pass of its own, so its worker processes live only then, not beside the head's.
 
     Args:
         visual: the aligned visual model. head: the trained head.
@@ -274,8 +281,6 @@ def evaluate_test_split(visual: VisualClassifier, head: SegmentationHead, data: 
         heard = StoredHeadAudio(audio, scored, head_reads(cfg, masks),
                                 conditioned=head.audio_condition != "none",
                                 num_foreground=head.num_classes - 1)
-        look = stack.enter_context(PseudoMaskPool(
-            looking_config(masks, cfg.baselines.visual_threshold), masks.workers))
         pad, pad_mask, _ = padded_prediction(visual, head, test.img_size, features=cfg.features,
                                              env=env, audio=heard.rows(slice(0, 0)), crf=crf)
         padded = padded_baselines(pad.image, pad.cam, pad.logits, cfg=cfg.baselines, masks=masks)
@@ -294,18 +299,26 @@ def evaluate_test_split(visual: VisualClassifier, head: SegmentationHead, data: 
             method.update(Prediction(chunk.masks, chunk.foreground), gts, frames)
             refs["pseudo_masks"].update(Prediction(stores["pseudo"].rows(
                 "mask", rows["pseudo"][r])), gts, frames)
-            made = baseline_masks(chunk.images, audio.rows("logits", rows["audio"][r]),
-                                  stores["maps"].rows("cam", rows["maps"][r]),
-                                  stores["visual"].rows("logits", rows["visual"][r]),
-                                  cfg=cfg.baselines, masks=masks, pool=look)
-            for name, m in made.items():
-                refs[f"baseline.{name}"].update(Prediction(m), gts, frames)
+            refs["baseline.background"].update(
+                Prediction(background_masks(len(gts), gts.shape[1:])), gts, frames)
+            refs["baseline.listening"].update(Prediction(listening_masks(
+                audio.rows("logits", rows["audio"][r]), gts.shape[1:], masks.audio_threshold)),
+                gts, frames)
             shown = scored_labels(kind, chunk.masks)  # binary kinds: foreground, as scored
             pairs.append(confusion_pairs(shown, gts, len(names), cfg.confusion_stride))
             for i in picked[(picked >= r.start) & (picked < r.stop)]:
                 j = i - r.start
                 overlays[i] = Overlay(f"{scored.uid[i]}_{scored.frame[i]}", chunk.images[j],
                                       gts[j], shown[j])
+        images = test.frame_images()
+        with PseudoMaskPool(looking_config(masks, cfg.baselines.visual_threshold),
+                            masks.workers) as pool:
+            for r in row_chunks(len(scored)):
+                refs["baseline.looking"].update(Prediction(looking_masks(
+                    images[r].array(), stores["maps"].rows("cam", rows["maps"][r]),
+                    stores["visual"].rows("logits", rows["visual"][r]),
+                    threshold=cfg.baselines.visual_threshold, masks=masks, pool=pool)),
+                    test.masks(np.arange(r.start, r.stop)), scored.iloc[r].reset_index(drop=True))
     scores = method.compute()
     metrics = metrics_file(kind, "test", scores, {k: v.compute() for k, v in refs.items()})
     per_class = pd.DataFrame({"class": names, "iou": scores["clean"]["per_class_iou"]}).dropna()
