@@ -13,7 +13,13 @@ and N, the wall time and peak resident memory:
 The ``startup`` row (``pcas --help``: Python, torch, timm, ... imported, nothing run) is the fixed
 cost included in every stage's figures; on a loaded machine it is a large part of each time.
 
-Goal (issue 8): peak RSS at N = 1000 at most 1.2x that at N = 250; time growing no faster than N.
+Goal (issues 8, 25): peak RSS at N = 1000 at most 1.2x that at N = 250, of the stage process and
+of its tree; time growing no faster than N.
+
+With two sizes it then projects what each stage would need on AVSBench-semantic in the paper's
+setting on one machine (``benchmarks/projection.py``: peak RSS, disk, hours, from the measured
+per-frame costs and a probe of the paper's models on this machine; ``--no-probe`` skips the probe,
+a few minutes on a CPU).
 
     python benchmarks/scale.py                     # N = 250 and 1000 under /tmp/pcas-scale
     python benchmarks/scale.py --sizes 50 --crf    # quick look, with the dense CRF on
@@ -43,6 +49,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pcas_core.data.palette import index_to_rgb, voc_palette  # noqa: E402
+
+import projection  # noqa: E402  (benchmarks/projection.py, beside this script)
 
 CLASSES = ["dog", "horse", "sheep", "cello", "guitar", "car", "duck", "lion"]
 FRAMES = 5
@@ -157,6 +165,13 @@ def main() -> None:
     ap.add_argument("--num-workers", type=int, default=0, help="base.num_workers")
     ap.add_argument("--stages", nargs="+", default=[s for s, _ in STAGES],
                     help="stages to run (each needs the outputs of the ones before)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep an earlier run's outputs in --work: --stages reruns only those, "
+                         "the other stages' figures are the earlier run's")
+    ap.add_argument("--no-probe", action="store_true",
+                    help="project without measuring the paper's models (data costs only)")
+    ap.add_argument("--v2", type=int, nargs=3, metavar=("TRAIN", "VAL", "TEST"),
+                    help="AVSS v2 videos per split (default: the rest of 12,000, 70/15/15)")
     args = ap.parse_args()
     pcas = shutil.which("pcas") or sys.exit("the `pcas` command is not on PATH")
     results: dict[int, dict[str, tuple]] = {}
@@ -167,18 +182,22 @@ def main() -> None:
         print(f"N={n}: dataset at {data_root} ({time.perf_counter() - t0:.1f} s to write)",
               flush=True)
         work = args.work / f"run-{n}"
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
+        record = work / "figures.json"  # each stage's (wall s, tree MB, main MB)
+        if not args.reuse:
+            shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True, exist_ok=True)
         write_params(work, data_root, crf=args.crf, num_workers=args.num_workers)
         env = {**os.environ, "PCAS_CACHE_DIR": str(work / "cache"),
                "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-        results[n] = {}
+        results[n] = ({k: tuple(v) for k, v in json.loads(record.read_text()).items()}
+                      if args.reuse and record.is_file() else {})
         for name, sub in STAGES:
             if name not in args.stages:
                 continue
             cmd = [pcas, *sub] + ([] if name == "startup" else ["--params", "params.yaml"])
             wall, tree, main_rss, rc = run_stage(cmd, work, env)
             results[n][name] = (wall, tree, main_rss)
+            record.write_text(json.dumps(results[n]))
             print(f"  {name:13s} {wall:7.1f} s  tree {tree:7.0f} MB  main {main_rss:7.0f} MB"
                   + ("" if rc == 0 else f"  FAILED (exit {rc}, see {work / 'stage.log'})"),
                   flush=True)
@@ -199,6 +218,17 @@ def main() -> None:
     if len(sizes) == 2:
         print(f"(N grows {sizes[1] / sizes[0]:.1f}x; goal: RSS ratio <= 1.2, time ratio <= "
               f"{sizes[1] / sizes[0]:.1f})")
+        staged = [name for name, _ in STAGES[1:] if all(name in results[n] for n in sizes)]
+        if staged == [name for name, _ in STAGES[1:]]:
+            counts = projection.avss_counts(args.v2)
+            print("\nprobing the paper's models (one small batch each, on the CPU) ..."
+                  if not args.no_probe else "", flush=True)
+            costs = None if args.no_probe else projection.probe()
+            rows = projection.project({n: results[n] for n in sizes},
+                                      yaml.safe_load((ROOT / "params.yaml").read_text()),
+                                      FRAMES, costs, counts)
+            projection.print_projection(rows, counts, costs is not None,
+                                        f"cpu ({os.cpu_count()} cores)")
 
 
 if __name__ == "__main__":

@@ -12,14 +12,13 @@ from pcas_core.evaluation.headline import headline, headline_file, headline_log
 from pcas_core.evaluation.visualize import write_overlays
 from pcas_core.models.heads import save_segmentation_head
 from pcas_core.models.visual import load_visual
-from pcas_core.pipeline.evaluate import (build_head, evaluate_test_split, head_reads,
-                                         stored_head_audio, train_head, training_tokens)
+from pcas_core.pipeline.evaluate import (build_head, evaluate_test_split, head_reads, train_head,
+                                         training_rows)
 from pcas_core.runtime.curves import epoch_curves
 from pcas_core.runtime.distributed import is_main
 from pcas_core.runtime.resume import EpochCheckpoint
 from pcas_core.runtime.stage import start_stage
 from pcas_core.storage.atomic import atomic_path, write_json
-from pcas_core.storage.stores import read_rows
 
 #: keys of pseudo_masks that evaluate reads: the baselines' (and the head's audio gate's) theta_a,
 #: background score, CRF and workers, and the head's CRF kernels (dvc.yaml lists the same keys)
@@ -54,19 +53,15 @@ def evaluate(
     checkpoint = EpochCheckpoint.for_stage("evaluate", run.params,
                                            [visual_model, pseudo_store, audio_store],
                                            logger=run.log)
-    train = data.split("train").frames
-    tokens = training_tokens(visual, data, cfg, env)
-    reads = head_reads(cfg, run.config.pseudo_masks)
-    audio = stored_head_audio(audio_store, train, reads, num_foreground=data.labels.shape[1],
-                              conditioned=cfg.audio_condition != "none")
-    head = build_head(tokens, data, visual, cfg, audio_dim=audio.vector.shape[1])
-    masks = read_rows(pseudo_store, "pseudo_masks", train, ["mask"])["mask"]
+    rows = training_rows(visual, data, cfg, run.config.pseudo_masks, env,
+                         pseudo_store=pseudo_store, audio_store=audio_store, checkpoint=checkpoint)
+    head = build_head(rows, data, visual, cfg)
     with epoch_curves(curves_out) as on_epoch:
-        train_head(head, tokens, masks, cfg, env, audio=audio, on_epoch=on_epoch,
-                   checkpoint=checkpoint)
+        train_head(head, rows, cfg, env, on_epoch=on_epoch, checkpoint=checkpoint)
+    rows.close()
     if not is_main():  # the rest (test prediction, scores, plots) runs in rank 0 alone
         return
-    save_segmentation_head(head_out, head, reads)
+    save_segmentation_head(head_out, head, head_reads(cfg, run.config.pseudo_masks))
     result = evaluate_test_split(visual, head, data, cfg, run.config.pseudo_masks,
                                  run.config.scoring, env, pseudo_store=pseudo_store,
                                  audio_store=audio_store, visual_store=visual_store,

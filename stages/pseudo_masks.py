@@ -34,7 +34,8 @@ def pseudo_masks_stage(
     if not is_main():
         return
     result = train_split_scores(store_out, data,
-                                official_batch_videos=run.config.scoring.official_batch_videos)
+                                official_batch_videos=run.config.scoring.official_batch_videos,
+                                log=run.log)
     write_json(metrics_out, result)
     run.log.info("pseudo-masks vs train ground truth: clean %s, official %s", result["clean"],
                  result["official"])

@@ -26,9 +26,11 @@ import numpy as np
 
 from pcas_core.evaluation.scoring import Prediction
 from pcas_core.params import BaselinesConfig, PseudoMasksConfig
-from pcas_core.pipeline.pseudo_masks import pseudo_masks
+from pcas_core.pipeline.pseudo_masks import PseudoMaskPool, pseudo_masks
+from pcas_core.runtime.progress import Progress
 
-__all__ = ["BASELINES", "background_masks", "listening_masks", "looking_masks", "sanity_baselines"]
+__all__ = ["BASELINES", "background_masks", "listening_masks", "looking_config", "looking_masks",
+           "padded_baselines", "baseline_masks", "sanity_baselines"]
 
 BASELINES = ("background", "listening", "looking")
 
@@ -64,15 +66,24 @@ def listening_masks(audio_logits: np.ndarray, size: tuple[int, int], threshold: 
     return np.broadcast_to(cls[:, None, None], (len(cls), *size)).copy()
 
 
+def looking_config(masks: PseudoMasksConfig, threshold: float) -> PseudoMasksConfig:
+    """The pseudo-mask configuration of :func:`looking_masks`: ``masks`` with the classes taken
+    at ``threshold``, no sounding-map exponent and one background score (ToCo's two-score trick
+    is not applied to a baseline); a :class:`PseudoMaskPool` for the looking baseline is made
+    with it."""
+    return replace(masks, audio_threshold=threshold, gamma=1.0, bg_score_low=None,
+                   bg_score_high=None)
+
+
 def looking_masks(images: np.ndarray, cams: np.ndarray, visual_logits: np.ndarray, *,
                   threshold: float, masks: PseudoMasksConfig,
-                  log: logging.Logger | None = None) -> np.ndarray:
+                  pool: PseudoMaskPool | None = None, log: logging.Logger | None = None,
+                  progress: Progress | None = None) -> np.ndarray:
     """CAM pseudo-masks of the classes the visual classifier predicts, with no audio.
 
     :func:`pcas_core.pipeline.pseudo_masks.pseudo_masks` with a sounding map of ones and the
     visual frame logits in place of the audio logits, so classes are ``sigmoid(visual logit) >=
-    threshold``; background score, CRF and workers as ``masks`` says (one background score:
-    ToCo's two-score trick is not applied to a baseline).
+    threshold``; background score, CRF and workers as ``masks`` says (:func:`looking_config`).
 
     Args:
         images: ``(M, H, W, 3)`` uint8 frames.
@@ -80,7 +91,12 @@ def looking_masks(images: np.ndarray, cams: np.ndarray, visual_logits: np.ndarra
         visual_logits: ``(M, K)`` float frame logits of the visual classifier.
         threshold: class threshold in [0, 1].
         masks: the ``pseudo_masks`` section.
-        log: where its progress lines go (the CRF of every frame takes a while).
+        pool: worker pool made with ``looking_config(masks, threshold)``, kept over many calls
+            (a pass chunk by chunk); None starts one for this call.
+        log: where this call's progress lines go (without ``pool``: the CRF of every frame
+            takes a while).
+        progress: with ``pool``, the progress of the whole pass, updated once per frame made
+            (:class:`pcas_core.runtime.progress.Progress`).
 
     Returns:
         ``(M, H, W)`` uint8 masks (0 background, k + 1 foreground).
@@ -88,12 +104,47 @@ def looking_masks(images: np.ndarray, cams: np.ndarray, visual_logits: np.ndarra
     Raises:
         ValueError: layouts that disagree (see :func:`pcas_core.pipeline.pseudo_masks.pseudo_masks`).
     """
-    cfg = replace(masks, audio_threshold=threshold, gamma=1.0, bg_score_low=None,
-                  bg_score_high=None)
     sounding = np.ones((cams.shape[0], *cams.shape[2:]), dtype=np.float32)
+    if pool is not None:
+        if images.ndim != 4:
+            raise ValueError("expected images M x H x W x 3")
+        return pool.run(images, cams.astype(np.float32), sounding,
+                        visual_logits.astype(np.float32), images.shape[1:3], progress)
     return pseudo_masks(images, cams.astype(np.float32), sounding,
-                        visual_logits.astype(np.float32), cfg, workers=masks.workers,
-                        desc="looking baseline", log=log)
+                        visual_logits.astype(np.float32), looking_config(masks, threshold),
+                        workers=masks.workers, desc="looking baseline", log=log)
+
+
+def padded_baselines(padded_image: np.ndarray, padded_cam: np.ndarray,
+                     padded_logits: np.ndarray, *, cfg: BaselinesConfig,
+                     masks: PseudoMasksConfig) -> dict[str, np.ndarray | None]:
+    """Each baseline's (H, W) uint8 prediction on the official padded frame (``padded_image``
+    (H, W, 3) uint8, the visual classifier's ``padded_cam`` (K, h, w) and ``padded_logits``
+    (K,) on it): None (background everywhere: no audio) for ``background`` and ``listening``."""
+    look = looking_masks(padded_image[None], padded_cam[None], padded_logits[None],
+                         threshold=cfg.visual_threshold, masks=replace(masks, workers=1))
+    return {"background": None, "listening": None, "looking": look[0]}
+
+
+def baseline_masks(images: np.ndarray, audio_logits: np.ndarray, cams: np.ndarray,
+                   visual_logits: np.ndarray, *, cfg: BaselinesConfig,
+                   masks: PseudoMasksConfig,
+                   log: logging.Logger | None = None) -> dict[str, np.ndarray]:
+    """The three baselines' ``(M, H, W)`` uint8 masks of M frames.
+
+    Args:
+        images, cams, visual_logits: as :func:`looking_masks`; audio_logits: as
+            :func:`listening_masks` (all for the same M frames).
+        cfg: the ``evaluate.baselines`` section (``visual_threshold`` of :func:`looking_masks`).
+        masks: the ``pseudo_masks`` section: theta_a of :func:`listening_masks`, the machinery
+            of :func:`looking_masks`.
+        log: where the looking baseline's progress lines go.
+    """
+    size = images.shape[1:3]
+    return {"background": background_masks(len(images), size),
+            "listening": listening_masks(audio_logits, size, masks.audio_threshold),
+            "looking": looking_masks(images, cams, visual_logits, threshold=cfg.visual_threshold,
+                                     masks=masks, log=log)}
 
 
 def sanity_baselines(images: np.ndarray, audio_logits: np.ndarray, cams: np.ndarray,
@@ -101,28 +152,18 @@ def sanity_baselines(images: np.ndarray, audio_logits: np.ndarray, cams: np.ndar
                      padded_cam: np.ndarray, padded_logits: np.ndarray, cfg: BaselinesConfig,
                      masks: PseudoMasksConfig,
                      log: logging.Logger | None = None) -> dict[str, Prediction]:
-    """The three baselines on M scored frames, each with its prediction on the padded frame.
+    """The three baselines on M scored frames, each with its prediction on the padded frame
+    (:func:`baseline_masks` and :func:`padded_baselines` at once).
 
     Args:
-        images, cams, visual_logits: as :func:`looking_masks`; audio_logits: as
-            :func:`listening_masks` (all for the same M frames).
-        padded_image: ``(H, W, 3)`` uint8, padded_cam: ``(K, h, w)``, padded_logits: ``(K,)``:
-            the official padded input and the visual classifier's CAMs and logits on it.
-        cfg: the ``evaluate.baselines`` section (``visual_threshold`` of :func:`looking_masks`).
-        masks: the ``pseudo_masks`` section: theta_a of :func:`listening_masks`, the machinery
-            of :func:`looking_masks`.
+        images, cams, visual_logits, audio_logits, cfg, masks: as :func:`baseline_masks`.
+        padded_image, padded_cam, padded_logits: as :func:`padded_baselines`.
         log: where the looking baseline's progress lines go.
 
     Returns:
         ``{"background": ..., "listening": ..., "looking": ...}`` :class:`Prediction` objects.
     """
-    size = images.shape[1:3]
-    padded_look = looking_masks(padded_image[None], padded_cam[None], padded_logits[None],
-                                threshold=cfg.visual_threshold, masks=replace(masks, workers=1))
-    return {
-        "background": Prediction(background_masks(len(images), size)),
-        "listening": Prediction(listening_masks(audio_logits, size, masks.audio_threshold)),
-        "looking": Prediction(looking_masks(images, cams, visual_logits,
-                                            threshold=cfg.visual_threshold, masks=masks, log=log),
-                              padded_mask=padded_look[0]),
-    }
+    padded = padded_baselines(padded_image, padded_cam, padded_logits, cfg=cfg, masks=masks)
+    made = baseline_masks(images, audio_logits, cams, visual_logits, cfg=cfg, masks=masks,
+                          log=log)
+    return {name: Prediction(made[name], padded_mask=padded[name]) for name in BASELINES}

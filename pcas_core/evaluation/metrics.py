@@ -136,8 +136,30 @@ def _check_binary(preds: np.ndarray, gts: np.ndarray) -> None:
         raise ValueError(f"preds and gts must both be M x H x W, got {preds.shape} and {gts.shape}")
 
 
+def frame_ious(preds: np.ndarray, gts: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """AVSBench S4/MS3 IoU of each frame (``mask_iou``) of ``pred > threshold``: ``(M,)``
+    float64; a frame with an empty GT scores the fraction of its pixels predicted background.
+
+    Args:
+        preds: ``(M, H, W)`` float foreground probabilities in [0, 1].
+        gts: ``(M, H, W)`` {0, 1} ground-truth masks.
+
+    Raises:
+        ValueError: on mismatched or non-3-D shapes.
+    """
+    _check_binary(preds, gts)
+    p = (preds > threshold).reshape(preds.shape[0], -1)
+    g = gts.reshape(gts.shape[0], -1) > 0
+    inter = (p & g).sum(1)
+    union = (p | g).sum(1)
+    empty = g.sum(1) == 0
+    true_bg = (~p & ~g).sum(1)
+    return np.where(empty, true_bg / p.shape[1], inter / np.maximum(union, 1))
+
+
 def binary_miou(preds: np.ndarray, gts: np.ndarray, threshold: float = 0.5) -> float:
-    """AVSBench S4/MS3 mIoU (``mask_iou``): mean over frames of the IoU of ``pred > threshold``.
+    """AVSBench S4/MS3 mIoU (``mask_iou``): mean over frames of the IoU of ``pred > threshold``
+    (:func:`frame_ious`).
 
     A frame with an empty GT scores the fraction of its pixels predicted background.
 
@@ -155,14 +177,7 @@ def binary_miou(preds: np.ndarray, gts: np.ndarray, threshold: float = 0.5) -> f
     _check_binary(preds, gts)
     if preds.shape[0] == 0:
         raise ValueError("binary_miou needs at least one frame")
-    p = (preds > threshold).reshape(preds.shape[0], -1)
-    g = gts.reshape(gts.shape[0], -1) > 0
-    inter = (p & g).sum(1)
-    union = (p | g).sum(1)
-    empty = g.sum(1) == 0
-    true_bg = (~p & ~g).sum(1)
-    iou = np.where(empty, true_bg / p.shape[1], inter / np.maximum(union, 1))
-    return float(iou.mean())
+    return float(frame_ious(preds, gts, threshold).mean())
 
 
 def _frame_pr_curve(
@@ -177,6 +192,34 @@ def _frame_pr_curve(
     precision = np.where(n_pred > 0, tp / np.maximum(n_pred, 1), 0.0)
     recall = tp / pos.size
     return precision, recall
+
+
+def fscore_curves(preds: np.ndarray, gts: np.ndarray, thresholds: np.ndarray,
+                  beta2: float = F_BETA2, out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """Sum over the frames with a non-empty GT of F(t) of ``pred >= t`` (AVSBench
+    ``Eval_Fmeasure``, NaN -> 0), added frame by frame in order, and how many frames that is.
+
+    Args:
+        preds: ``(M, H, W)`` float foreground probabilities in [0, 1].
+        gts: ``(M, H, W)`` {0, 1} ground-truth masks.
+        thresholds: ``(T,)`` float64 thresholds.
+        out: ``(T,)`` float64 running sum to add to in place (so sums over chunks of frames are
+            those over all frames, bit for bit); None starts from zeros.
+
+    Returns:
+        ``(sum (T,) float64, frames counted)``.
+
+    Raises:
+        ValueError: on mismatched or non-3-D shapes.
+    """
+    _check_binary(preds, gts)
+    total, n = np.zeros(len(thresholds), dtype=np.float64) if out is None else out, 0
+    for pred, gt in zip(preds, gts):
+        if not (gt > 0).any():
+            continue
+        total += _f_measure(*_frame_pr_curve(pred, gt, thresholds), beta2)
+        n += 1
+    return total, n
 
 
 def binary_fscore(
@@ -200,17 +243,51 @@ def binary_fscore(
     Raises:
         ValueError: on mismatched or non-3-D shapes.
     """
-    _check_binary(preds, gts)
-    thresholds = np.linspace(0.0, 1.0 - 1e-10, n_thresholds)
-    total = np.zeros(n_thresholds, dtype=np.float64)
-    n = 0
-    for pred, gt in zip(preds, gts):
-        if not (gt > 0).any():
-            continue
-        precision, recall = _frame_pr_curve(pred, gt, thresholds)
-        total += _f_measure(precision, recall, beta2)
-        n += 1
-    return float((total / n).max()) if n else 0.0
+    acc = BinaryAccumulator(beta2=beta2, n_thresholds=n_thresholds)
+    acc.add_fscore(preds, gts)
+    return acc.fscore()
+
+
+class BinaryAccumulator:
+    """AVSBench's S4/MS3 mIoU (:func:`binary_miou`) and whole-set F-score (:func:`binary_fscore`)
+    accumulated chunk by chunk of frames: memory does not grow with the frames.
+
+    :meth:`update` adds frames to both; :meth:`add_iou` and :meth:`add_fscore` to one (e.g. the
+    hard foreground to the IoU and the foreground probabilities to the F-score).
+
+    Args:
+        threshold: binarisation threshold of the IoU (0.5). beta2: F-score beta^2 (0.3).
+        n_thresholds: thresholds of the F-score sweep (255).
+    """
+
+    def __init__(self, threshold: float = 0.5, beta2: float = F_BETA2,
+                 n_thresholds: int = 255) -> None:
+        self.threshold, self.beta2 = threshold, beta2
+        self.thresholds = np.linspace(0.0, 1.0 - 1e-10, n_thresholds)
+        self.iou_sum, self.n_iou = 0.0, 0
+        self.f_sum, self.n_f = np.zeros(n_thresholds, dtype=np.float64), 0
+
+    def add_iou(self, preds: np.ndarray, gts: np.ndarray) -> None:
+        """Add ``(B, H, W)`` probabilities and ``(B, H, W)`` {0, 1} GTs to the mIoU."""
+        self.iou_sum += float(frame_ious(preds, gts, self.threshold).sum())
+        self.n_iou += len(preds)
+
+    def add_fscore(self, preds: np.ndarray, gts: np.ndarray) -> None:
+        """Add ``(B, H, W)`` probabilities and ``(B, H, W)`` {0, 1} GTs to the F-score."""
+        self.n_f += fscore_curves(preds, gts, self.thresholds, self.beta2, out=self.f_sum)[1]
+
+    def update(self, preds: np.ndarray, gts: np.ndarray) -> None:
+        """:meth:`add_iou` and :meth:`add_fscore` of the same frames."""
+        self.add_iou(preds, gts)
+        self.add_fscore(preds, gts)
+
+    def miou(self) -> float:
+        """Mean IoU over the frames added (NaN when none)."""
+        return self.iou_sum / self.n_iou if self.n_iou else float("nan")
+
+    def fscore(self) -> float:
+        """max_t of F(t) averaged over the frames added with a non-empty GT; 0.0 when none."""
+        return float((self.f_sum / self.n_f).max()) if self.n_f else 0.0
 
 
 def foreground_binary(mask: np.ndarray, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
@@ -230,6 +307,28 @@ def foreground_binary(mask: np.ndarray, ignore_index: int = IGNORE_INDEX) -> np.
     return ((mask != 0) & (mask != ignore_index)).astype(np.uint8)
 
 
+def absent_class_count(preds: np.ndarray, gts: np.ndarray,
+                       ignore_index: int = IGNORE_INDEX) -> int:
+    """Frames whose predicted mask holds a foreground class that the frame's ground truth does
+    not (pixels the ground truth ignores are not looked at): the numerator of
+    :func:`absent_class_frames`.
+
+    Args:
+        preds, gts: (M, H, W) uint8 class-index masks (0 background).
+
+    Raises:
+        ValueError: shapes differ.
+    """
+    if preds.shape != gts.shape:
+        raise ValueError(f"predictions {preds.shape} and ground truth {gts.shape} differ")
+    absent = 0
+    for p, g in zip(preds, gts):
+        seen = p[g != ignore_index]
+        if np.setdiff1d(np.unique(seen[seen > 0]), np.unique(g)).size:
+            absent += 1
+    return absent
+
+
 def absent_class_frames(preds: np.ndarray, gts: np.ndarray,
                         ignore_index: int = IGNORE_INDEX) -> float:
     """Share of frames whose predicted mask holds a foreground class that the frame's ground
@@ -245,13 +344,7 @@ def absent_class_frames(preds: np.ndarray, gts: np.ndarray,
     Raises:
         ValueError: shapes differ.
     """
-    if preds.shape != gts.shape:
-        raise ValueError(f"predictions {preds.shape} and ground truth {gts.shape} differ")
-    absent = 0
-    for p, g in zip(preds, gts):
-        seen = p[g != ignore_index]
-        if np.setdiff1d(np.unique(seen[seen > 0]), np.unique(g)).size:
-            absent += 1
+    absent = absent_class_count(preds, gts, ignore_index)
     return absent / len(preds) if len(preds) else 0.0
 
 

@@ -51,11 +51,12 @@ import numpy as np
 import torch
 
 from pcas_core.data.constants import IGNORE_INDEX, NUM_CLASSES
-from pcas_core.evaluation.metrics import F_BETA2, _check_binary, _f_measure, _frame_pr_curve, avss_frame_stats
+from pcas_core.evaluation.metrics import (F_BETA2, _check_binary, _f_measure, avss_frame_stats,
+                                          fscore_curves)
 
 __all__ = ["OFFICIAL_AVSS_FRAMES", "AVSS_IOU_EPS", "BINARY_IOU_EPS", "padded_frames",
-           "OfficialAVSSAccumulator", "official_thresholds", "batch_mask_iou", "batch_fmeasure",
-           "official_binary_scores"]
+           "OfficialAVSSAccumulator", "official_thresholds", "official_frame_ious", "batch_mask_iou",
+           "batch_fmeasure", "OfficialBinaryAccumulator", "official_binary_scores"]
 
 OFFICIAL_AVSS_FRAMES = 10
 """Frames every AVSS video is padded to (``color_dataloader.py``)."""
@@ -147,8 +148,29 @@ def official_thresholds(n_thresholds: int = 255) -> np.ndarray:
     return torch.linspace(0.0, 1.0 - 1e-10, n_thresholds, dtype=torch.float32).double().numpy()
 
 
+def official_frame_ious(preds: np.ndarray, gts: np.ndarray) -> np.ndarray:
+    """Official ``mask_iou`` terms of each frame: ``inter / (union + 1e-7)`` of ``pred > 0.5``,
+    (B,) float64; a frame with an empty ground truth scores its true-negative pixels over all
+    pixels.
+
+    Args:
+        preds: ``(B, H, W)`` float foreground probabilities. gts: ``(B, H, W)`` {0, 1}.
+
+    Raises:
+        ValueError: on mismatched or non-3-D shapes.
+    """
+    _check_binary(preds, gts)
+    p = (preds > 0.5).reshape(len(preds), -1)
+    g = gts.reshape(len(gts), -1) > 0
+    empty = ~g.any(axis=1)
+    inter = np.where(empty, (~p & ~g).sum(1), (p & g).sum(1)).astype(np.float64)
+    union = np.where(empty, p.shape[1], (p | g).sum(1)).astype(np.float64)
+    return inter / (union + BINARY_IOU_EPS)
+
+
 def batch_mask_iou(preds: np.ndarray, gts: np.ndarray) -> float:
-    """Official ``mask_iou`` of one test batch: mean over frames of ``inter / (union + 1e-7)``.
+    """Official ``mask_iou`` of one test batch: mean over frames of ``inter / (union + 1e-7)``
+    (:func:`official_frame_ious`).
 
     Args:
         preds: ``(B, H, W)`` float foreground probabilities (binarised at ``> 0.5``).
@@ -164,12 +186,7 @@ def batch_mask_iou(preds: np.ndarray, gts: np.ndarray) -> float:
     _check_binary(preds, gts)
     if len(preds) == 0:
         raise ValueError("a test batch needs at least one frame")
-    p = (preds > 0.5).reshape(len(preds), -1)
-    g = gts.reshape(len(gts), -1) > 0
-    empty = ~g.any(axis=1)
-    inter = np.where(empty, (~p & ~g).sum(1), (p & g).sum(1)).astype(np.float64)
-    union = np.where(empty, p.shape[1], (p | g).sum(1)).astype(np.float64)
-    return float((inter / (union + BINARY_IOU_EPS)).mean())
+    return float(official_frame_ious(preds, gts).mean())
 
 
 def batch_fmeasure(preds: np.ndarray, gts: np.ndarray, beta2: float = F_BETA2,
@@ -190,20 +207,103 @@ def batch_fmeasure(preds: np.ndarray, gts: np.ndarray, beta2: float = F_BETA2,
     Raises:
         ValueError: on mismatched or non-3-D shapes.
     """
-    _check_binary(preds, gts)
-    thresholds = official_thresholds(n_thresholds)
-    total, n = np.zeros(n_thresholds, dtype=np.float64), 0
-    for pred, gt in zip(preds.astype(np.float32), gts):
-        if not (gt > 0).any():
-            continue
-        total += _f_measure(*_frame_pr_curve(pred, gt, thresholds), beta2)
-        n += 1
+    total, n = fscore_curves(preds.astype(np.float32), gts, official_thresholds(n_thresholds),
+                             beta2)
     return float((total / n).max()) if n else 0.0
+
+
+class OfficialBinaryAccumulator:
+    """S4/MS3 ``mIoU`` and ``F-score`` as ``avs_s4/test.py`` / ``avs_ms3/test.py`` print them
+    (quirks 4 and 5), accumulated chunk by chunk of frames in test order.
+
+    Frames form test batches of ``batch_videos`` consecutive videos (in the order the videos
+    first appear); each batch gets :func:`batch_mask_iou` and :func:`batch_fmeasure` when it is
+    complete, and both are averaged over batches with equal weight. Memory holds one batch's
+    per-frame terms, not the frames.
+
+    Args:
+        batch_videos: videos per official test batch (4 in the released ``test.sh``).
+        beta2: F-score beta^2 (0.3). n_thresholds: thresholds (255).
+
+    Raises:
+        ValueError: ``batch_videos < 1``.
+    """
+
+    def __init__(self, batch_videos: int, beta2: float = F_BETA2, n_thresholds: int = 255) -> None:
+        if batch_videos < 1:
+            raise ValueError(f"batch_videos must be >= 1, got {batch_videos}")
+        self.batch_videos, self.beta2 = batch_videos, beta2
+        self.thresholds = official_thresholds(n_thresholds)
+        self.ious: list[float] = []  # one per finished batch
+        self.fs: list[float] = []
+        self.n_frames = 0
+        self._seen: set = set()  # videos met so far (each must be contiguous)
+        self._last = None
+        self._videos = 0  # videos in the open batch
+        self._iou: list[np.ndarray] = []  # the open batch's per-frame IoU terms
+        self._f, self._nf = np.zeros(n_thresholds, dtype=np.float64), 0
+
+    def _close(self) -> None:
+        if self._videos:
+            self.ious.append(float(np.concatenate(self._iou).mean()))
+            self.fs.append(float((self._f / self._nf).max()) if self._nf else 0.0)
+        self._videos, self._iou, self._nf = 0, [], 0
+        self._f = np.zeros_like(self._f)
+
+    def update(self, preds: np.ndarray, gts: np.ndarray, videos: np.ndarray) -> None:
+        """Add the next frames in test order.
+
+        Args:
+            preds: ``(B, H, W)`` float foreground probabilities in [0, 1].
+            gts: ``(B, H, W)`` {0, 1} ground truth.
+            videos: ``(B,)`` video id of each frame; a video's frames must be contiguous (they
+                may continue in the next call).
+
+        Raises:
+            ValueError: on mismatched shapes, or a video met again after another one.
+        """
+        _check_binary(preds, gts)
+        videos = np.asarray(videos)
+        if len(videos) != len(preds):
+            raise ValueError(f"need one video id per frame, got {len(videos)} ids for "
+                             f"{len(preds)} frames")
+        starts = np.flatnonzero(np.r_[True, videos[1:] != videos[:-1]])
+        for lo, hi in zip(starts, np.r_[starts[1:], len(videos)]):
+            video = videos[lo]
+            if video != self._last:
+                if video in self._seen:
+                    raise ValueError("the frames of each video must be contiguous")
+                self._seen.add(video)
+                self._last = video
+                if self._videos == self.batch_videos:
+                    self._close()
+                self._videos += 1
+            self._iou.append(official_frame_ious(preds[lo:hi], gts[lo:hi]))
+            self._nf += fscore_curves(preds[lo:hi].astype(np.float32), gts[lo:hi],
+                                      self.thresholds, self.beta2, out=self._f)[1]
+        self.n_frames += len(preds)
+
+    def compute(self) -> dict:
+        """``miou``, ``fscore`` (fractions in [0, 1]), ``n_frames``, ``n_batches`` of the frames
+        so far (the open batch counts as the last one).
+
+        Raises:
+            ValueError: no frame.
+        """
+        if not self.n_frames:
+            raise ValueError("need at least one frame")
+        ious, fs = list(self.ious), list(self.fs)
+        if self._videos:
+            ious.append(float(np.concatenate(self._iou).mean()))
+            fs.append(float((self._f / self._nf).max()) if self._nf else 0.0)
+        return {"miou": float(np.mean(ious)), "fscore": float(np.mean(fs)),
+                "n_frames": self.n_frames, "n_batches": len(ious)}
 
 
 def official_binary_scores(preds: np.ndarray, gts: np.ndarray, videos: np.ndarray,
                            batch_videos: int) -> dict:
-    """S4/MS3 ``mIoU`` and ``F-score`` as ``avs_s4/test.py`` / ``avs_ms3/test.py`` print them.
+    """S4/MS3 ``mIoU`` and ``F-score`` as ``avs_s4/test.py`` / ``avs_ms3/test.py`` print them
+    (:class:`OfficialBinaryAccumulator` over all frames at once).
 
     Frames are grouped into test batches of ``batch_videos`` consecutive videos (in the order the
     videos first appear in ``videos``); each batch gets :func:`batch_mask_iou` and
@@ -222,20 +322,9 @@ def official_binary_scores(preds: np.ndarray, gts: np.ndarray, videos: np.ndarra
         ValueError: on mismatched shapes, ``batch_videos < 1``, no frame, or a video whose frames
             are not contiguous.
     """
-    _check_binary(preds, gts)
-    videos = np.asarray(videos)
-    if len(videos) != len(preds) or len(preds) == 0:
-        raise ValueError(f"need one video id per frame and at least one frame, got {len(videos)} "
-                         f"ids for {len(preds)} frames")
-    if batch_videos < 1:
-        raise ValueError(f"batch_videos must be >= 1, got {batch_videos}")
-    starts = np.flatnonzero(np.r_[True, videos[1:] != videos[:-1]])
-    if len(set(videos[starts].tolist())) != len(starts):
-        raise ValueError("the frames of each video must be contiguous")
-    bounds = np.r_[starts[::batch_videos], len(videos)]
-    ious, fs = [], []
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        ious.append(batch_mask_iou(preds[lo:hi], gts[lo:hi]))
-        fs.append(batch_fmeasure(preds[lo:hi], gts[lo:hi]))
-    return {"miou": float(np.mean(ious)), "fscore": float(np.mean(fs)), "n_frames": len(preds),
-            "n_batches": len(ious)}
+    if len(np.asarray(videos)) != len(preds) or len(preds) == 0:
+        raise ValueError(f"need one video id per frame and at least one frame, got "
+                         f"{len(np.asarray(videos))} ids for {len(preds)} frames")
+    acc = OfficialBinaryAccumulator(batch_videos)
+    acc.update(preds, gts, videos)
+    return acc.compute()

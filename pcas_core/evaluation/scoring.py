@@ -16,20 +16,21 @@ Kinds: ``avss`` (71-class class-index masks) is scored as semantic segmentation;
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from pcas_core.data.constants import IGNORE_INDEX
-from pcas_core.evaluation.metrics import (BY_KIND, AVSSAccumulator, absent_class_frames,
-                                          binary_fscore, binary_miou,
-                                          foreground_binary)
-from pcas_core.evaluation.official import (OfficialAVSSAccumulator, official_binary_scores,
+from pcas_core.evaluation.metrics import (BY_KIND, AVSSAccumulator, BinaryAccumulator,
+                                          absent_class_count, foreground_binary)
+from pcas_core.evaluation.official import (OfficialAVSSAccumulator, OfficialBinaryAccumulator,
                                         padded_frames)
 
-__all__ = ["KINDS", "MODES", "BY_KIND", "Prediction", "scored_frames", "score", "score_by_kind",
-           "score_by_subset", "report", "metrics_file", "scored_class_names", "scored_labels"]
+__all__ = ["KINDS", "MODES", "BY_KIND", "Prediction", "scored_frames", "FrameScores", "Scores",
+           "score", "score_by_kind", "score_by_subset", "report", "metrics_file",
+           "scored_class_names", "scored_labels"]
 
 #: dataset kind -> how it is scored
 KINDS = {"avss": "semantic", "s4": "binary", "ms3": "binary"}
@@ -114,36 +115,141 @@ def scored_frames(frames: pd.DataFrame, *, require_all: bool) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def _semantic(pred: Prediction, gts: np.ndarray, frames: pd.DataFrame) -> dict:
-    clean, official = AVSSAccumulator(), OfficialAVSSAccumulator()
-    for p, g in zip(pred.masks, gts):
-        clean.update(p, g)
-        official.update(p, g)
-    n_videos = frames.drop_duplicates("uid")["n_video_frames"].to_numpy()
-    n_pad = int(padded_frames(n_videos).sum())
-    if n_pad:
-        pad = np.zeros(gts.shape[1:], dtype=np.uint8) if pred.padded_mask is None else pred.padded_mask
-        official.update(pad, np.zeros(gts.shape[1:], dtype=np.uint8), count=n_pad)
-    out = {"clean": clean.compute(), "official": {**official.compute(), "n_padded": n_pad}}
-    fg_gt = np.stack([foreground_binary(g) for g in gts])
-    fg_hard = np.stack([foreground_binary(p) for p in pred.masks]).astype(np.float32)
-    out["clean"]["fg_miou"] = binary_miou(fg_hard, fg_gt)
-    out["clean"]["fg_fscore"] = binary_fscore(fg_hard if pred.foreground is None else
-                                              pred.foreground, fg_gt)
-    out["clean"]["absent_class_frames"] = absent_class_frames(pred.masks, gts)
-    return out
+class FrameScores:
+    """:func:`score` of one predictor accumulated chunk by chunk of frames in test order, so
+    memory holds one chunk, not the test set: every definition is a sum over frames (the clean
+    and official AVSS accumulators, the binary mIoU and F-score sums, the absent-class count),
+    or over official S4/MS3 test batches of whole videos, kept one batch at a time.
+
+    Args:
+        kind: ``avss`` | ``s4`` | ``ms3`` (:data:`KINDS`).
+        batch_videos: videos per official test batch (binary kinds only).
+        padded_mask: the predictor's (H, W) uint8 prediction on the official padded frame (AVSS);
+            None = background everywhere.
+
+    Raises:
+        ValueError: unknown kind.
+    """
+
+    def __init__(self, kind: str, *, batch_videos: int,
+                 padded_mask: np.ndarray | None = None) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown dataset kind {kind!r}, expected one of {sorted(KINDS)}")
+        self.kind, self.padded_mask = kind, padded_mask
+        self.semantic = KINDS[kind] == "semantic"
+        self.clean = AVSSAccumulator() if self.semantic else AVSSAccumulator(num_classes=2)
+        self.official = (OfficialAVSSAccumulator() if self.semantic
+                         else OfficialBinaryAccumulator(batch_videos))
+        self.binary = BinaryAccumulator()  # AVSS: the foreground's; S4/MS3: the scores
+        self.absent = self.n_pad = self.n_frames = 0
+        self.shape: tuple[int, ...] | None = None
+        self._last_uid = None
+
+    def update(self, pred: Prediction, gts: np.ndarray, frames: pd.DataFrame) -> None:
+        """Add the next frames in test order (a video may continue in the next call).
+
+        Args:
+            pred: the predictor's output on the rows of ``frames``.
+            gts: (B, H, W) uint8 ground truth (class indices; binary kinds: {0, 1}; 255 ignored).
+            frames: B rows of :func:`scored_frames`, videos contiguous.
+
+        Raises:
+            ValueError: shapes that disagree (names them).
+        """
+        if pred.masks.shape != gts.shape or gts.ndim != 3 or len(frames) != len(gts):
+            raise ValueError(f"expected (M, H, W) predictions and ground truth for the "
+                             f"{len(frames)} scored frames, got {pred.masks.shape} and {gts.shape}")
+        if not len(gts):
+            return
+        self.shape, self.n_frames = gts.shape[1:], self.n_frames + len(gts)
+        fg_gt = np.stack([foreground_binary(g) for g in gts])
+        fg_hard = np.stack([foreground_binary(p) for p in pred.masks])
+        soft = fg_hard.astype(np.float32) if pred.foreground is None else pred.foreground
+        if not self.semantic:
+            for p, g in zip(fg_hard, gts):
+                self.clean.update(p, g)  # background / foreground, for the per-class plot
+            self.binary.update(soft, fg_gt)
+            self.official.update(soft, fg_gt, frames["uid"].to_numpy())
+            return
+        for p, g in zip(pred.masks, gts):
+            self.clean.update(p, g)
+            self.official.update(p, g)
+        uids, counts = frames["uid"].to_numpy(), frames["n_video_frames"].to_numpy()
+        for i in np.flatnonzero(np.r_[True, uids[1:] != uids[:-1]]):
+            if uids[i] != self._last_uid:  # a video's first frame: its padded frames
+                self.n_pad += int(padded_frames(counts[i]))
+                self._last_uid = uids[i]
+        self.binary.add_iou(fg_hard.astype(np.float32), fg_gt)
+        self.binary.add_fscore(soft, fg_gt)
+        self.absent += absent_class_count(pred.masks, gts)
+
+    def compute(self) -> dict[str, dict]:
+        """The scores of the frames so far, as :func:`score` returns them.
+
+        Raises:
+            ValueError: no frame was added.
+        """
+        if not self.n_frames:
+            raise ValueError("no scored frame")
+        if not self.semantic:
+            return {"clean": {"miou": self.binary.miou(), "fscore": self.binary.fscore(),
+                              "per_class_iou": self.clean.compute()["per_class_iou"],
+                              "n_frames": self.n_frames},
+                    "official": self.official.compute()}
+        official = copy.deepcopy(self.official)  # the padded frames go in at the end
+        if self.n_pad:
+            pad = (np.zeros(self.shape, dtype=np.uint8) if self.padded_mask is None
+                   else self.padded_mask)
+            official.update(pad, np.zeros(self.shape, dtype=np.uint8), count=self.n_pad)
+        out = {"clean": self.clean.compute(), "official": {**official.compute(),
+                                                          "n_padded": self.n_pad}}
+        out["clean"]["fg_miou"] = self.binary.miou()
+        out["clean"]["fg_fscore"] = self.binary.fscore()
+        out["clean"]["absent_class_frames"] = self.absent / self.n_frames
+        return out
 
 
-def _binary(pred: Prediction, gts: np.ndarray, frames: pd.DataFrame, batch_videos: int) -> dict:
-    fg_gt = np.stack([foreground_binary(g) for g in gts])
-    fg_hard = np.stack([foreground_binary(p) for p in pred.masks])
-    fg = fg_hard.astype(np.float32) if pred.foreground is None else pred.foreground
-    per_class = AVSSAccumulator(num_classes=2)  # background / foreground, for the per-class plot
-    for p, g in zip(fg_hard, gts):
-        per_class.update(p, g)
-    return {"clean": {"miou": binary_miou(fg, fg_gt), "fscore": binary_fscore(fg, fg_gt),
-                      "per_class_iou": per_class.compute()["per_class_iou"], "n_frames": len(fg)},
-            "official": official_binary_scores(fg, fg_gt, frames["uid"].to_numpy(), batch_videos)}
+class Scores:
+    """:func:`score_by_kind` (``subsets`` false) or :func:`score_by_subset` (true) of one
+    predictor, accumulated chunk by chunk (:class:`FrameScores` over all frames and over the
+    frames of each clip kind and AVSS subset met).
+
+    Args:
+        kind, batch_videos, padded_mask: as :class:`FrameScores`.
+        subsets: also score each ``subset`` (reported when there is more than one).
+    """
+
+    def __init__(self, kind: str, *, batch_videos: int, padded_mask: np.ndarray | None = None,
+                 subsets: bool = False) -> None:
+        self._new = lambda: FrameScores(kind, batch_videos=batch_videos, padded_mask=padded_mask)
+        self.all = self._new()
+        self.groups: dict[str, dict] = {"kind": {}, **({"subset": {}} if subsets else {})}
+
+    def update(self, pred: Prediction, gts: np.ndarray, frames: pd.DataFrame) -> None:
+        """:meth:`FrameScores.update` of the whole and of each group of these frames."""
+        self.all.update(pred, gts, frames)
+        for column, groups in self.groups.items():
+            if column not in frames:
+                continue
+            values = frames[column].to_numpy()
+            for name in pd.unique(values):
+                rows = values == name
+                if name not in groups:
+                    groups[name] = self._new()
+                groups[name].update(pred.subset(rows), gts[rows],
+                                    frames[rows].reset_index(drop=True))
+
+    def compute(self) -> dict[str, dict]:
+        """``{"clean", "official"[, "by_kind": {kind: ...}][, subset: {...}, ...]}``: groups by
+        sorted value; subsets only when more than one was met."""
+        out = self.all.compute()
+        kinds = self.groups["kind"]
+        if kinds:
+            out[BY_KIND] = {str(k): kinds[k].compute() for k in sorted(kinds)}
+        subsets = self.groups.get("subset", {})
+        if len(subsets) > 1:
+            out.update({str(k): subsets[k].compute() for k in sorted(subsets)})
+        return out
 
 
 def scored_class_names(kind: str, names: list[str]) -> list[str]:
@@ -198,25 +304,12 @@ def score(kind: str, pred: Prediction, gts: np.ndarray, frames: pd.DataFrame, *,
     Raises:
         ValueError: unknown kind, or shapes that disagree (names them).
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown dataset kind {kind!r}, expected one of {sorted(KINDS)}")
-    if pred.masks.shape != gts.shape or gts.ndim != 3 or len(frames) != len(gts) or not len(gts):
+    acc = FrameScores(kind, batch_videos=batch_videos, padded_mask=pred.padded_mask)
+    acc.update(pred, gts, frames)
+    if not len(gts):
         raise ValueError(f"expected (M, H, W) predictions and ground truth for the {len(frames)} "
                          f"scored frames, got {pred.masks.shape} and {gts.shape}")
-    if KINDS[kind] == "semantic":
-        return _semantic(pred, gts, frames)
-    return _binary(pred, gts, frames, batch_videos)
-
-
-def _groups(kind: str, pred: Prediction, gts: np.ndarray, frames: pd.DataFrame, column: str,
-            batch_videos: int) -> dict[str, dict]:
-    """:func:`score` of the frames of each value of ``frames[column]``, by value (sorted)."""
-    out = {}
-    for name in sorted(frames[column].unique()):
-        rows = (frames[column] == name).to_numpy()
-        out[str(name)] = score(kind, pred.subset(rows), gts[rows],
-                               frames[rows].reset_index(drop=True), batch_videos=batch_videos)
-    return out
+    return acc.compute()
 
 
 def score_by_kind(kind: str, pred: Prediction, gts: np.ndarray, frames: pd.DataFrame, *,
@@ -225,23 +318,21 @@ def score_by_kind(kind: str, pred: Prediction, gts: np.ndarray, frames: pd.DataF
     of each frame's video, e.g. the demo's ``always``/``event``/``silent``/``multi``/``long``),
     over each kind: ``{"clean", "official", "by_kind": {"event": {"clean", "official"}, ...}}``
     (:data:`BY_KIND`; ``kind`` at the top of a metrics file is the dataset's). Without the
-    column it is :func:`score`."""
-    out = score(kind, pred, gts, frames, batch_videos=batch_videos)
-    if "kind" in frames:
-        out[BY_KIND] = _groups(kind, pred, gts, frames, "kind", batch_videos)
-    return out
+    column it is :func:`score`. (:class:`Scores` accumulates the same chunk by chunk.)"""
+    acc = Scores(kind, batch_videos=batch_videos, padded_mask=pred.padded_mask)
+    acc.update(pred, gts, frames)
+    return acc.compute()
 
 
 def score_by_subset(kind: str, pred: Prediction, gts: np.ndarray, frames: pd.DataFrame, *,
                     batch_videos: int) -> dict[str, dict]:
     """:func:`score_by_kind` plus, when ``frames`` has more than one ``subset`` (AVSS subset
     ``v1s``/``v1m``/``v2``), :func:`score` over each subset: ``{"clean", "official", "v1s":
-    {"clean", "official"}, ..., "by_kind": {...}}``."""
-    out = score_by_kind(kind, pred, gts, frames, batch_videos=batch_videos)
-    subsets = sorted(frames["subset"].unique()) if "subset" in frames else []
-    if len(subsets) > 1:
-        out.update(_groups(kind, pred, gts, frames, "subset", batch_videos))
-    return out
+    {"clean", "official"}, ..., "by_kind": {...}}``. (:class:`Scores` with ``subsets``
+    accumulates the same chunk by chunk.)"""
+    acc = Scores(kind, batch_videos=batch_videos, padded_mask=pred.padded_mask, subsets=True)
+    acc.update(pred, gts, frames)
+    return acc.compute()
 
 
 def report(kind: str, scores: dict[str, dict], role: str) -> dict[str, dict]:

@@ -19,7 +19,8 @@ from pcas_core.data.palette import index_to_rgb
 
 __all__ = ["MIN_PANEL", "DISPLAY_COLOURS", "display_palette", "overlay", "mask_to_size",
            "Overlay", "mask_classes", "comparison_strip", "write_overlays", "pick_overlay_frames",
-           "confusion_rows", "save_index_png", "labelled_overlay"]
+           "confusion_pairs", "confusion_table", "confusion_rows", "save_index_png",
+           "labelled_overlay"]
 
 MIN_PANEL = 320
 """Smallest side, in pixels, of each panel of a comparison strip: a frame smaller than this is
@@ -270,6 +271,40 @@ def pick_overlay_frames(frames: pd.DataFrame, n: int, uid_contains: list[str],
     return np.array(sorted(rows), dtype=np.int64)
 
 
+def confusion_pairs(preds: np.ndarray, gts: np.ndarray, n_classes: int,
+                    stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """The sampled pixels of :func:`confusion_rows` as class indices: ``(actual (R,) int64,
+    predicted (R,) int64)``, in frame then raster order (two integers a row, so a pass over a
+    large test set can keep them chunk by chunk and name them once, :func:`confusion_table`).
+
+    Args:
+        preds, gts: (M, H, W) uint8 class indices. n_classes: classes that have a name.
+        stride: grid step in pixels (>= 1).
+
+    Raises:
+        ValueError: shapes differ or ``stride < 1``.
+    """
+    if preds.shape != gts.shape or preds.ndim != 3:
+        raise ValueError(f"preds and gts must both be M x H x W, got {preds.shape} and {gts.shape}")
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    p = preds[:, ::stride, ::stride].ravel().astype(np.int64)
+    g = gts[:, ::stride, ::stride].ravel().astype(np.int64)
+    keep = (g != IGNORE_INDEX) & ((g > 0) | (p > 0)) & (p < n_classes)
+    return g[keep], p[keep]
+
+
+def confusion_table(actual: np.ndarray, predicted: np.ndarray,
+                    class_names: list[str]) -> pd.DataFrame:
+    """Columns ``actual``, ``predicted`` (class names, categorical: a byte or two a row in
+    memory) of :func:`confusion_pairs` output, for ``to_csv``."""
+    def named(codes: np.ndarray) -> pd.Categorical:
+        return pd.Categorical.from_codes(np.asarray(codes, dtype=np.int64),
+                                         categories=pd.Index(class_names, dtype=object))
+
+    return pd.DataFrame({"actual": named(actual), "predicted": named(predicted)})
+
+
 def confusion_rows(preds: np.ndarray, gts: np.ndarray, class_names: list[str],
                    stride: int) -> list[dict[str, str]]:
     """Rows ``{"actual": name, "predicted": name}`` for DVC's ``confusion`` template.
@@ -290,15 +325,9 @@ def confusion_rows(preds: np.ndarray, gts: np.ndarray, class_names: list[str],
     Raises:
         ValueError: shapes differ or ``stride < 1``.
     """
-    if preds.shape != gts.shape or preds.ndim != 3:
-        raise ValueError(f"preds and gts must both be M x H x W, got {preds.shape} and {gts.shape}")
-    if stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
-    p = preds[:, ::stride, ::stride].ravel()
-    g = gts[:, ::stride, ::stride].ravel()
-    keep = (g != IGNORE_INDEX) & ((g > 0) | (p > 0)) & (p < len(class_names))
+    actual, predicted = confusion_pairs(preds, gts, len(class_names), stride)
     return [{"actual": class_names[a], "predicted": class_names[b]}
-            for a, b in zip(g[keep].tolist(), p[keep].tolist())]
+            for a, b in zip(actual.tolist(), predicted.tolist())]
 
 
 def save_index_png(path: Path, mask: np.ndarray, palette: np.ndarray) -> None:

@@ -109,6 +109,9 @@ class EvaluateConfig:
         audio_input: the audio vector of a conditioned head: ``token`` (a_t, the ``audio``
             store's ``audio_token``) | ``scores`` (sigmoid(s_t)).
         min_steps: fewest optimiser steps of the head's training (as ``train_visual.min_steps``).
+        token_dtype: how the head's training tokens are kept on disk while it trains (a scratch
+            store beside the resume checkpoint, read in shuffled batches): ``float16`` (half the
+            disk and reads; the demo's scores move by at most ~1e-3) | ``float32`` (exact).
     """
 
     features: Literal["patch", "final", "patch+final"] = "patch"
@@ -122,6 +125,7 @@ class EvaluateConfig:
     min_steps: int = 600
     batch_frames: int = 32
     batch_videos: int = 8
+    token_dtype: Literal["float16", "float32"] = "float16"
     lr: float = 0.001
     weight_decay: float = 0.0001
     crf: bool = False

@@ -12,10 +12,11 @@ Per clip of T frames (at most the audio encoder's ``max_steps`` seconds), with n
    (``evaluate.audio_condition``), and K_t = {k : sigmoid(s_t,k) >= theta_a}, outside which its
    foreground logits are -inf (``evaluate.audio_gate``, :func:`pcas_core.models.heads.audio_gate`).
 
-The masks come from :func:`segment` alone (steps 3-4). ``evaluate`` calls it on the test split
-(:func:`predict_test_split`, the audio from the ``audio`` store) and ``pcas predict`` through
-:func:`pcas_core.pipeline.predict.predict_clip`, which runs the whole path on a clip, so both give
-the same masks for the same frames, audio and models.
+The masks come from :func:`predict_masks` on the head's tokens (steps 3-4): :func:`segment` on a
+clip (``pcas predict`` through :func:`pcas_core.pipeline.predict.predict_clip`, which runs the
+whole path), :func:`predict_test_split` chunk by chunk on a test split (``evaluate``, the audio from
+the ``audio`` store, and ``pcas predict --root``), on the same windows of frames, so both give the
+same masks for the same frames, audio and models.
 
 The official AVSS padded frame (:func:`padded_frame`) has no audio (the official test zeroes the
 audio features of padded steps): its audio vector is zeros and its K_t is empty, so a gated head
@@ -24,9 +25,10 @@ predicts background everywhere on it (:meth:`HeadAudio.silent`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
-from typing import NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -34,16 +36,16 @@ from torch.utils.data import Dataset
 
 from pcas_core.data.dataset import AVSData
 from pcas_core.data.loader import video_loader
-from pcas_core.evaluation.scoring import Prediction
 from pcas_core.models.heads import HeadInputs, SegmentationHead, audio_gate, check_features
 from pcas_core.models.visual import VisualClassifier
 from pcas_core.runtime.distributed import batch_count, gather_in_order
 from pcas_core.runtime.fit import autocast
-from pcas_core.runtime.progress import track
+from pcas_core.runtime.progress import Progress, track
 from pcas_core.runtime.stage import RunEnv
 
-__all__ = ["CRF", "head_inputs", "HeadAudio", "sounding_mask", "head_audio", "PaddedFrame",
-           "padded_frame", "predict_masks", "segment", "predict_test_split"]
+__all__ = ["CRF", "head_input_batches", "head_inputs", "HeadAudio", "sounding_mask", "head_audio",
+           "PaddedFrame", "padded_frame", "predict_masks", "segment", "TestChunk",
+           "padded_prediction", "predict_test_split"]
 
 #: a dense CRF: ``(image (H, W, 3) uint8, probs (K, H, W) float32) -> refined probs (K, H, W)``
 CRF = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -56,18 +58,23 @@ def _head_input(patch: torch.Tensor, final: torch.Tensor, features: str) -> torc
 
 
 @torch.no_grad()
-def head_inputs(model: VisualClassifier, clips: Dataset, *, features: str, batch_videos: int,
-                env: RunEnv, ranks: bool = False) -> torch.Tensor:
-    """The segmentation head's input tokens of every frame of ``clips`` in order, on the CPU.
-
-    The backbone is frozen during segmentation training, so tokens are computed once.
+def head_input_batches(model: VisualClassifier, clips: Dataset, *, features: str,
+                       batch_videos: int, env: RunEnv, ranks: bool = False,
+                       desc: str | None = None,
+                       progress: bool = True) -> Iterator[torch.Tensor]:
+    """The segmentation head's input tokens of the frames of ``clips``, batch by batch of
+    ``batch_videos`` videos in order: each a (B, N, D') float32 tensor on the CPU (B = the
+    batch's frames), so a pass over a large split holds one batch. Progress lines (batches
+    yielded, so the time the caller spends on each batch counts too) go to ``env.log`` under
+    ``desc`` (default ``"<features> tokens"``) unless ``progress`` is False (a caller that
+    reports the pass itself).
 
     Args:
         features: ``"patch"`` (P_t, the tokens of ``token_layer``: (M, N, D)), ``"final"`` (the
             final layer's patch tokens: (M, N, D)) or ``"patch+final"`` (both, concatenated on
             the channel axis: (M, N, 2D); local detail plus context when P_t is an early layer).
         ranks: in a distributed run each process encodes every world-th batch and every
-            process gets all tokens, in order.
+            process gets all batches, in order.
 
     Raises:
         ValueError: unknown ``features``.
@@ -83,8 +90,24 @@ def head_inputs(model: VisualClassifier, clips: Dataset, *, features: str, batch
             yield _head_input(patch, final, features)
 
     n = batch_count(len(clips), batch_videos)
-    return torch.cat(list(track(gather_in_order(encoded(), n) if ranks else encoded(), total=n,
-                                desc=f"{features} tokens", unit="batch", log=env.log)))
+    batches = gather_in_order(encoded(), n) if ranks else encoded()
+    if progress:
+        batches = track(batches, total=n, desc=desc or f"{features} tokens", unit="batch",
+                        log=env.log)
+    yield from batches
+
+
+def head_inputs(model: VisualClassifier, clips: Dataset, *, features: str, batch_videos: int,
+                env: RunEnv, ranks: bool = False) -> torch.Tensor:
+    """The segmentation head's input tokens of every frame of ``clips`` in order, on the CPU:
+    (M, N, D') float32 (:func:`head_input_batches` joined; for a clip or a small set: a pass over
+    a dataset takes the batches).
+
+    Raises:
+        ValueError: unknown ``features``.
+    """
+    return torch.cat(list(head_input_batches(model, clips, features=features,
+                                             batch_videos=batch_videos, env=env, ranks=ranks)))
 
 
 class HeadAudio(NamedTuple):
@@ -198,7 +221,8 @@ def padded_frame(model: VisualClassifier, size: int, *, features: str,
 def predict_masks(head: SegmentationHead, tokens: torch.Tensor, out_size: tuple[int, int], *,
                   batch_frames: int, device: torch.device, audio: HeadAudio | None = None,
                   images: np.ndarray | None = None, crf: CRF | None = None,
-                  log: logging.Logger | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  log: logging.Logger | None = None,
+                  progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Predicted class masks, optionally refined by a dense CRF.
 
     Args:
@@ -209,7 +233,9 @@ def predict_masks(head: SegmentationHead, tokens: torch.Tensor, out_size: tuple[
             mask holds them.
         images: (M, H, W, 3) uint8 frames, needed with ``crf``.
         crf: e.g. :class:`pcas_core.method.crf.DenseCRF`.
-        log: where progress lines go (:mod:`pcas_core.runtime.progress`).
+        log: where progress lines go (:mod:`pcas_core.runtime.progress`), frames done.
+        progress: the progress of a longer pass to update by the frames done instead (then
+            ``log`` is not used).
 
     Returns:
         ``(masks (M, H, W) uint8 class index, foreground (M, H, W) float32 = 1 - p(background))``.
@@ -227,19 +253,22 @@ def predict_masks(head: SegmentationHead, tokens: torch.Tensor, out_size: tuple[
         raise ValueError(f"audio of {len(audio.vector)} frames for {len(tokens)} frames of tokens")
     head.to(device).eval()
     masks, foreground = [], []
-    starts = range(0, len(tokens), batch_frames)
-    for start in track(starts, total=len(starts), unit="batch", log=log,
-                       desc="head masks" + (" + CRF" if crf is not None else "")):
-        part = audio.rows(slice(start, start + batch_frames))
-        logits = head(tokens[start:start + batch_frames].to(device), out_size,
-                      part.vector.to(device))
-        probs = audio_gate(logits, part.allowed.to(device)).softmax(dim=1).cpu()
-        if crf is not None:
-            probs = torch.from_numpy(np.stack([
-                crf(images[start + i], p.numpy().astype(np.float32)) for i, p in enumerate(probs)]))
-            probs = audio_gate(probs, part.allowed).clamp_min(0.0)  # gated classes: 0, not -inf
-        masks.append(probs.argmax(dim=1).numpy().astype(np.uint8))
-        foreground.append((1.0 - probs[:, 0]).numpy().astype(np.float32))
+    desc = "head masks" + (" + CRF" if crf is not None else "")
+    with (Progress(len(tokens), desc, unit="frame", log=log) if progress is None
+          else contextlib.nullcontext(progress)) as done:
+        for start in range(0, len(tokens), batch_frames):
+            part = audio.rows(slice(start, start + batch_frames))
+            logits = head(tokens[start:start + batch_frames].to(device), out_size,
+                          part.vector.to(device))
+            probs = audio_gate(logits, part.allowed.to(device)).softmax(dim=1).cpu()
+            if crf is not None:
+                probs = torch.from_numpy(np.stack([
+                    crf(images[start + i], p.numpy().astype(np.float32))
+                    for i, p in enumerate(probs)]))
+                probs = audio_gate(probs, part.allowed).clamp_min(0.0)  # gated: 0, not -inf
+            masks.append(probs.argmax(dim=1).numpy().astype(np.uint8))
+            foreground.append((1.0 - probs[:, 0]).numpy().astype(np.float32))
+            done.update(len(probs))
     return np.concatenate(masks), np.concatenate(foreground)
 
 
@@ -265,35 +294,93 @@ def segment(aligned: VisualClassifier, head: SegmentationHead, clips: Dataset, *
                          audio=audio, images=images, crf=crf, log=env.log)
 
 
+class TestChunk(NamedTuple):
+    """Consecutive frames of a test split with the method's prediction (:func:`predict_test_split`).
+
+    Attributes:
+        rows: their rows of the split's frame table (a slice).
+        masks: (m, H, W) uint8 class indices. foreground: (m, H, W) float32 1 - p(background).
+        images: (m, S, S, 3) uint8 frames, or None when not asked for.
+    """
+
+    rows: slice
+    masks: np.ndarray
+    foreground: np.ndarray
+    images: np.ndarray | None
+
+
+def padded_prediction(aligned: VisualClassifier, head: SegmentationHead, size: int, *,
+                      features: str, env: RunEnv, audio: HeadAudio | None = None,
+                      crf: CRF | None = None) -> tuple[PaddedFrame, np.ndarray, np.ndarray]:
+    """The official AVSS padded frame (:func:`padded_frame`) through the aligned model and the
+    head, heard as :meth:`HeadAudio.silent` (a head that hears: ``audio`` of any frames, for the
+    widths; None for a plain head), refined by ``crf`` like every frame.
+
+    Returns:
+        ``(the padded frame, its (S, S) uint8 mask, its (S, S) float32 foreground)``.
+    """
+    pad = padded_frame(aligned, size, features=features, env=env)
+    mask, foreground = predict_masks(head, pad.tokens, (size, size), batch_frames=1,
+                                     device=env.device,
+                                     audio=None if audio is None else audio.silent(1),
+                                     images=pad.image[None], crf=crf)
+    return pad, mask[0], foreground[0]
+
+
 def predict_test_split(aligned: VisualClassifier, head: SegmentationHead, test: AVSData, *,
                        features: str, batch_videos: int, batch_frames: int, env: RunEnv,
-                       audio: HeadAudio | None = None,
-                       crf: CRF | None = None) -> tuple[Prediction, np.ndarray, PaddedFrame]:
-    """The method's prediction on a test split as the metrics need it: masks and foreground
-    probabilities of the annotated frames (:func:`segment`), plus the head's prediction on the
-    official AVSS padded frame (:func:`padded_frame`, heard as :meth:`HeadAudio.silent`).
-    ``evaluate`` and ``pcas predict --root`` both score this.
+                       audio: Any = None, crf: CRF | None = None,
+                       images: bool = False) -> Iterator[TestChunk]:
+    """The method's prediction on a test split, chunk by chunk of frames in frame-table order
+    (the aligned model's tokens through the head, :func:`head_input_batches` and
+    :func:`predict_masks`), so memory holds one chunk whatever the split's size. ``evaluate`` and
+    ``pcas predict --root`` both score it (with :func:`padded_prediction` for the official
+    padded frame).
+
+    The head runs on the same windows of ``batch_frames`` frames as :func:`segment` (a chunk is
+    whole windows, the last one aside), so the masks are those of :func:`segment` on the split.
 
     Args:
         test: the test split (frames at the models' ``img_size``), decoded by
             ``env.num_workers`` DataLoader processes.
-        audio: what the head hears of every frame of ``test`` (frame-table order); None for a
-            plain head.
-        crf: as in :func:`segment` (applied to the padded frame too).
+        audio: what the head hears: anything whose ``rows(slice)`` gives the
+            :class:`HeadAudio` of those frame-table rows (a :class:`HeadAudio` of every frame,
+            or a reader of the ``audio`` store); None for a plain head.
+        crf: as in :func:`segment`.
+        images: also decode each chunk's frames (:class:`TestChunk` ``images``).
 
-    Returns:
-        ``(prediction on the frames with a mask, their (M', S, S, 3) uint8 images, the padded
-        frame through the aligned model)``.
+    Yields:
+        :class:`TestChunk` covering every frame of ``test`` once, in order (progress lines of
+        the frames predicted, "test split: head masks", go to ``env.log``; the time the caller
+        spends on a chunk counts too).
     """
-    size, has = (test.img_size, test.img_size), test.has_mask()
-    masks, foreground = segment(aligned, head,
-                                test.clips(aligned.mean, aligned.std, num_workers=env.num_workers),
-                                features=features, out_size=size, batch_videos=batch_videos,
-                                batch_frames=batch_frames, env=env, audio=audio,
-                                images=test.images() if crf is not None else None, crf=crf)
-    pad = padded_frame(aligned, test.img_size, features=features, env=env)
-    pad_mask, pad_fg = predict_masks(head, pad.tokens, size, batch_frames=1, device=env.device,
-                                     audio=None if audio is None else audio.silent(1),
-                                     images=pad.image[None], crf=crf)
-    return (Prediction(masks[has], foreground[has], pad_mask[0], pad_fg[0]), test.images(has),
-            pad)
+    size = (test.img_size, test.img_size)
+    frames = test.frame_images()
+    clips = test.clips(aligned.mean, aligned.std, num_workers=env.num_workers)
+    pending: list[torch.Tensor] = []
+    start = 0  # first frame-table row of ``pending``
+
+    def window(n: int) -> TestChunk:
+        nonlocal pending, start
+        tokens = torch.cat(pending)
+        pending = [tokens[n:]]
+        rows = slice(start, start + n)
+        start += n
+        pics = frames[rows].array() if images or crf is not None else None
+        masks, foreground = predict_masks(head, tokens[:n], size, batch_frames=batch_frames,
+                                          device=env.device,
+                                          audio=None if audio is None else audio.rows(rows),
+                                          images=pics, crf=crf, progress=progress)
+        return TestChunk(rows, masks, foreground, pics if images else None)
+
+    desc = "test split: head masks" + (" + CRF" if crf is not None else "")
+    with Progress(len(test.frames), desc, unit="frame", log=env.log) as progress:
+        for tokens in head_input_batches(aligned, clips, features=features,
+                                         batch_videos=batch_videos, env=env, progress=False):
+            pending.append(tokens)
+            whole = sum(len(t) for t in pending) // batch_frames * batch_frames
+            if whole:
+                yield window(whole)
+        rest = sum(len(t) for t in pending)
+        if rest:
+            yield window(rest)

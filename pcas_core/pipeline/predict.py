@@ -37,15 +37,15 @@ from pcas_core.data.images import resize_frame
 from pcas_core.data.video import (VideoSource, VideoWriter, open_video, sample_frames, sample_plan,
                                   wave_segment)
 from pcas_core.evaluation.baselines import background_masks
-from pcas_core.evaluation.scoring import (Prediction, metrics_file, score_by_kind, score_by_subset,
-                                          scored_frames)
+from pcas_core.evaluation.scoring import Prediction, Scores, metrics_file, scored_frames
 from pcas_core.evaluation.visualize import labelled_overlay, save_index_png
 from pcas_core.models.heads import HeadInputs, SegmentationHead, load_segmentation_head, needs_audio
 from pcas_core.models.tvp import TVPAudioEncoder, load_audio_encoder
 from pcas_core.models.visual import VisualClassifier, load_visual
 from pcas_core.params import FbankConfig, PredictConfig
 from pcas_core.pipeline.fbank import fbank_pass
-from pcas_core.pipeline.inference import CRF, HeadAudio, head_audio, predict_test_split, segment
+from pcas_core.pipeline.inference import (CRF, HeadAudio, head_audio, padded_prediction,
+                                          predict_test_split, segment)
 from pcas_core.pipeline.train_audio import encode_steps, frame_steps, step_prompts
 from pcas_core.pipeline.train_visual import visual_pass
 from pcas_core.runtime.progress import Progress
@@ -385,19 +385,24 @@ def score_dataset(models: TrainedModels, data: AVSData, cfg: PredictConfig, *,
     if data.img_size != models.img_size:
         raise ValueError(f"{data.root}: opened at {data.img_size} px, the models take "
                          f"{models.img_size} px frames")
-    test = data.split("test")
-    scored = scored_frames(test.frames, require_all=True)
+    test, kind = data.split("test"), data.dataset
+    scored = scored_frames(test.frames, require_all=True)  # every frame: rows of test.frames
     audio = None
     if needs_audio(models.head, models.inputs):
         tokens, logits = dataset_audio(models, test, fbank, batch_videos=cfg.batch_videos, env=env)
         audio = models.head_audio(logits, tokens)
-    method, _, _ = predict_test_split(models.aligned, models.head, test, features=models.features,
-                                      batch_videos=cfg.batch_videos, batch_frames=cfg.batch_frames,
-                                      env=env, audio=audio, crf=crf)
-    gts, kind = test.masks(), data.dataset
-    background = Prediction(background_masks(len(gts), gts.shape[1:]))
-    result = metrics_file(kind, "test", score_by_subset(kind, method, gts, scored,
-                                                        batch_videos=official_batch_videos),
-                          {"baseline.background": score_by_kind(
-                              kind, background, gts, scored, batch_videos=official_batch_videos)})
+    _, pad_mask, _ = padded_prediction(models.aligned, models.head, test.img_size,
+                                       features=models.features, env=env, audio=audio, crf=crf)
+    method = Scores(kind, batch_videos=official_batch_videos, padded_mask=pad_mask, subsets=True)
+    background = Scores(kind, batch_videos=official_batch_videos)
+    for chunk in predict_test_split(models.aligned, models.head, test, features=models.features,
+                                    batch_videos=cfg.batch_videos,
+                                    batch_frames=cfg.batch_frames, env=env, audio=audio,
+                                    crf=crf):
+        gts = test.masks(np.arange(chunk.rows.start, chunk.rows.stop))
+        frames = scored.iloc[chunk.rows].reset_index(drop=True)
+        method.update(Prediction(chunk.masks, chunk.foreground), gts, frames)
+        background.update(Prediction(background_masks(len(gts), gts.shape[1:])), gts, frames)
+    result = metrics_file(kind, "test", method.compute(),
+                          {"baseline.background": background.compute()})
     return {"root": str(data.root), **result}

@@ -28,9 +28,9 @@ from pcas_core.data.dataset import AVSData
 from pcas_core.method.pseudo_masks import frame_pseudo_mask
 from pcas_core.params import PseudoMasksConfig
 from pcas_core.runtime.distributed import gather_in_order, rank, world_size
-from pcas_core.runtime.progress import Progress
-from pcas_core.evaluation.scoring import Prediction, metrics_file, score_by_subset, scored_frames
-from pcas_core.storage.stores import StoreReader, read_rows, store_rows
+from pcas_core.runtime.progress import Progress, track
+from pcas_core.evaluation.scoring import Prediction, Scores, metrics_file, scored_frames
+from pcas_core.storage.stores import StoreReader, open_store, store_rows
 
 __all__ = ["PseudoMaskPool", "pseudo_masks", "pseudo_mask_pass", "train_split_scores"]
 
@@ -198,12 +198,23 @@ def pseudo_mask_pass(data: AVSData, maps: StoreReader, audio: StoreReader, pool:
         yield {"mask": masks}
 
 
-def train_split_scores(store: Path, data: AVSData, *, official_batch_videos: int) -> dict:
+def train_split_scores(store: Path, data: AVSData, *, official_batch_videos: int,
+                       chunk_frames: int = CHUNK_FRAMES,
+                       log: logging.Logger | None = None) -> dict:
     """The metrics file of the pseudo-masks in ``store`` on ``data``'s train split, against the
     ground truth where a frame has it (evaluation only; both modes, per subset; the official
-    S4/MS3 scores average batches of ``official_batch_videos`` videos)."""
+    S4/MS3 scores average batches of ``official_batch_videos`` videos), scored chunk by chunk of
+    ``chunk_frames`` annotated frames (:class:`pcas_core.evaluation.scoring.Scores`), so memory
+    does not grow with the split; progress lines (frames scored) go to ``log``."""
     train = data.split("train")
     scored = scored_frames(train.frames, require_all=False)
-    masks = Prediction(read_rows(store, "pseudo_masks", scored, ["mask"])["mask"])
-    return metrics_file(data.dataset, "train", score_by_subset(
-        data.dataset, masks, train.masks(), scored, batch_videos=official_batch_videos), {})
+    annotated = np.flatnonzero(train.has_mask())  # frame-table row of each scored frame
+    scores = Scores(data.dataset, batch_videos=official_batch_videos, subsets=True)
+    with open_store(store, "pseudo_masks", ["mask"]) as masks:
+        rows = store_rows(masks.keys, scored, source=masks.path)
+        for chunk in track(row_chunks(len(scored), chunk_frames), total=len(scored),
+                           desc="pseudo-mask scores", unit="frame", log=log,
+                           count=lambda r: r.stop - r.start):
+            scores.update(Prediction(masks.rows("mask", rows[chunk])),
+                          train.masks(annotated[chunk]), scored.iloc[chunk].reset_index(drop=True))
+    return metrics_file(data.dataset, "train", scores.compute(), {})

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from torch.utils.data import BatchSampler, RandomSampler, Sampler, SequentialSampler
 
 __all__ = ["launched", "relaunch", "init", "world_size", "rank", "is_main", "on_main",
-           "rank_batches", "batch_count", "gather_in_order", "ddp_step", "all_mean",
+           "from_main", "barrier", "rank_batches", "batch_count", "gather_in_order", "ddp_step", "all_mean",
            "mean_over_ranks", "gather_rows", "row_offset"]
 
 T = TypeVar("T")
@@ -137,6 +137,23 @@ def on_main(write: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
             for _ in arg:
                 pass
     return None
+
+
+def from_main(value: T) -> T:
+    """Rank 0's ``value`` (picklable) on every rank, e.g. a decision every rank must share;
+    ``value`` itself in one process."""
+    if world_size() == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier() -> None:
+    """Wait until every rank gets here (e.g. until rank 0 has written a file all read); no-op in
+    one process."""
+    if world_size() > 1:
+        dist.barrier()
 
 
 class _RankShares(Sampler[list[int]]):

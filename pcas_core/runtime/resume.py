@@ -153,6 +153,7 @@ class EpochCheckpoint:
     inputs: dict[str, list[int]] = field(default_factory=dict)
     generators: dict[str, torch.Generator] = field(default_factory=dict)
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger(__name__))
+    scratch_files: list[Path] = field(default_factory=list)
 
     @classmethod
     def for_stage(cls, stage: str, params: dict[str, Any], inputs: Sequence[Path] = (), *,
@@ -254,9 +255,20 @@ class EpochCheckpoint:
         raise ResumeError(f"{self.path} was made with other params ({'; '.join(diff)}); run "
                           f"without {RESUME_ENV} to start from scratch, or restore those params")
 
+    def scratch(self, name: str) -> Path:
+        """``<checkpoint folder>/<name>``: a file of data the run rebuilds from its inputs (e.g.
+        ``evaluate``'s head rows), kept beside the checkpoint so that a resumed run may reuse it;
+        not a DVC output, deleted by :meth:`remove` with the checkpoint."""
+        path = self.path.parent / name
+        self.scratch_files.append(path)
+        return path
+
     def remove(self) -> None:
-        """Delete the checkpoint (the run is complete), then its folder and that folder's parent
-        (``checkpoints/<stage>``, ``checkpoints``) when they are left empty."""
+        """Delete the checkpoint (the run is complete) and its :meth:`scratch` files, then its
+        folder and that folder's parent (``checkpoints/<stage>``, ``checkpoints``) when they are
+        left empty."""
+        for path in self.scratch_files:
+            path.unlink(missing_ok=True)
         self.path.unlink(missing_ok=True)
         for folder in (self.path.parent, self.path.parent.parent):
             try:

@@ -21,7 +21,14 @@ audio          frame  audio_token       (M, Da) float32, a_t, pooled audio patch
 maps           frame  cam               (M, 70, h, w) float16, raw CAM_k per class       align
                frame  sounding          (M, h, w) float32, S_t in [0, 1]
 pseudo_masks   frame  mask              (M, H, W) uint8, class index, 255 = ignore       pseudo_masks
+head_rows      frame  tokens            (M, N, D) float16 (or float32), the head's input  evaluate
+               frame  target            (M, S, S) uint8, pseudo-mask at train_size
+               frame  audio             (M, A) float32, what a conditioned head hears
+               frame  allowed           (M, C) bool, the classes the head may predict
 ============== ====== ================= ================================================ =======
+
+``head_rows``: ``evaluate``'s scratch store of its training frames (not a DVC output), read in
+random rows every training step, so uncompressed (:data:`RANDOM_ACCESS`).
 
 File attributes: ``kind`` (the store name above), ``schema_version`` (:data:`SCHEMA_VERSION`; a
 store of another version is refused with a message that says which stage to rerun), ``params``
@@ -62,7 +69,11 @@ SCHEMAS: dict[str, tuple[str, dict[str, tuple[int, str]]]] = {
     "audio": ("frame", {"audio_token": (2, "float32"), "logits": (2, "float32")}),
     "maps": ("frame", {"cam": (4, "float16"), "sounding": (3, "float32")}),
     "pseudo_masks": ("frame", {"mask": (3, "uint8")}),
+    "head_rows": ("frame", {"tokens": (3, "any_float"), "target": (3, "uint8"),
+                            "audio": (2, "float32"), "allowed": (2, "bool")}),
 }
+ANY_FLOAT = "any_float"  # schema dtype: stored as written, float16 or float32
+RANDOM_ACCESS = ("head_rows",)  # kinds read in random rows: uncompressed, a chunk per row
 
 _STR = h5py.string_dtype("utf-8")
 
@@ -83,7 +94,7 @@ class StoreWriter:
     full size and filled in row ranges, so a stage never holds a whole store in memory."""
 
     def __init__(self, f: h5py.File, path: Path, kind: str, n_rows: int,
-                 shapes: dict[str, tuple[int, ...]]) -> None:
+                 shapes: dict[str, tuple[int, ...]], dtypes: dict[str, str] | None = None) -> None:
         self.path, self.kind, self.n_rows = path, kind, n_rows
         self._f = f
         self._filled = {name: 0 for name in shapes}
@@ -93,12 +104,17 @@ class StoreWriter:
             if len(shape) != ndim:
                 raise ValueError(f"{path} ({kind}): dataset '{name}' has row shape {shapes[name]}, "
                                  f"expected {ndim - 1} dims after the rows")
-            if not n_rows:  # HDF5 cannot chunk an empty dataset
-                f.create_dataset(name, shape=shape, dtype=dtype)
-                continue
-            chunks = (1,) + shape[1:] if ndim > 2 else True
-            f.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks, compression="gzip",
-                             compression_opts=1)
+            if dtype == ANY_FLOAT:
+                dtype = (dtypes or {}).get(name, "float32")
+                if dtype not in ("float16", "float32"):
+                    raise ValueError(f"{path} ({kind}): dataset '{name}' is stored as float16 or "
+                                     f"float32, got {dtype}")
+            # a chunk per row; HDF5 cannot chunk an empty dataset
+            chunks = None if 0 in shape else (1,) + shape[1:] if ndim > 2 else True
+            gzip = chunks is not None and kind not in RANDOM_ACCESS
+            f.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks,
+                             compression="gzip" if gzip else None,
+                             compression_opts=1 if gzip else None)
 
     def write(self, start: int, data: dict[str, np.ndarray]) -> None:
         """Write rows ``start .. start + n - 1`` of the named datasets (cast to the schema dtype).
@@ -136,7 +152,7 @@ class StoreWriter:
 
 @contextlib.contextmanager
 def store_writer(path: Path, kind: str, keys: pd.DataFrame, shapes: dict[str, tuple[int, ...]],
-                 params: dict[str, Any]) -> Iterator[StoreWriter]:
+                 params: dict[str, Any], dtypes: dict[str, str] | None = None) -> Iterator[StoreWriter]:
     """Write a store of ``kind`` in row ranges, atomically (the file appears when the block ends
     without error and every row of every dataset was written).
 
@@ -146,6 +162,7 @@ def store_writer(path: Path, kind: str, keys: pd.DataFrame, shapes: dict[str, tu
         keys: one row per store row, columns ``uid``, ``split`` and, for frame stores, ``frame``.
         shapes: each dataset's shape after the row axis, e.g. ``{"mask": (224, 224)}``.
         params: the parameters that produced the store (saved as JSON in the ``params`` attr).
+        dtypes: dtype of each :data:`ANY_FLOAT` dataset (default float32).
 
     Yields:
         A :class:`StoreWriter`; call ``write(start, {name: rows})``.
@@ -169,7 +186,7 @@ def store_writer(path: Path, kind: str, keys: pd.DataFrame, shapes: dict[str, tu
         f.create_dataset("uid", data=keys["uid"].astype(str).to_numpy(dtype=object), dtype=_STR)
         f.create_dataset("split", data=keys["split"].astype(str).to_numpy(dtype=object), dtype=_STR)
         f.create_dataset("frame", data=keys["frame"].to_numpy(dtype=np.int32))
-        writer = StoreWriter(f, Path(path), kind, len(keys), shapes)
+        writer = StoreWriter(f, Path(path), kind, len(keys), shapes, dtypes)
         yield writer
         writer.check_complete()
 
@@ -187,8 +204,8 @@ def write_store_batches(path: Path, kind: str, keys: pd.DataFrame,
     first = next(batches, None)
     if first is None:
         raise ValueError(f"{path} ({kind}): no rows to write")
-    with store_writer(path, kind, keys, {n: a.shape[1:] for n, a in first.items()},
-                      params) as out:
+    with store_writer(path, kind, keys, {n: a.shape[1:] for n, a in first.items()}, params,
+                      {n: str(np.asarray(a).dtype) for n, a in first.items()}) as out:
         for batch in itertools.chain([first], batches):
             out.append(batch)
 
@@ -222,18 +239,11 @@ def write_store(path: Path, kind: str, keys: pd.DataFrame, data: dict[str, np.nd
     Raises:
         ValueError: unknown kind, missing or extra dataset, wrong rank or row count.
     """
-    if kind not in SCHEMAS:
-        raise ValueError(f"unknown store kind '{kind}', expected one of {sorted(SCHEMAS)}")
-    unit, schema = SCHEMAS[kind]
-    if set(data) != set(schema):
-        raise ValueError(f"{path} ({kind}): datasets {sorted(data)} != schema {sorted(schema)}")
-    for name, (ndim, _) in schema.items():
-        arr = data[name]
-        if arr.ndim != ndim or arr.shape[0] != len(keys):
-            raise ValueError(f"{path} ({kind}): dataset '{name}' has shape {arr.shape}, expected "
-                             f"{ndim} dims with {len(keys)} rows")
-    with store_writer(path, kind, keys, {n: a.shape[1:] for n, a in data.items()},
-                      params) as out:
+    wrong = {n: a.shape for n, a in data.items() if not a.ndim or len(a) != len(keys)}
+    if wrong:
+        raise ValueError(f"{path} ({kind}): datasets {wrong} need {len(keys)} rows")
+    with store_writer(path, kind, keys, {n: a.shape[1:] for n, a in data.items()}, params,
+                      {n: str(a.dtype) for n, a in data.items()}) as out:
         out.write(0, data)
 
 
@@ -259,7 +269,8 @@ class StoreReader:
 
         Reads only the rows asked for: the span ``min .. max`` in one slice when the rows fill at
         least half of it (e.g. a chunk of a store written in frame-table order), otherwise the
-        sorted distinct rows by point selection.
+        sorted distinct rows, a slice per run of consecutive rows (h5py's point selection reads
+        rows of one chunk each some 50 times slower: ``benchmarks/head_rows.py``).
 
         Args:
             name: a dataset of the schema.
@@ -280,7 +291,8 @@ class StoreReader:
         if hi - lo <= 2 * rows.size:
             return ds[lo:hi][rows - lo]
         unique, inverse = np.unique(rows, return_inverse=True)
-        return ds[unique][inverse]
+        runs = np.split(unique, np.flatnonzero(np.diff(unique) != 1) + 1)
+        return np.concatenate([ds[run[0]:run[-1] + 1] for run in runs])[inverse]
 
     def read(self, names: list[str] | None = None) -> dict[str, np.ndarray]:
         """Whole datasets (default: all of the schema)."""

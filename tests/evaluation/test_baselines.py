@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from pcas_core.evaluation.baselines import listening_masks, looking_masks, sanity_baselines
+from pcas_core.evaluation.baselines import (listening_masks, looking_config, looking_masks,
+                                           sanity_baselines)
 from pcas_core.params import BaselinesConfig, PseudoMasksConfig
-from pcas_core.pipeline.pseudo_masks import pseudo_masks
+from pcas_core.pipeline.pseudo_masks import PseudoMaskPool, pseudo_masks
 
 NO_CRF = PseudoMasksConfig(bg_score=0.2, use_crf=False, workers=1)
 
@@ -52,3 +53,16 @@ def test_sanity_baselines_and_their_padded_frame_predictions():
     assert (out["listening"].masks == 1).all() and out["listening"].padded_mask is None
     assert out["looking"].masks[0].tolist() == [[1, 0], [0, 2]]
     assert out["looking"].padded_mask.tolist() == [[0, 0], [0, 2]]  # only column 1 predicted
+
+
+def test_looking_with_a_kept_pool_is_looking_in_one_call():
+    """A test pass chunk by chunk keeps one pool (made with looking_config) for every chunk."""
+    images = np.repeat(IMAGE, 5, axis=0)
+    cams = np.repeat(CAMS, 5, axis=0) * np.arange(1, 6, dtype=np.float32)[:, None, None, None]
+    visual = np.repeat(VISUAL, 5, axis=0)
+    masks = PseudoMasksConfig(bg_score=0.2, use_crf=True, workers=2)
+    want = looking_masks(images, cams, visual, threshold=0.5, masks=masks)
+    with PseudoMaskPool(looking_config(masks, 0.5), masks.workers) as pool:
+        got = [looking_masks(images[i:i + 2], cams[i:i + 2], visual[i:i + 2], threshold=0.5,
+                             masks=masks, pool=pool) for i in range(0, 5, 2)]
+    np.testing.assert_array_equal(np.concatenate(got), want)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from pcas_core.evaluation.metrics import AVSSAccumulator, binary_fscore, binary_miou
-from pcas_core.evaluation.official import (OfficialAVSSAccumulator, batch_fmeasure, batch_mask_iou,
+from pcas_core.evaluation.official import (OfficialAVSSAccumulator, OfficialBinaryAccumulator,
+                                        batch_fmeasure, batch_mask_iou,
                                         official_binary_scores, official_thresholds, padded_frames)
 
 
@@ -129,6 +130,24 @@ def test_official_binary_errors():
         official_binary_scores(PRED, GT, np.array([0]), batch_videos=0)
     with pytest.raises(ValueError, match="one video id per frame"):
         official_binary_scores(PRED, GT, np.array([0, 1]), batch_videos=1)
+
+
+def test_official_batches_accumulate_chunk_by_chunk():
+    """Frames fed a few at a time, cutting videos and test batches: the same batches and scores
+    as all at once; a video met again after another is refused across chunks too."""
+    rng = np.random.default_rng(0)
+    videos = np.repeat(np.arange(5), [2, 3, 1, 2, 2])
+    preds = rng.random((len(videos), 4, 4)).astype(np.float32)
+    gts = (rng.random((len(videos), 4, 4)) > 0.6).astype(np.uint8)
+    gts[5] = 0  # video 2: empty ground truth
+    whole = official_binary_scores(preds, gts, videos, batch_videos=2)
+    acc = OfficialBinaryAccumulator(batch_videos=2)
+    for lo, hi in [(0, 1), (1, 4), (4, 9), (9, 10)]:
+        acc.update(preds[lo:hi], gts[lo:hi], videos[lo:hi])
+    assert acc.compute() == whole  # bit for bit: the same per-frame terms, summed in order
+    assert whole["n_batches"] == 3 and whole["n_frames"] == 10
+    with pytest.raises(ValueError, match="contiguous"):
+        acc.update(preds[:1], gts[:1], videos[:1])  # video 0 again, after video 4
 
 
 def test_label_255_pixels_count_in_the_official_prediction_area_only():

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pcas_core.evaluation.scoring import (Prediction, metrics_file, score, score_by_kind,
+from pcas_core.evaluation.scoring import (Prediction, Scores, metrics_file, score, score_by_kind,
                                           score_by_subset, scored_class_names, scored_frames,
                                           scored_labels)
 
@@ -143,3 +143,49 @@ def test_scores_per_clip_kind():
     plain = scored_frames(table.drop(columns="kind"), require_all=True)
     assert "by_kind" not in score_by_kind("avss", Prediction(preds), gts, plain, batch_videos=4)
     assert "by_kind" not in score_by_subset("avss", Prediction(preds), gts, plain, batch_videos=4)
+
+
+def _close(a, b, path=""):
+    """Scores dicts equal: the same keys, ints equal, floats within 1e-12 (sums in other order)."""
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        for k in a:
+            _close(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        np.testing.assert_allclose(np.array(a, float), np.array(b, float), rtol=1e-12, err_msg=path)
+    elif isinstance(a, float):
+        assert a == pytest.approx(b, rel=1e-12, abs=1e-15, nan_ok=True), path
+    else:
+        assert a == b, path
+
+
+@pytest.mark.parametrize("kind", ["avss", "s4"])
+def test_scores_chunk_by_chunk_equal_the_whole_set(kind):
+    """Scores accumulated over chunks that cut videos (and official test batches) in two equal the
+    scores of all frames at once, per subset and clip kind too: what evaluate and pseudo_masks do
+    on a test set too large to hold."""
+    rng = np.random.default_rng(0)
+    videos = {f"v{i}": (("v1s", "v2")[i % 2], (5, 10)[i % 2]) for i in range(7)}
+    table = _frames(videos)
+    table["kind"] = table["uid"].map(lambda u: ("event", "multi", "long")[int(u[1:]) % 3])
+    frames = scored_frames(table, require_all=True)
+    classes = 4 if kind == "avss" else 2
+    gts = rng.integers(0, classes, (len(frames), 6, 6)).astype(np.uint8)
+    gts[3, :2] = 255  # ignored pixels
+    gts[7:12] = 0  # a video with an empty ground truth
+    preds = rng.integers(0, classes, gts.shape).astype(np.uint8)
+    fg = rng.random(gts.shape).astype(np.float32)
+    pred = Prediction(preds, fg, padded_mask=np.full((6, 6), 1, np.uint8))
+    whole = score_by_subset(kind, pred, gts, frames, batch_videos=2)
+    acc = Scores(kind, batch_videos=2, padded_mask=pred.padded_mask, subsets=True)
+    for lo, hi in [(0, 3), (3, 11), (11, 12), (12, 40), (40, len(frames))]:
+        acc.update(pred.subset(np.isin(np.arange(len(frames)), np.arange(lo, hi))), gts[lo:hi],
+                   frames.iloc[lo:hi].reset_index(drop=True))
+    chunked = acc.compute()
+    _close(chunked, whole)
+    assert list(chunked) == list(whole)  # the same layout, in the same order (metrics files)
+    assert set(whole) == {"clean", "official", "v1s", "v2", "by_kind"}
+    if kind == "s4":
+        assert whole["official"]["n_batches"] == 4  # 7 videos in batches of 2
+    else:
+        assert whole["official"]["n_padded"] == 4 * 5  # four 5-frame videos

@@ -7,8 +7,8 @@ from PIL import Image
 
 from pcas_core.data.palette import voc_palette
 from pcas_core.evaluation.visualize import (DISPLAY_COLOURS, MIN_PANEL, comparison_strip,
-                                            confusion_rows, display_palette,
-                                            pick_overlay_frames)
+                                            confusion_pairs, confusion_rows, confusion_table,
+                                            display_palette, pick_overlay_frames)
 
 NAMES = [f"class{i}" for i in range(71)]
 NAMES[0] = "background"
@@ -118,3 +118,12 @@ def test_confusion_rows_sample_a_grid_of_foreground_pixels():
                                                                 ("background", "class3")]
     with pytest.raises(ValueError, match="stride"):
         confusion_rows(pred, gt, NAMES, stride=0)
+    # chunk by chunk as two class indices a row, named once: the same CSV as the rows
+    rows = pd.DataFrame(confusion_rows(np.concatenate([pred, pred]), np.concatenate([gt, gt]),
+                                       NAMES, 1), columns=["actual", "predicted"])
+    parts = [confusion_pairs(p, g, len(NAMES), 1) for p, g in ((pred, gt), (pred, gt))]
+    table = confusion_table(np.concatenate([a for a, _ in parts]),
+                            np.concatenate([b for _, b in parts]), NAMES)
+    assert table.to_csv(index=False) == rows.to_csv(index=False)
+    empty = confusion_pairs(np.zeros_like(gt), np.zeros_like(gt), len(NAMES), 1)
+    assert confusion_table(*empty, NAMES).to_csv(index=False) == "actual,predicted\n"

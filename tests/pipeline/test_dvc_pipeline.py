@@ -176,7 +176,8 @@ if os.path.basename(sys.argv[0]) == "pcas" and os.environ.get("PCAS_TEST_KILL_AF
 @pytest.mark.slow
 def test_a_killed_training_stage_resumes_to_the_same_outputs(project, tmp_path):
     """`PCAS_RESUME=1 dvc repro` after a stage died mid-training: the same model, metrics and
-    curves, bit for bit, as the uninterrupted run; dvc.lock as if nothing happened."""
+    curves, bit for bit, as the uninterrupted run (the head's training rows on disk reused);
+    dvc.lock as if nothing happened; the checkpoint and the rows deleted at the end."""
     original = (project / "params.yaml").read_text()
     params = yaml.safe_load(original)
     params["evaluate"]["epochs"] = 3
@@ -194,12 +195,14 @@ def test_a_killed_training_stage_resumes_to_the_same_outputs(project, tmp_path):
         _run(["dvc", "repro", "-f", "-s", "evaluate"], project, check=False, PYTHONPATH=hook,
              PCAS_TEST_KILL_AFTER_EPOCH="1")
         assert (project / "checkpoints" / "evaluate" / "last.pt").is_file()
+        assert (project / "checkpoints" / "evaluate" / "head_rows.h5").is_file()  # its tokens
         assert not (project / "models" / "seg_head.safetensors").exists()
         # -f: the uninterrupted run's outputs are in DVC's cache, which a plain `dvc repro` would
         # check out instead of running the stage
         log = _run(["dvc", "repro", "-f", "-s", "evaluate"], project, PCAS_RESUME="1",
                    PCAS_LOG_LEVEL="INFO")
         assert _ran(log) == {"evaluate"} and "after epoch 2" in log
+        assert "reusing the head's training rows" in log  # not encoded again
         assert outs() == first
         assert not (project / "checkpoints").exists()
     finally:

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from pcas_core.data.constants import IGNORE_INDEX
+from pcas_core.data.head_rows import head_rows_in_memory
 from pcas_core.method.losses import segmentation_ce
 from pcas_core.method.pseudo_masks import sounding_classes
 from pcas_core.models.heads import HeadInputs, SegmentationHead, audio_gate
@@ -116,7 +117,8 @@ def test_training_with_the_gate_ignores_pseudo_labels_outside_k_t():
     cleaned[cleaned == 1] = IGNORE_INDEX
     cfg = EvaluateConfig(epochs=1, batch_frames=M, lr=0.0, weight_decay=0.0, train_size=8)
     env = RunEnv(device=CPU)
-    losses = [train_head(_head(hidden_dim=0), tokens, m, cfg, env, audio=audio)[0]["loss"]
+    losses = [train_head(_head(hidden_dim=0), head_rows_in_memory(
+        tokens, m, cfg.train_size, audio.vector, audio.allowed), cfg, env)[0]["loss"]
               for m in (masks, cleaned)]
     assert np.isfinite(losses[0]) and losses[0] == pytest.approx(losses[1], rel=1e-6)
     with torch.no_grad():
@@ -125,5 +127,44 @@ def test_training_with_the_gate_ignores_pseudo_labels_outside_k_t():
                                background_weight=cfg.background_weight,
                                ignore_index=IGNORE_INDEX)
     assert losses[0] == pytest.approx(float(want), rel=1e-5)
-    ungated = train_head(_head(hidden_dim=0), tokens, cleaned, cfg, env)[0]["loss"]
+    plain = head_audio(HeadInputs(), conditioned=False, n_frames=M, num_foreground=C)
+    ungated = train_head(_head(hidden_dim=0), head_rows_in_memory(
+        tokens, cleaned, cfg.train_size, plain.vector, plain.allowed), cfg, env)[0]["loss"]
     assert ungated > losses[1]  # the gate removes the mass the plain head puts on unheard classes
+
+
+@pytest.mark.parametrize("crf", [None, _favour_last_class])
+def test_the_test_split_chunk_by_chunk_is_segment_on_the_whole_split(tmp_path, crf):
+    """predict_test_split streams the split (chunks of whole head windows, across video batches)
+    and gives the masks that segment() gives on all of it at once, with the heard audio of each
+    chunk's rows and, with a CRF, each chunk's images; every frame once, in order."""
+    from layouts import make_avss
+    from pcas_core.data.dataset import open_dataset
+    from pcas_core.models.visual import build_visual
+    from pcas_core.pipeline.inference import padded_prediction, predict_test_split, segment
+
+    data = open_dataset({"root": str(make_avss(tmp_path / "avss")), "img_size": 16})
+    torch.manual_seed(0)
+    visual = build_visual({"backbone": "vit_tiny_patch16_224", "num_classes": 70, "img_size": 16,
+                           "pretrained": False, "token_layer": 0,
+                           "backbone_kwargs": {"patch_size": 8, "depth": 1, "embed_dim": 16,
+                                               "num_heads": 2}})
+    head = SegmentationHead(in_dim=16, grid=(2, 2)).eval()
+    torch.nn.init.normal_(head.classifier.weight, std=3.0)
+    logits = np.random.default_rng(0).normal(0, 2, (len(data.frames), 70)).astype(np.float32)
+    audio = head_audio(HeadInputs(audio_gate=True, audio_threshold=0.5), conditioned=False,
+                       n_frames=len(data.frames), num_foreground=70, logits=logits)
+    env = RunEnv(device=CPU)
+    clips = data.clips(visual.mean, visual.std)
+    want, want_fg = segment(visual, head, clips, features="patch", out_size=(16, 16),
+                            batch_videos=2, batch_frames=4, env=env, audio=audio,
+                            images=data.images() if crf else None, crf=crf)
+    chunks = list(predict_test_split(visual, head, data, features="patch", batch_videos=2,
+                                     batch_frames=4, env=env, audio=audio, crf=crf, images=True))
+    assert [c.rows.start for c in chunks] == [0, 8, 20, 28] and chunks[-1].rows.stop == 30
+    np.testing.assert_array_equal(np.concatenate([c.masks for c in chunks]), want)
+    np.testing.assert_array_equal(np.concatenate([c.foreground for c in chunks]), want_fg)
+    np.testing.assert_array_equal(chunks[1].images, data.images(np.arange(8, 20)))
+    _, pad, _ = padded_prediction(visual, head, 16, features="patch", env=env, audio=audio,
+                                  crf=crf)
+    assert (pad == 0).all()  # the padded frame has no audio: the gated head paints background

@@ -355,11 +355,13 @@ def test_root_with_a_gated_head_hears_the_dataset_audio(setup, tmp_path):
     assert metrics["clean"]["n_frames"] == N_FRAMES
     assert metrics["official"]["n_padded"] == N_FRAMES
     # the official padded frame has no audio: the gated head paints background there
-    from pcas_core.pipeline.inference import predict_test_split
-    pred, _, _ = predict_test_split(models.aligned, models.head, test, features="patch",
-                                    batch_videos=8, batch_frames=32, env=ENV,
-                                    audio=models.head_audio(logits, tokens))
-    assert (pred.padded_mask == 0).all() and (pred.masks > 0).any()
+    from pcas_core.pipeline.inference import padded_prediction, predict_test_split
+    heard = models.head_audio(logits, tokens)
+    _, pad_mask, _ = padded_prediction(models.aligned, models.head, test.img_size,
+                                       features="patch", env=ENV, audio=heard)
+    chunks = list(predict_test_split(models.aligned, models.head, test, features="patch",
+                                     batch_videos=8, batch_frames=32, env=ENV, audio=heard))
+    assert (pad_mask == 0).all() and any((c.masks > 0).any() for c in chunks)
 
 
 def test_a_head_that_hears_another_width_is_refused(setup, tmp_path):

@@ -112,3 +112,29 @@ def test_pseudo_mask_pass_in_chunks_equals_whole_arrays(tmp_path):
     assert [len(c) for c in chunks] == [4] * (m // 4) + ([m % 4] if m % 4 else [])
     np.testing.assert_array_equal(np.concatenate(chunks), expected)
     assert len(np.unique(expected)) > 2  # several classes won somewhere: a real test
+
+
+def test_train_split_scores_chunk_by_chunk_equal_the_whole_split(tmp_path):
+    """The pseudo_masks stage scores the train split's annotated frames (v1s train: frame 0 only)
+    a few at a time: the metrics file of scoring them all at once."""
+    from pcas_core.evaluation.scoring import (Prediction, metrics_file, score_by_subset,
+                                              scored_frames)
+    from pcas_core.pipeline.pseudo_masks import train_split_scores
+
+    data = open_dataset({"root": str(make_avss(tmp_path / "avss")), "img_size": 16})
+    masks = np.random.default_rng(5).integers(0, 90, (len(data.frames), 16, 16)).astype(np.uint8)
+    write_store(tmp_path / "pm.h5", "pseudo_masks", data.frames, {"mask": masks}, params={})
+    train = data.split("train")
+    scored = scored_frames(train.frames, require_all=False)
+    assert len(scored) == 6  # trA: frame 0 of 5; trB (v1m): every frame
+    want = metrics_file("avss", "train", score_by_subset(
+        "avss", Prediction(masks[data.frames_in("train") & data.has_mask()]), train.masks(),
+        scored, batch_videos=4), {})
+    got = train_split_scores(tmp_path / "pm.h5", data, official_batch_videos=4, chunk_frames=4)
+    assert set(got) >= {"v1s", "v1m"}
+    flat = lambda d: pd.json_normalize(d).iloc[0].to_dict()
+    got, want = flat(got), flat(want)
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        assert got[key] == (pytest.approx(value, rel=1e-12) if isinstance(value, float)
+                            else value), key

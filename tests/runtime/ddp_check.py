@@ -21,13 +21,14 @@ from torch.utils.data import Dataset
 
 import pcas_core  # noqa: F401  (import shim before timm)
 from pcas_core.runtime import distributed
-from pcas_core.models.heads import SegmentationHead
+from pcas_core.data.head_rows import head_rows_in_memory
+from pcas_core.models.heads import HeadInputs, SegmentationHead
 from pcas_core.models.tvp import TVPAudioEncoder
 from pcas_core.models.visual import build_visual
 from pcas_core.params import AlignConfig, EvaluateConfig, TrainAudioConfig, TrainVisualConfig
 from pcas_core.pipeline.align import AlignInputs, build_align_model, maps_pass, train_alignment
 from pcas_core.pipeline.evaluate import train_head
-from pcas_core.pipeline.inference import head_inputs
+from pcas_core.pipeline.inference import head_audio, head_inputs
 from pcas_core.pipeline.train_audio import AudioInputs, audio_pass, train_audio_encoder
 from pcas_core.pipeline.train_visual import train_classifier, visual_pass
 from pcas_core.runtime.stage import RunEnv
@@ -116,7 +117,10 @@ def run() -> dict[str, np.ndarray]:
     torch.manual_seed(0)
     head = SegmentationHead(in_dim=head_tokens.shape[-1], num_classes=3, grid=(4, 4),
                             hidden_dim=0)
-    hist = train_head(head, head_tokens, masks.numpy(),
+    plain = head_audio(HeadInputs(), conditioned=False, n_frames=len(head_tokens),
+                       num_foreground=2)
+    hist = train_head(head, head_rows_in_memory(head_tokens, masks.numpy(), 16, plain.vector,
+                                                plain.allowed),
                       EvaluateConfig(epochs=2, min_steps=0, batch_frames=BATCH, lr=1e-2,
                                      weight_decay=0.0, train_size=16, background_weight=0.5), env)
     out["head_loss"] = np.array([h["loss"] for h in hist])
