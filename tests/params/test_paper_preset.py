@@ -13,10 +13,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: the keys where the paper's setting differs from the demo's, with the paper's values
 PAPER = {
-    "data.root": "data/avss", "data.img_size": 224,
+    "data.root": "data/avss",
     "fbank.front_end": "ast",
     "train_visual.backbone": "vit_base_patch16_224", "train_visual.pretrained": True,
-    "train_visual.token_layer": -1, "train_visual.frozen_stages": 0,
+    "train_visual.backbone_kwargs.output_stride": None, "train_visual.frozen_stages": 0,
+    "train_visual.probe_steps": 0, "train_visual.backbone_lr_scale": 1.0,
     "train_audio.encoder": "ast", "train_audio.prompt_norm": "none",
     "train_audio.prompt_mask": "none", "train_audio.model.fstride": 10,
     "train_audio.model.tstride": 10, "train_audio.model.embed_dim": 768,
