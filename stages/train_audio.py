@@ -40,16 +40,18 @@ def train_audio(
     with open_store(fbank_store, "fbank") as fbank:  # fbank rows are read batch by batch
         inputs = audio_inputs(data, fbank, visual_store, cfg)
         model, model_cfg = build_audio_encoder(inputs, cfg)
-        inputs = with_trunk_cells(model, inputs, batch_videos=cfg.batch_videos, env=env)
         checkpoint = EpochCheckpoint.for_stage("train_audio", run.params,
                                                [fbank_store, visual_store], logger=run.log)
-        with epoch_curves(curves_out) as on_epoch:
-            train_audio_encoder(model, inputs.videos(data.videos_in("train")),
-                                cfg, env, on_epoch=on_epoch, checkpoint=checkpoint)
-        on_main(save_checkpoint, model_out, model, model_cfg)
-        on_main(write_store_batches, store_out, "audio", data.frames,
-                audio_pass(model, inputs, data.frames, batch_videos=cfg.batch_videos, env=env,
-                           ranks=True), params=run.params)
+        with with_trunk_cells(model, inputs, data.metadata,
+                              scratch=checkpoint.scratch("trunk_cells.h5"),
+                              batch_videos=cfg.batch_videos, env=env) as inputs:
+            with epoch_curves(curves_out) as on_epoch:
+                train_audio_encoder(model, inputs.videos(data.videos_in("train")),
+                                    cfg, env, on_epoch=on_epoch, checkpoint=checkpoint)
+            on_main(save_checkpoint, model_out, model, model_cfg)
+            on_main(write_store_batches, store_out, "audio", data.frames,
+                    audio_pass(model, inputs, data.frames, batch_videos=cfg.batch_videos,
+                               env=env, ranks=True), params=run.params)
     if not is_main():
         return
     logits = read_rows(store_out, "audio", data.frames, ["logits"])["logits"]

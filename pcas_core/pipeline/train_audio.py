@@ -4,6 +4,7 @@ audio, then pass every video for the ``audio`` store (a_t and s_t of every frame
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -22,12 +23,14 @@ from pcas_core.models.ast_init import init_audio_encoder
 from pcas_core.models.tvp import TVPAudioEncoder
 from pcas_core.params import TrainAudioConfig
 from pcas_core.runtime.curves import EpochCallback
-from pcas_core.runtime.distributed import batch_count, gather_in_order, rank_batches
+from pcas_core.runtime.distributed import (barrier, batch_count, gather_in_order, on_main, rank,
+                                           rank_batches)
 from pcas_core.runtime.fit import autocast, fit
 from pcas_core.runtime.progress import track
 from pcas_core.runtime.resume import EpochCheckpoint
 from pcas_core.runtime.stage import RunEnv
-from pcas_core.storage.stores import StoreReader, read_rows, store_rows
+from pcas_core.storage.stores import (StoreReader, open_store, read_rows, store_rows,
+                                      write_store_batches)
 from pcas_core.storage.views import StoreRowsView
 
 __all__ = ["AudioInputs", "audio_inputs", "tvp_model_config", "build_audio_encoder", "train_audio_encoder",
@@ -169,29 +172,59 @@ def build_audio_encoder(inputs: AudioInputs, cfg: TrainAudioConfig
     return model, config
 
 
-@torch.no_grad()
-def with_trunk_cells(model: TVPAudioEncoder, inputs: AudioInputs, *, batch_videos: int,
-                     env: RunEnv) -> AudioInputs:
+@contextlib.contextmanager
+def with_trunk_cells(model: TVPAudioEncoder, inputs: AudioInputs, keys: pd.DataFrame, *,
+                     scratch: Path, batch_videos: int, env: RunEnv) -> Iterator[AudioInputs]:
     """When the encoder's patch embedding starts with a frozen trunk (``encoder: aisfx`` with all
     four conv blocks frozen, :attr:`TVPAudioEncoder.frozen_trunk`), its output for every video,
-    computed once here, in place of the features: the trunk is a fixed function (eval-mode
+    computed once, in place of the features: the trunk is a fixed function (eval-mode
     BatchNorm, no gradient), so training and the store pass give the same encoder outputs while
     the CNN runs once per video instead of once per epoch. Otherwise ``inputs`` unchanged.
 
-    The cells are held in memory: (V, N, 512) float32, about 0.11 MB per 10-second video with
-    ``aisfx.tokens: columns`` (1.3 GB for AVSS's 12,000 videos; ``cells`` tokens: 12 times more).
+    The cells ((V, N, 512) float32: about 0.11 MB per 10-second video with ``aisfx.tokens:
+    columns``, 1.3 GB for AVSS's 12,000 videos; ``cells`` tokens: 12 times more) go batch by
+    batch to the scratch ``trunk_cells`` store ``scratch`` (uncompressed, a chunk per row;
+    :mod:`pcas_core.storage.stores`), read back a row at a time while the block runs, so memory
+    holds a batch whatever the dataset's size. The store is rewritten on every run (a resumed one
+    too: one pass of the trunk). In a distributed run each process computes every world-th batch,
+    rank 0 writes the store and every process reads it (``scratch`` on a disk all see).
+
+    Args:
+        keys: the store's row keys, one per video of ``inputs`` (columns ``uid``, ``split``:
+            the dataset's ``metadata``).
+        scratch: the store file (e.g. :meth:`pcas_core.runtime.resume.EpochCheckpoint.scratch`).
+
+    Yields:
+        ``inputs`` with ``fbank`` the cells (a :class:`StoreRowsView`) and ``trunk`` set.
+
+    Raises:
+        FileNotFoundError: the store rank 0 wrote is not visible to this process.
     """
     if not model.frozen_trunk or inputs.trunk:
-        return inputs
+        yield inputs
+        return
     device = env.device
     model.to(device).eval()
-    parts = []
-    loader = _loader([inputs.fbank], batch_videos, False, 0)
-    for (fb,) in track(loader, total=len(loader), desc="frozen aisfx trunk", unit="batch",
-                       log=env.log):
-        with autocast(device, env.amp):
-            parts.append(model.trunk_cells(fb.to(device)).float().cpu())
-    return replace(inputs, fbank=torch.cat(parts), trunk=True)
+
+    @torch.no_grad()
+    def cells() -> Iterator[dict[str, np.ndarray]]:
+        for (fb,) in _loader([inputs.fbank], batch_videos, False, 0, ranks=True):
+            with autocast(device, env.amp):
+                yield {"cells": model.trunk_cells(fb.to(device)).float().cpu().numpy()}
+
+    n = batch_count(len(inputs.fbank), batch_videos)
+    on_main(Path(scratch).unlink, missing_ok=True)  # no second copy on disk while writing
+    on_main(write_store_batches, scratch, "trunk_cells", keys,
+            track(gather_in_order(cells(), n), total=n, desc="frozen aisfx trunk", unit="batch",
+                  log=env.log), params={})
+    barrier()
+    if not Path(scratch).is_file():
+        raise FileNotFoundError(f"{scratch}: the trunk cells that rank 0 wrote are not visible "
+                                f"to rank {rank()}: put $PCAS_CHECKPOINT_DIR on a disk every "
+                                "machine sees")
+    with open_store(scratch, "trunk_cells") as store:
+        yield replace(inputs, fbank=StoreRowsView(store, "cells", np.arange(len(store.keys))),
+                      trunk=True)
 
 
 def _loader(tensors: list[Any], batch: int, shuffle: bool, seed: int,

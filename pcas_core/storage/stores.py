@@ -25,10 +25,12 @@ head_rows      frame  tokens            (M, N, D) float16 (or float32), the head
                frame  target            (M, S, S) uint8, pseudo-mask at train_size
                frame  audio             (M, A) float32, what a conditioned head hears
                frame  allowed           (M, C) bool, the classes the head may predict
+trunk_cells    video  cells             (V, N, 512) float32, frozen aisfx trunk cells     train_audio
 ============== ====== ================= ================================================ =======
 
-``head_rows``: ``evaluate``'s scratch store of its training frames (not a DVC output), read in
-random rows every training step, so uncompressed (:data:`RANDOM_ACCESS`).
+``head_rows`` and ``trunk_cells``: scratch stores of ``evaluate``'s training frames and
+``train_audio``'s frozen-trunk cells (not DVC outputs), read in random rows every training step,
+so uncompressed (:data:`RANDOM_ACCESS`).
 
 File attributes: ``kind`` (the store name above), ``schema_version`` (:data:`SCHEMA_VERSION`; a
 store of another version is refused with a message that says which stage to rerun), ``params``
@@ -71,9 +73,10 @@ SCHEMAS: dict[str, tuple[str, dict[str, tuple[int, str]]]] = {
     "pseudo_masks": ("frame", {"mask": (3, "uint8")}),
     "head_rows": ("frame", {"tokens": (3, "any_float"), "target": (3, "uint8"),
                             "audio": (2, "float32"), "allowed": (2, "bool")}),
+    "trunk_cells": ("video", {"cells": (3, "float32")}),
 }
 ANY_FLOAT = "any_float"  # schema dtype: stored as written, float16 or float32
-RANDOM_ACCESS = ("head_rows",)  # kinds read in random rows: uncompressed, a chunk per row
+RANDOM_ACCESS = ("head_rows", "trunk_cells")  # kinds read in random rows: uncompressed, a chunk per row
 
 _STR = h5py.string_dtype("utf-8")
 
@@ -229,12 +232,9 @@ def write_store(path: Path, kind: str, keys: pd.DataFrame, data: dict[str, np.nd
     row ranges).
 
     Args:
-        path: the ``.h5`` file to create (replaced if it exists).
-        kind: one of :data:`SCHEMAS`.
-        keys: one row per store row, columns ``uid``, ``split`` and, for frame stores, ``frame``.
+        path, kind, keys, params: as :func:`store_writer`.
         data: every dataset of the kind's schema, first dimension = ``len(keys)``; cast to the
             schema dtype.
-        params: the parameters that produced the store (saved as JSON in the ``params`` attr).
 
     Raises:
         ValueError: unknown kind, missing or extra dataset, wrong rank or row count.

@@ -1,5 +1,6 @@
 """Tests of pcas_core.models.tvp: TVP token layout, masking, pooling, training and ImageNet init."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -461,20 +462,31 @@ def test_layernormed_prompts_ignore_the_scale_of_v_t():
                                   plain(fbank, 63 * prompts, n_steps).step_tokens, atol=1e-4)
 
 
-def test_a_frozen_aisfx_trunk_computed_once_gives_the_same_encoder_outputs():
+def test_a_frozen_aisfx_trunk_computed_once_gives_the_same_encoder_outputs(tmp_path):
+    """The cells go to a scratch store and are read back a row at a time: the same encoder
+    outputs as from the features, nothing of the kind for a trunk that trains."""
+    import pandas as pd
+
     from pcas_core.pipeline.train_audio import AudioInputs, with_trunk_cells
     from pcas_core.runtime.stage import RunEnv
 
     model = _aisfx_model(aisfx_frozen_blocks=4)
     logmel, prompts, n_steps = _aisfx_inputs()
     inputs = AudioInputs(logmel, prompts, 8, n_steps, torch.zeros(2, 4))
-    cached = with_trunk_cells(model, inputs, batch_videos=1, env=RunEnv())
-    assert cached.trunk and cached.fbank.shape == (2, 27, 512)
-    with torch.no_grad():
-        direct = model(logmel, prompts, n_steps)
-        via = model(cached.fbank, prompts, n_steps, trunk=True)
+    keys = pd.DataFrame({"uid": ["a", "b"], "split": ["train", "test"]})
+    scratch = tmp_path / "ckpt" / "trunk_cells.h5"
+    with with_trunk_cells(model, inputs, keys, scratch=scratch, batch_videos=1,
+                          env=RunEnv()) as cached:
+        assert cached.trunk and cached.fbank.shape == (2, 27, 512) and scratch.is_file()
+        cells = torch.stack([cached.fbank[i] for i in range(2)])
+        with torch.no_grad():
+            direct = model(logmel, prompts, n_steps)
+            via = model(cells, prompts, n_steps, trunk=True)
+            torch.testing.assert_close(cells, model.trunk_cells(logmel))
+        assert cached.videos(np.array([1])).fbank.shape == (1, 27, 512)  # rows stay on disk
     torch.testing.assert_close(via.step_logits, direct.step_logits, rtol=1e-5, atol=1e-5)
-    assert with_trunk_cells(_aisfx_model(aisfx_frozen_blocks=3), inputs, batch_videos=1,
-                            env=RunEnv()) is inputs  # a trainable block: nothing to cache
+    with with_trunk_cells(_aisfx_model(aisfx_frozen_blocks=3), inputs, keys,
+                          scratch=tmp_path / "other.h5", batch_videos=1, env=RunEnv()) as same:
+        assert same is inputs and not (tmp_path / "other.h5").exists()  # a trainable block
     with pytest.raises(ValueError, match="frozen trunk"):
         _model()(logmel, prompts, n_steps, trunk=True)
