@@ -101,7 +101,10 @@ def test_crf_change_reruns_only_pseudo_masks_and_evaluate(project):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["pseudo_masks"]["crf"]["iterations"] = 3
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert _ran(_run(["dvc", "repro"], project)) == {"pseudo_masks", "evaluate", "figures"}
+    # figures reruns only if evaluate's outputs changed (DVC compares their hashes): on the tiny
+    # data the CRF's iteration count may leave every mask as it was
+    ran = _ran(_run(["dvc", "repro"], project))
+    assert {"pseudo_masks", "evaluate"} <= ran <= {"pseudo_masks", "evaluate", "figures"}, ran
 
 
 @pytest.mark.slow

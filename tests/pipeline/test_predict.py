@@ -86,6 +86,7 @@ def setup(tmp_path_factory):
         f"data: {{root: {root}, img_size: {SIZE}, label_source: masks}}\n"
         f"fbank: {json.dumps(asdict(FBANK))}\n"
         f"train_audio: {{encoder: ast, model: {{max_steps: {N_FRAMES}}}}}\n"
+        "evaluate: {crf: false}\n"  # the head's plain argmax; the CRF path has its own test
         "predict: {fps: 1, overlay_alpha: 0.55, batch_frames: 32, "
         f"batch_videos: 8, models: {json.dumps({k: str(v) for k, v in paths.items()})}}}\n")
     return {"base": base, "paths": paths, "data": data, "frames": frames, "wave": wave,
@@ -146,8 +147,9 @@ def test_evaluate_crf_refines_predict_masks_as_in_evaluate(setup, tmp_path):
     dense CRF with `pseudo_masks.crf`'s kernels on each frame, as `evaluate` refines the test
     split: the masks of :func:`segment` given the frames and that CRF, not its plain argmax."""
     params = tmp_path / "params.yaml"
-    params.write_text(setup["params"].read_text() + "evaluate: {crf: true}\n"
-                      "pseudo_masks: {crf: {iterations: 5, bilateral_compat: 10.0}}\n")
+    params.write_text(setup["params"].read_text().replace("evaluate: {crf: false}",
+                                                          "evaluate: {crf: true}")
+                      + "pseudo_masks: {crf: {iterations: 5, bilateral_compat: 10.0}}\n")
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["predict", str(setup["video"]), "--out", str(out),
                                       "--params", str(params)])

@@ -62,7 +62,9 @@ def test_base_config_checks_the_distributed_keys():
 # ------------------------------------------------------------------ the stages under torchrun
 VIT = {"backbone": "vit_tiny_patch16_224", "pretrained": False, "token_layer": -1,
        "frozen_stages": 0, "backbone_kwargs": {"patch_size": 8, "depth": 1, "embed_dim": 24,
-                                               "num_heads": 2}}
+                                               "num_heads": 2, "output_stride": None}}
+# output_stride None: params.yaml's EfficientNet default (16) is merged into these kwargs, and a
+# ViT takes none (timm leaves a None argument out)
 CHAIN = ["train-visual", "train-audio", "align", "pseudo-masks", "evaluate"]
 CURVES = ["train_visual", "train_audio", "align", "evaluate"]
 STORES = ["visual", "audio", "maps", "pseudo_masks"]
