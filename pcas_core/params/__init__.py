@@ -24,7 +24,7 @@ from pcas_core.params.masks import (BaselinesConfig, CRFConfig, EvaluateConfig, 
                                     PredictModels, PseudoMasksConfig, ScoringConfig)
 from pcas_core.params.training import (AisfxEncoderConfig, AlignConfig, TrainAudioConfig,
                                        TrainVisualConfig, TVPModelConfig)
-from pcas_core.params.parsing import ConfigError, parse, to_dict
+from pcas_core.params.parsing import ConfigError, flat_keys, parse, to_dict
 
 __all__ = ["BaseConfig", "DataConfig", "DemoConfig", "DemoClips", "SplitCounts", "FbankConfig",
            "TrainVisualConfig", "TVPModelConfig", "AisfxEncoderConfig", "TrainAudioConfig",

@@ -151,3 +151,14 @@ def to_dict(config: Any) -> Any:
         return {k: to_dict(v) for k, v in config.items()}
     return config
 
+
+def flat_keys(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested params mapping as ``{"section.key.subkey": value}`` (leaves only; a non-mapping
+    ``tree`` is one leaf named ``prefix``). Used to compare two params trees key by key."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(flat_keys(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+

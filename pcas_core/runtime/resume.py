@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pcas_core.params import flat_keys
 from pcas_core.storage.atomic import atomic_path
 
 __all__ = ["RESUME_ENV", "DIR_ENV", "ResumeError", "Restored", "EpochCheckpoint",
@@ -79,15 +80,6 @@ def file_fingerprints(paths: Sequence[Path]) -> dict[str, list[int]]:
             raise FileNotFoundError(f"{path}: training input not found")
         st = path.stat()
         out[str(path)] = [int(st.st_size), int(st.st_mtime_ns)]
-    return out
-
-
-def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix: d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
     return out
 
 
@@ -246,7 +238,7 @@ class EpochCheckpoint:
         ours = json.loads(json.dumps(self.params))  # the JSON round trip the saved ones took
         if saved == ours:
             return
-        a, b = _flat(saved), _flat(ours)
+        a, b = flat_keys(saved), flat_keys(ours)
         diff = [f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}"
                 for k in sorted(set(a) | set(b))
                 if a.get(k, "<absent>") != b.get(k, "<absent>") and k not in _RESULT_NEUTRAL]

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from pcas_core.runtime import distributed
-from pcas_core.params import PcasParams, config_sections, load_config
+from pcas_core.params import PcasParams, config_sections, flat_keys, load_config
 
 __all__ = ["seed_everything", "resolve_device", "log_run_header", "get_logger", "RunEnv",
            "start_stage", "StageRun"]
@@ -82,15 +82,6 @@ HEADER_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
 def log_run_header(logger: logging.Logger, stage: str, params: dict[str, Any], *,
                    device: torch.device | str = "cpu",
                    defaults: dict[str, Any] | None = None) -> None:
@@ -116,7 +107,7 @@ def log_run_header(logger: logging.Logger, stage: str, params: dict[str, Any], *
     keys = [f"{s}.{k}={params[s][k]}" for s, names in HEADER_KEYS.items() if s in params
             for k in names if k in params[s]]
     if defaults is not None:
-        now, shipped = _flat(params), _flat(defaults)
+        now, shipped = flat_keys(params), flat_keys(defaults)
         changed = [f"{k}={v}" for k, v in now.items() if shipped.get(k, object()) != v]
         keys.append(f"changed from the defaults: {', '.join(changed) if changed else 'none'}")
     if keys:
