@@ -34,7 +34,7 @@ from pcas_core.evaluation.overlay_clips import OverlayClips
 from pcas_core.evaluation.scoring import (Prediction, Scores, metrics_file, scored_class_names,
                                           scored_frames, scored_labels)
 from pcas_core.evaluation.visualize import Overlay, confusion_pairs, confusion_table
-from pcas_core.method.crf import DenseCRF
+from pcas_core.method.crf import CRFPool
 from pcas_core.method.losses import segmentation_ce
 from pcas_core.models.heads import HeadInputs, SegmentationHead, audio_gate
 from pcas_core.models.visual import VisualClassifier
@@ -251,9 +251,10 @@ def evaluate_test_split(visual: VisualClassifier, head: SegmentationHead, data: 
                         cfg: EvaluateConfig, masks: PseudoMasksConfig, scoring: ScoringConfig,
                         env: RunEnv, *, pseudo_store: Path, audio_store: Path,
                         visual_store: Path, maps_store: Path) -> Evaluation:
-    """Predict the test split with the head (CRF with ``masks.crf`` when ``cfg.crf``; the audio
-    it hears from ``audio_store``, :class:`StoredHeadAudio`) and score it in the clean and
-    official modes beside the test pseudo-masks and the sanity baselines
+    """Predict the test split with the head (CRF with ``masks.crf`` when ``cfg.crf``, in
+    ``masks.workers`` processes; the audio it hears from ``audio_store``,
+    :class:`StoredHeadAudio`) and score it in the clean and official modes beside the test
+    pseudo-masks and the sanity baselines
     (:mod:`pcas_core.evaluation.baselines`), which read the ``audio``, ``visual`` and ``maps``
     stores.
 
@@ -278,7 +279,7 @@ def evaluate_test_split(visual: VisualClassifier, head: SegmentationHead, data: 
     kind, test = data.dataset, data.split("test")
     scored = scored_frames(test.frames, require_all=True)  # every frame: rows of test.frames
     names = scored_class_names(kind, data.class_names)
-    crf, batch = DenseCRF(masks.crf) if cfg.crf else None, scoring.official_batch_videos
+    batch = scoring.official_batch_videos
     shown_clips = OverlayClips(scored, cfg.n_overlays, cfg.overlay_uid_contains, names)
     with contextlib.ExitStack() as stack:
         audio = stack.enter_context(open_store(audio_store, "audio", ["audio_token", "logits"]))
@@ -291,6 +292,8 @@ def evaluate_test_split(visual: VisualClassifier, head: SegmentationHead, data: 
         heard = StoredHeadAudio(audio, scored, head_reads(cfg, masks),
                                 conditioned=head.audio_condition != "none",
                                 num_foreground=head.num_classes - 1)
+        # the head's CRF in masks.workers processes, for the head's pass only
+        crf = (stack.enter_context(CRFPool(masks.crf, masks.workers)) if cfg.crf else None)
         pad, pad_mask, _ = padded_prediction(visual, head, test.img_size, features=cfg.features,
                                              env=env, audio=heard.rows(slice(0, 0)), crf=crf)
         padded = padded_baselines(pad.image, pad.cam, pad.logits, cfg=cfg.baselines, masks=masks)
@@ -317,6 +320,8 @@ def evaluate_test_split(visual: VisualClassifier, head: SegmentationHead, data: 
             shown = scored_labels(kind, chunk.masks)  # binary kinds: foreground, as scored
             pairs.append(confusion_pairs(shown, gts, len(names), cfg.confusion_stride))
             shown_clips.update(r, gts, shown, logits)  # the rows of the clips drawn, no more
+        if crf is not None:
+            crf.close()  # its workers end before the looking baseline's start
         images = test.frame_images()
         with PseudoMaskPool(looking_config(masks, cfg.baselines.visual_threshold),
                             masks.workers) as pool, \

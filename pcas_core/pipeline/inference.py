@@ -36,6 +36,7 @@ from torch.utils.data import Dataset
 
 from pcas_core.data.dataset import AVSData
 from pcas_core.data.loader import video_loader
+from pcas_core.method.crf import refine_frames
 from pcas_core.models.heads import HeadInputs, SegmentationHead, audio_gate, check_features
 from pcas_core.models.visual import VisualClassifier
 from pcas_core.runtime.distributed import batch_count, gather_in_order
@@ -232,7 +233,8 @@ def predict_masks(head: SegmentationHead, tokens: torch.Tensor, out_size: tuple[
             With the gate, classes outside K_t get probability 0 (after the CRF too), so no
             mask holds them.
         images: (M, H, W, 3) uint8 frames, needed with ``crf``.
-        crf: e.g. :class:`pcas_core.method.crf.DenseCRF`.
+        crf: e.g. :class:`pcas_core.method.crf.DenseCRF`, or a
+            :class:`pcas_core.method.crf.CRFPool` to refine each batch's frames in its workers.
         log: where progress lines go (:mod:`pcas_core.runtime.progress`), frames done.
         progress: the progress of a longer pass to update by the frames done instead (then
             ``log`` is not used).
@@ -262,9 +264,9 @@ def predict_masks(head: SegmentationHead, tokens: torch.Tensor, out_size: tuple[
                           part.vector.to(device))
             probs = audio_gate(logits, part.allowed.to(device)).softmax(dim=1).cpu()
             if crf is not None:
-                probs = torch.from_numpy(np.stack([
-                    crf(images[start + i], p.numpy().astype(np.float32))
-                    for i, p in enumerate(probs)]))
+                probs = torch.from_numpy(np.stack(refine_frames(
+                    crf, images[start:start + len(probs)],
+                    [p.numpy().astype(np.float32) for p in probs])))
                 probs = audio_gate(probs, part.allowed).clamp_min(0.0)  # gated: 0, not -inf
             masks.append(probs.argmax(dim=1).numpy().astype(np.uint8))
             foreground.append((1.0 - probs[:, 0]).numpy().astype(np.float32))

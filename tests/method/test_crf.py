@@ -1,9 +1,9 @@
-"""Tests for pcas_core.method.crf.DenseCRF."""
+"""Tests for pcas_core.method.crf: DenseCRF and CRFPool."""
 
 import numpy as np
 import pytest
 
-from pcas_core.method.crf import DenseCRF
+from pcas_core.method.crf import CRFPool, DenseCRF, refine_frames
 from pcas_core.params.masks import CRFConfig
 
 
@@ -42,3 +42,23 @@ def test_crf_rejects_bad_inputs():
         crf(image, probs[:, :4])
     with pytest.raises(ValueError, match="sum to 1"):
         crf(image, probs * 2)
+
+
+def test_crf_pool_gives_each_frame_what_dense_crf_gives_whatever_the_workers():
+    """Four frames of different noise refined in two worker processes: the same marginals, in
+    the same order, as DenseCRF frame by frame (and as the pool in this process)."""
+    frames = [_two_halves(24, 24, seed=s) for s in range(4)]
+    images, probs = [f[0] for f in frames], [f[1] for f in frames]
+    cfg = CRFConfig(iterations=3)
+    want = [DenseCRF(cfg)(i, p) for i, p in zip(images, probs)]
+    with CRFPool(cfg, workers=2) as pool:
+        got = refine_frames(pool, images, probs)
+    with CRFPool(cfg, workers=1) as here:
+        alone = here.map(images, probs)
+    for w, g, a in zip(want, got, alone):
+        np.testing.assert_array_equal(g, w)
+        np.testing.assert_array_equal(a, w)
+    assert not np.array_equal(want[0], want[1])  # the frames differ, so the order is checked
+    assert [o.shape for o in refine_frames(DenseCRF(cfg), images, probs)] == [(2, 24, 24)] * 4
+    with pytest.raises(ValueError, match="pseudo_masks.workers"):
+        CRFPool(cfg, workers=0)
