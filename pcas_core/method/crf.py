@@ -6,7 +6,6 @@ Follows ToCo's ``utils/dcrf.py``: one callable class whose kernel parameters all
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -14,6 +13,7 @@ import pydensecrf.densecrf as dcrf
 from pydensecrf.utils import unary_from_softmax
 
 from pcas_core.params.masks import CRFConfig
+from pcas_core.runtime.workers import WorkerPool
 
 
 class DenseCRF:
@@ -79,26 +79,19 @@ class DenseCRF:
             raise ValueError("probs must sum to 1 over the class axis C")
 
 
-_WORKER_CRF: DenseCRF | None = None  # the DenseCRF of a CRFPool worker process
-
-
-def _start_worker(cfg: CRFConfig) -> None:
-    """Pool initializer: the worker's own :class:`DenseCRF`, built once."""
-    global _WORKER_CRF
-    _WORKER_CRF = DenseCRF(cfg)
-
-
-def _refine_in_worker(image: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    assert _WORKER_CRF is not None, "CRFPool worker without its DenseCRF"
-    return _WORKER_CRF(image, probs)
+def _refine_job(args: tuple[np.ndarray, np.ndarray, CRFConfig]) -> np.ndarray:
+    """One frame of :meth:`CRFPool.map`, in a worker (``DenseCRF`` holds only its config)."""
+    image, probs, cfg = args
+    return DenseCRF(cfg)(image, probs)
 
 
 class CRFPool:
-    """A :class:`DenseCRF` that refines many frames at once in worker processes (or in this
-    process when ``workers == 1``). Use as a context manager.
+    """A :class:`DenseCRF` that refines many frames at once in worker processes
+    (:class:`pcas_core.runtime.workers.WorkerPool`), or in this process when ``workers == 1``.
+    Use as a context manager.
 
     Frames are independent and each is refined by the same deterministic pydensecrf call, so the
-    result does not depend on ``workers`` (``Pool.starmap`` keeps the order). Called with one frame
+    result does not depend on ``workers`` (the pool keeps the order). Called with one frame
     (``pool(image, probs)``) it refines in this process, like :class:`DenseCRF`.
 
     Args:
@@ -112,25 +105,18 @@ class CRFPool:
 
     def __init__(self, cfg: CRFConfig = CRFConfig(), workers: int = 1,
                  mp_context: str = "spawn") -> None:
-        if workers < 1:
-            raise ValueError(f"pseudo_masks.workers must be >= 1, got {workers}")
-        self.crf, self.workers = DenseCRF(cfg), workers
-        self._pool = (multiprocessing.get_context(mp_context).Pool(
-            workers, initializer=_start_worker, initargs=(cfg,)) if workers > 1 else None)
+        self.crf = DenseCRF(cfg)
+        self._pool = WorkerPool(workers, mp_context, key="pseudo_masks.workers")
 
     def __enter__(self) -> CRFPool:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close(finished=exc[0] is None)
+        self._pool.__exit__(*exc)
 
-    def close(self, finished: bool = True) -> None:
-        """End the workers (after their work when ``finished``, at once otherwise); the pool then
-        refines in this process. Calling it again does nothing."""
-        if self._pool is not None:
-            self._pool.close() if finished else self._pool.terminate()
-            self._pool.join()
-            self._pool = None
+    def close(self) -> None:
+        """End the workers after their work; later frames are refined in this process."""
+        self._pool.close()
 
     def __call__(self, image: np.ndarray, probs: np.ndarray) -> np.ndarray:
         return self.crf(image, probs)
@@ -138,9 +124,8 @@ class CRFPool:
     def map(self, images: Sequence[np.ndarray], probs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Refine m frames: ``images`` (H, W, 3) uint8 and ``probs`` (C, H, W) float32 each, as
         :meth:`DenseCRF.__call__`; returns their (C, H, W) float32 marginals in order."""
-        if self._pool is None:
-            return [self.crf(i, p) for i, p in zip(images, probs)]
-        return self._pool.starmap(_refine_in_worker, zip(images, probs), chunksize=1)
+        cfg = self.crf.cfg
+        return list(self._pool.imap(_refine_job, ((i, p, cfg) for i, p in zip(images, probs))))
 
 
 def refine_frames(crf: Callable[[np.ndarray, np.ndarray], np.ndarray],

@@ -14,14 +14,12 @@ process.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from pcas_core.data.chunks import CHUNK_FRAMES, row_chunks
 from pcas_core.data.dataset import AVSData
@@ -29,6 +27,7 @@ from pcas_core.method.pseudo_masks import frame_pseudo_mask
 from pcas_core.params import PseudoMasksConfig
 from pcas_core.runtime.distributed import gather_in_order, rank, world_size
 from pcas_core.runtime.progress import Progress, track
+from pcas_core.runtime.workers import WorkerPool
 from pcas_core.evaluation.scoring import Prediction, Scores, metrics_file, scored_frames
 from pcas_core.storage.stores import StoreReader, open_store, store_rows
 
@@ -43,14 +42,10 @@ def _frame_job(args: tuple[Any, ...]) -> np.ndarray:
     return frame_pseudo_mask(image() if callable(image) else image, *rest)
 
 
-def _limit_threads() -> None:
-    """Pool initializer: one torch thread per worker process, so workers do not oversubscribe."""
-    torch.set_num_threads(1)
-
-
 class PseudoMaskPool:
-    """Worker processes that make pseudo-masks, kept for many calls of :meth:`run` (one per chunk
-    of frames), or this process when ``workers == 1``. Use as a context manager.
+    """Worker processes (:class:`pcas_core.runtime.workers.WorkerPool`) that make pseudo-masks,
+    kept for many calls of :meth:`run` (one per chunk of frames), or this process when
+    ``workers == 1``. Use as a context manager.
 
     Results do not depend on ``workers``: frames are independent, computed by the same function,
     and ``Pool.imap`` keeps their order.
@@ -65,19 +60,14 @@ class PseudoMaskPool:
     """
 
     def __init__(self, cfg: PseudoMasksConfig, workers: int = 1, mp_context: str = "spawn") -> None:
-        if workers < 1:
-            raise ValueError(f"workers must be >= 1, got {workers}")
         self.cfg, self.workers = cfg, workers
-        self._pool = (multiprocessing.get_context(mp_context).Pool(workers, initializer=_limit_threads)
-                      if workers > 1 else None)
+        self._pool = WorkerPool(workers, mp_context)
 
     def __enter__(self) -> PseudoMaskPool:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._pool is not None:
-            self._pool.terminate() if exc[0] is not None else self._pool.close()
-            self._pool.join()
+        self._pool.__exit__(*exc)
 
     def run(self, images: Sequence[Any], cams: np.ndarray, sounding: np.ndarray,
             audio_logits: np.ndarray, shape: tuple[int, int],
@@ -107,10 +97,8 @@ class PseudoMaskPool:
             raise ValueError(f"frame counts (images, cams, sounding, audio_logits) differ: {counts}")
         jobs = ((images[i], cams[i], sounding[i], audio_logits[i], self.cfg) for i in range(m))
         out = np.empty((m, *shape), dtype=np.uint8)
-        if self._pool is None or m <= 1:
-            results = map(_frame_job, jobs)
-        else:
-            results = self._pool.imap(_frame_job, jobs, chunksize=max(1, m // (self.workers * 4)))
+        results = (map(_frame_job, jobs) if m <= 1 else
+                   self._pool.imap(_frame_job, jobs, chunksize=max(1, m // (self.workers * 4))))
         for i, mask in enumerate(results):
             out[i] = mask
             if progress is not None:
