@@ -129,10 +129,41 @@ class CRFPool:
 
 
 def refine_frames(crf: Callable[[np.ndarray, np.ndarray], np.ndarray],
-                  images: Sequence[np.ndarray], probs: Sequence[np.ndarray]) -> list[np.ndarray]:
+                  images: Sequence[np.ndarray], probs: Sequence[np.ndarray],
+                  labels: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
     """``crf`` on m frames: in its workers for a :class:`CRFPool`, else frame by frame (a
     :class:`DenseCRF` or any callable ``(image (H, W, 3) uint8, probs (C, H, W) float32) ->
-    (C, H, W) float32``)."""
-    if isinstance(crf, CRFPool):
-        return crf.map(images, probs)
-    return [crf(i, p) for i, p in zip(images, probs)]
+    (C, H, W) float32``).
+
+    Args:
+        images: m ``(H, W, 3)`` uint8 frames.
+        probs: m ``(C, H, W)`` float32 class probabilities.
+        labels: per frame, the int indices of the classes it may hold (a gated head: background
+            and K_t), whose probabilities sum to 1; the others must be 0. The CRF then runs on
+            those labels alone and the others' marginals are 0: mean-field on a Potts model
+            moves no mass to a label that is 0 everywhere beyond the clipped unary
+            (``unary_clip`` each), so the masks are those of the full label set, at a cost that
+            grows with the labels kept, not with C (71 on AVSS). A frame with one label keeps its
+            probabilities. None: every class.
+
+    Returns:
+        m ``(C, H, W)`` float32 marginals, in order.
+
+    Raises:
+        ValueError: ``labels`` not one per frame, or as :meth:`DenseCRF.__call__`.
+    """
+    if labels is None:
+        if isinstance(crf, CRFPool):
+            return crf.map(images, probs)
+        return [crf(i, p) for i, p in zip(images, probs)]
+    if len(labels) != len(probs):
+        raise ValueError(f"{len(labels)} label sets for {len(probs)} frames")
+    out = [np.zeros_like(p) for p in probs]
+    todo = [k for k, keep in enumerate(labels) if len(keep) >= 2]
+    for k, keep in enumerate(labels):
+        if len(keep) < 2:
+            out[k][keep] = probs[k][keep]
+    parts = refine_frames(crf, [images[k] for k in todo], [probs[k][labels[k]] for k in todo])
+    for k, part in zip(todo, parts):
+        out[k][labels[k]] = part
+    return out

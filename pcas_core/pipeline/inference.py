@@ -264,9 +264,11 @@ def predict_masks(head: SegmentationHead, tokens: torch.Tensor, out_size: tuple[
                           part.vector.to(device))
             probs = audio_gate(logits, part.allowed.to(device)).softmax(dim=1).cpu()
             if crf is not None:
+                labels = ([np.flatnonzero(np.r_[True, row]) for row in part.allowed.numpy()]
+                          if part.gated else None)  # background + K_t: the CRF's labels
                 probs = torch.from_numpy(np.stack(refine_frames(
                     crf, images[start:start + len(probs)],
-                    [p.numpy().astype(np.float32) for p in probs])))
+                    [p.numpy().astype(np.float32) for p in probs], labels)))
                 probs = audio_gate(probs, part.allowed).clamp_min(0.0)  # gated: 0, not -inf
             masks.append(probs.argmax(dim=1).numpy().astype(np.uint8))
             foreground.append((1.0 - probs[:, 0]).numpy().astype(np.float32))
