@@ -102,10 +102,16 @@ def create_backbone(name: str, *, img_size: int, use_timm_weights: bool,
     ``output_stride: 16`` for a dilated CNN).
 
     Raises:
-        ValueError: unknown name, or a feature-map model without ``forward_intermediates``.
+        ValueError: unknown name; a ViT (:func:`family_of`) given an ``output_stride``, which it
+            does not take; a feature-map model without ``forward_intermediates``.
     """
     kwargs = dict(kwargs or {})
     if family_of(name) == "vit":
+        if kwargs.get("output_stride"):
+            raise ValueError(f"train_visual.backbone_kwargs.output_stride={kwargs['output_stride']}: "
+                             f"{name} (a ViT) takes no output_stride; set it to null "
+                             "(-S train_visual.backbone_kwargs.output_stride=null)")
+        kwargs.pop("output_stride", None)
         kwargs = {"img_size": img_size, "dynamic_img_size": True, **kwargs}
     model = timm.create_model(name, pretrained=use_timm_weights, num_classes=0, **kwargs)
     if family_of(name) == "feature_map" and not hasattr(model, "forward_intermediates"):

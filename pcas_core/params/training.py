@@ -71,10 +71,6 @@ class TrainVisualConfig:
             raise ValueError("frozen_stages, max_frames, min_steps and probe_steps must be >= 0")
         if not self.backbone_lr_scale >= 0 or not 0 < self.layer_decay <= 1:
             raise ValueError("backbone_lr_scale must be >= 0 and layer_decay in (0, 1]")
-        if self.backbone.startswith("vit") and self.backbone_kwargs.get("output_stride"):
-            raise ValueError(f"backbone_kwargs.output_stride={self.backbone_kwargs['output_stride']}: "
-                             f"{self.backbone} (a ViT) takes no output_stride; set it to null "
-                             "(-S train_visual.backbone_kwargs.output_stride=null)")
 
 
 @dataclass(frozen=True)

@@ -221,3 +221,13 @@ def test_frozen_batch_norm_keeps_statistics_in_training():
     assert model.backbone.conv_head.weight.grad is not None  # convolutions still train
     with pytest.raises(ValueError, match="batch_norm"):
         build_visual({**EFFNET, "batch_norm": "sync"})
+
+
+def test_a_vit_given_an_output_stride_is_refused_by_name_and_null_is_dropped():
+    """A ViT (told apart by timm's module registry, whatever its name) takes no output_stride:
+    the error names the key and the way out; output_stride null builds it."""
+    kwargs = {**VIT["backbone_kwargs"], "output_stride": 16}
+    with pytest.raises(ValueError, match=r"backbone_kwargs.output_stride=16: .* takes no output_stride"):
+        build_visual({**VIT, "backbone_kwargs": kwargs})
+    model = build_visual({**VIT, "backbone_kwargs": {**kwargs, "output_stride": None}})
+    assert model.grid == (4, 4)
