@@ -174,9 +174,15 @@ class SegmentationHead(nn.Module):
     (conv3x3-BN, or nothing for the linear head) -> ``film`` (per-channel audio scale and shift
     of those hidden features, after the BatchNorm and before the ReLU as in the FiLM-ed blocks of
     Perez et al. 2018; of the tokens themselves for the linear head; or nothing) -> ``act`` (ReLU,
-    or nothing) -> ``classifier`` (1x1 conv to the classes) -> bilinear to the frame. Absent parts
-    are identities, so ``audio_condition="none"`` is the plain head: the same parameters, in the
-    same order, drawn from the same random stream, computing the same function.
+    or nothing) -> ``classifier`` (1x1 conv to the classes), plus ``cam_skip`` (a 1x1 conv of the
+    tokens themselves, or nothing) -> bilinear to the frame. Absent parts are identities, so
+    ``audio_condition="none"`` is the plain head: the same parameters, in the same order, drawn
+    from the same random stream, computing the same function.
+
+    The CAM skip (``cam_skip=True``) is a linear map of the patch tokens to the class logits that
+    :meth:`init_cam_skip` sets to the visual classifier's own (its CAM, docs/method.md §4, with
+    background at 0): the head then starts from class-specific evidence, which is what tells a
+    heard car from a silent pig beside it, and learns the rest on top.
 
     Args:
         in_dim: patch token width D.
@@ -185,10 +191,12 @@ class SegmentationHead(nn.Module):
         hidden_dim: 0 for one linear 1x1 conv; else conv3x3-BN-ReLU then 1x1 conv.
         audio_condition: ``none`` | ``film`` | ``concat`` (:data:`AUDIO_CONDITIONS`).
         audio_dim: width A of the audio vector (> 0 exactly when conditioned).
+        cam_skip: add a 1x1 conv of the tokens to the logits (:meth:`init_cam_skip`).
     """
 
     def __init__(self, *, in_dim: int, num_classes: int = 71, grid: tuple[int, int] = (14, 14),
-                 hidden_dim: int = 0, audio_condition: str = "none", audio_dim: int = 0) -> None:
+                 hidden_dim: int = 0, audio_condition: str = "none", audio_dim: int = 0,
+                 cam_skip: bool = False) -> None:
         super().__init__()
         if audio_condition not in AUDIO_CONDITIONS:
             raise ValueError(f"audio_condition must be one of {AUDIO_CONDITIONS}, got "
@@ -213,6 +221,7 @@ class SegmentationHead(nn.Module):
         # without FiLM (whose own weights start at zero anyway)
         self.film = FiLM(audio_dim=audio_dim, width=width) if audio_condition == "film" \
             else NoAudio()
+        self.cam_skip = nn.Conv2d(in_dim, num_classes, 1) if cam_skip else None
 
     def forward(self, patch_tokens: Tensor, out_size: tuple[int, int],
                 audio: Tensor | None = None) -> Tensor:
@@ -226,10 +235,36 @@ class SegmentationHead(nn.Module):
         h, w = self.grid
         if n != h * w:
             raise ValueError(f"expected {h * w} patch tokens for grid {self.grid}, got {n}")
-        x = self.concat(patch_tokens.transpose(1, 2).reshape(b, d, h, w), audio)
-        x = self.act(self.film(self.embed(x), audio))
-        return F.interpolate(self.classifier(x), size=out_size, mode="bilinear",
-                             align_corners=False)
+        tokens = patch_tokens.transpose(1, 2).reshape(b, d, h, w)
+        x = self.act(self.film(self.embed(self.concat(tokens, audio)), audio))
+        logits = self.classifier(x)
+        if self.cam_skip is not None:
+            logits = logits + self.cam_skip(tokens)
+        return F.interpolate(logits, size=out_size, mode="bilinear", align_corners=False)
+
+    @torch.no_grad()
+    def init_cam_skip(self, weight: Tensor, bias: Tensor) -> None:
+        """Set the CAM skip to a visual classifier's linear head: foreground class k + 1 gets
+        ``weight[k]`` and ``bias[k]``, background 0, so the skip's logits are the classifier's
+        per-patch logits (its CAM before normalisation, plus its bias).
+
+        Args:
+            weight: (K - 1, D) float, the classifier's ``head.weight`` on the same tokens.
+            bias: (K - 1,) float, its ``head.bias``.
+
+        Raises:
+            ValueError: a head without the skip, or shapes that are not (K - 1, D) and (K - 1,).
+        """
+        if self.cam_skip is None:
+            raise ValueError("this head has no CAM skip (cam_skip=False)")
+        k, d = self.num_classes - 1, self.in_dim
+        if tuple(weight.shape) != (k, d) or tuple(bias.shape) != (k,):
+            raise ValueError(f"expected the classifier's weight ({k}, {d}) and bias ({k},), got "
+                             f"{tuple(weight.shape)} and {tuple(bias.shape)}")
+        self.cam_skip.weight.zero_()
+        self.cam_skip.bias.zero_()
+        self.cam_skip.weight[1:, :, 0, 0] = weight
+        self.cam_skip.bias[1:] = bias
 
 
 def audio_gate(logits: Tensor, allowed: Tensor) -> Tensor:
@@ -281,10 +316,10 @@ class HeadInputs:
 
 def head_config(head: SegmentationHead) -> dict:
     """Constructor arguments of ``head``: ``in_dim``, ``num_classes``, ``grid``, ``hidden_dim``,
-    ``audio_condition``, ``audio_dim``."""
+    ``audio_condition``, ``audio_dim``, ``cam_skip``."""
     return {"in_dim": head.in_dim, "num_classes": head.num_classes, "grid": list(head.grid),
             "hidden_dim": head.hidden_dim, "audio_condition": head.audio_condition,
-            "audio_dim": head.audio_dim}
+            "audio_dim": head.audio_dim, "cam_skip": head.cam_skip is not None}
 
 
 def needs_audio(head: SegmentationHead, inputs: HeadInputs) -> bool:
@@ -328,7 +363,8 @@ def load_segmentation_head(path: Path) -> tuple[SegmentationHead, HeadInputs]:
                                 num_classes=int(config["num_classes"]),
                                 grid=tuple(config["grid"]), hidden_dim=int(config["hidden_dim"]),
                                 audio_condition=str(config.get("audio_condition", "none")),
-                                audio_dim=int(config.get("audio_dim", 0)))
+                                audio_dim=int(config.get("audio_dim", 0)),
+                                cam_skip=bool(config.get("cam_skip", False)))
         inputs = HeadInputs(str(config["features"]), **{
             k: config[k] for k in ("audio_input", "audio_gate", "audio_threshold") if k in config})
     except KeyError as err:

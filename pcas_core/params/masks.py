@@ -103,9 +103,15 @@ class EvaluateConfig:
             (the pseudo-masks' rule, from the ``audio`` store's logits): foreground logits outside
             K_t are -inf in the training loss and at test time (``pcas predict`` too), so it
             predicts background or a class of K_t only.
+        gate_in_loss: with ``audio_gate``: true, the training loss sees background and K_t only
+            (the other logits -inf, as at test time); false, it trains every class's logit on
+            every pixel (a silent object's pixels are background against all classes, its own
+            too), and the gate applies at test time only.
         audio_condition: ``none`` (docs/method.md §5: patch tokens only) | ``film`` (per-channel scale
             and shift of the head's hidden features from the audio vector, starting as the
             identity) | ``concat`` (the audio vector appended to every token).
+        cam_skip: the head adds a 1x1 conv of the patch tokens to its logits, initialised as the
+            aligned classifier's linear head (its CAM logits, background 0), then trained.
         audio_input: the audio vector of a conditioned head: ``token`` (a_t, the ``audio``
             store's ``audio_token``) | ``scores`` (sigmoid(s_t)).
         min_steps: fewest optimiser steps of the head's training (as ``train_visual.min_steps``).
@@ -116,13 +122,15 @@ class EvaluateConfig:
 
     features: Literal["patch", "final", "patch+final"] = "patch"
     audio_gate: bool = True
+    gate_in_loss: bool = True
     audio_condition: Literal["none", "film", "concat"] = "none"
     audio_input: Literal["token", "scores"] = "token"
     hidden_dim: int = 64
+    cam_skip: bool = False
     train_size: int = 56
     background_weight: float = 0.3
-    epochs: int = 20
-    min_steps: int = 600
+    epochs: int = 8
+    min_steps: int = 250
     batch_frames: int = 32
     batch_videos: int = 8
     token_dtype: Literal["float16", "float32"] = "float16"

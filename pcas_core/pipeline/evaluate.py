@@ -156,18 +156,26 @@ def build_head(rows: Dataset, data: AVSData, visual: VisualClassifier,
     """The head of ``cfg`` for the training ``rows`` (:func:`train_head`: their tokens' channels,
     their audio vectors' width) on ``visual``'s grid, predicting the dataset's classes
     (background included); conditioned on the audio vectors when ``cfg.audio_condition`` is not
-    ``none``.
+    ``none``; with ``cfg.cam_skip`` its CAM skip starts as ``visual``'s linear head.
 
     Raises:
-        ValueError: a conditioned head without audio (vectors of width 0).
+        ValueError: a conditioned head without audio (vectors of width 0); a CAM skip on tokens
+            that are not the ones ``visual``'s head reads (``features`` other than ``patch``).
     """
     conditioned = cfg.audio_condition != "none"
     tokens, _, audio, _ = rows[0]
     in_dim, audio_dim = tokens.shape[-1], audio.shape[0]
-    return SegmentationHead(in_dim=in_dim, num_classes=data.labels.shape[1] + 1,
+    head = SegmentationHead(in_dim=in_dim, num_classes=data.labels.shape[1] + 1,
                             grid=visual.grid, hidden_dim=cfg.hidden_dim,
                             audio_condition=cfg.audio_condition,
-                            audio_dim=audio_dim if conditioned else 0)
+                            audio_dim=audio_dim if conditioned else 0, cam_skip=cfg.cam_skip)
+    if cfg.cam_skip:
+        if cfg.features != "patch":
+            raise ValueError(f"evaluate.cam_skip needs evaluate.features: patch (the tokens the "
+                             f"classifier's CAM reads), got {cfg.features!r}")
+        head.init_cam_skip(visual.head.weight.detach().float().cpu(),
+                           visual.head.bias.detach().float().cpu())
+    return head
 
 
 def train_head(head: SegmentationHead, rows: Dataset, cfg: EvaluateConfig, env: RunEnv, *,
@@ -180,7 +188,7 @@ def train_head(head: SegmentationHead, rows: Dataset, cfg: EvaluateConfig, env: 
     over the full frame; the head only sees a patch grid anyway); class 0 weighs
     ``cfg.background_weight``, 255 is ignored. With the gate the foreground logits outside each
     frame's K_t (``allowed``) are -inf before the cross-entropy
-    (:func:`pcas_core.models.heads.audio_gate`), and a pixel whose pseudo-label lies outside K_t
+    (:func:`pcas_core.models.heads.audio_gate`; not with ``cfg.gate_in_loss`` false), and a pixel whose pseudo-label lies outside K_t
     is ignored (none is when the pseudo-masks were made with the same theta_a and logits: they
     hold only classes of K_t).
 
@@ -212,7 +220,10 @@ def train_head(head: SegmentationHead, rows: Dataset, cfg: EvaluateConfig, env: 
         keep = torch.cat([torch.ones_like(allowed[:, :1]), allowed], dim=1)  # (B, K), 0 = bg
         heard = keep.gather(1, y.clamp_max(keep.shape[1] - 1).flatten(1)).view_as(y)
         y = y.masked_fill(~heard, IGNORE_INDEX)  # pseudo-labels outside K_t (255 stays 255)
-        return {"loss": segmentation_ce(audio_gate(head(x, size, a), allowed), y,
+        logits = head(x, size, a)
+        if cfg.gate_in_loss:
+            logits = audio_gate(logits, allowed)
+        return {"loss": segmentation_ce(logits, y,
                                         background_weight=cfg.background_weight,
                                         ignore_index=IGNORE_INDEX)}
 

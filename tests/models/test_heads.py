@@ -138,7 +138,8 @@ def test_checkpoint_round_trip_with_audio_config(tmp_path):
     loaded, got = load_segmentation_head(tmp_path / "h.safetensors")
     assert got == inputs and needs_audio(loaded, got)
     assert head_config(loaded) == {"in_dim": D, "num_classes": K, "grid": list(GRID),
-                                   "hidden_dim": 8, "audio_condition": "film", "audio_dim": A}
+                                   "hidden_dim": 8, "audio_condition": "film", "audio_dim": A,
+                                   "cam_skip": False}
     x, a = _tokens(), torch.randn(2, A)
     assert torch.equal(loaded(x, (4, 4), a), head.eval()(x, (4, 4), a))
     plain = SegmentationHead(in_dim=D, num_classes=K, grid=GRID)
@@ -165,3 +166,34 @@ def test_a_checkpoint_from_before_the_audio_options_still_loads(tmp_path, hidden
 def test_no_audio_is_an_identity():
     x = torch.randn(2, 3)
     assert NoAudio()(x, None) is x
+
+
+def test_cam_skip_starts_as_the_classifiers_per_patch_logits(tmp_path):
+    """With the classifier branch zeroed, a head whose CAM skip was set from a linear classifier
+    (weight W (K-1, D), bias b) outputs W p + b for each foreground class and 0 for background on
+    every patch p; the same seed draws the other weights as without the skip; the skip survives a
+    checkpoint; bad shapes and a head without the skip are refused."""
+    torch.manual_seed(5)
+    plain = SegmentationHead(in_dim=D, num_classes=K, grid=GRID, hidden_dim=8)
+    torch.manual_seed(5)
+    head = SegmentationHead(in_dim=D, num_classes=K, grid=GRID, hidden_dim=8, cam_skip=True)
+    for a, b in zip(plain.parameters(), head.parameters()):
+        assert torch.equal(a, b)
+    weight = torch.randn(K - 1, D, generator=torch.Generator().manual_seed(1))
+    bias = torch.randn(K - 1, generator=torch.Generator().manual_seed(2))
+    head.init_cam_skip(weight, bias)
+    with torch.no_grad():
+        head.classifier.weight.zero_()
+        head.classifier.bias.zero_()
+    tokens = _tokens()
+    out = head.eval()(tokens, GRID)  # out_size = the grid: bilinear at scale 1 is the identity
+    want = torch.cat([torch.zeros(2, GRID[0] * GRID[1], 1), tokens @ weight.T + bias], dim=2)
+    torch.testing.assert_close(out.flatten(2).transpose(1, 2), want)
+    save_segmentation_head(tmp_path / "h.safetensors", head, HeadInputs())
+    back, _ = load_segmentation_head(tmp_path / "h.safetensors")
+    assert head_config(back)["cam_skip"]
+    torch.testing.assert_close(back(tokens, GRID), out)
+    with pytest.raises(ValueError, match="expected the classifier's weight"):
+        head.init_cam_skip(weight[1:], bias)
+    with pytest.raises(ValueError, match="no CAM skip"):
+        plain.init_cam_skip(weight, bias)

@@ -2,6 +2,8 @@
 test-time path and in training: K_t as the pseudo-masks compute it, no class outside K_t in any
 mask (after a CRF too), background on frames without audio, pseudo-labels outside K_t ignored."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -131,6 +133,10 @@ def test_training_with_the_gate_ignores_pseudo_labels_outside_k_t():
     ungated = train_head(_head(hidden_dim=0), head_rows_in_memory(
         tokens, cleaned, cfg.train_size, plain.vector, plain.allowed), cfg, env)[0]["loss"]
     assert ungated > losses[1]  # the gate removes the mass the plain head puts on unheard classes
+    loss_all = train_head(_head(hidden_dim=0), head_rows_in_memory(
+        tokens, cleaned, cfg.train_size, audio.vector, audio.allowed),
+        replace(cfg, gate_in_loss=False), env)[0]["loss"]
+    assert loss_all == pytest.approx(ungated, rel=1e-6)  # every logit trained, the gate at test only
 
 
 @pytest.mark.parametrize("crf", [None, _favour_last_class])
