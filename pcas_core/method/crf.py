@@ -129,41 +129,41 @@ class CRFPool:
 
 
 def refine_frames(crf: Callable[[np.ndarray, np.ndarray], np.ndarray],
-                  images: Sequence[np.ndarray], probs: Sequence[np.ndarray],
-                  labels: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
+                  images: Sequence[np.ndarray], probs: Sequence[np.ndarray]) -> list[np.ndarray]:
     """``crf`` on m frames: in its workers for a :class:`CRFPool`, else frame by frame (a
     :class:`DenseCRF` or any callable ``(image (H, W, 3) uint8, probs (C, H, W) float32) ->
-    (C, H, W) float32``).
+    (C, H, W) float32``)."""
+    if isinstance(crf, CRFPool):
+        return crf.map(images, probs)
+    return [crf(i, p) for i, p in zip(images, probs)]
+
+
+def refine_kept(crf: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                images: Sequence[np.ndarray], probs: Sequence[np.ndarray],
+                labels: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """:func:`refine_frames` on each frame's kept labels only (a gated head: background and K_t).
+
+    The other classes' probabilities must be 0. Mean-field on a Potts model moves no mass to a
+    label that is 0 everywhere beyond the clipped unary (``unary_clip`` each), so the kept
+    labels' argmax is the one of the CRF on all C labels, at a cost that grows with the labels
+    kept, not with C (71 on AVSS), and nothing of size C x H x W is built.
 
     Args:
         images: m ``(H, W, 3)`` uint8 frames.
         probs: m ``(C, H, W)`` float32 class probabilities.
-        labels: per frame, the int indices of the classes it may hold (a gated head: background
-            and K_t), whose probabilities sum to 1; the others must be 0. The CRF then runs on
-            those labels alone and the others' marginals are 0: mean-field on a Potts model
-            moves no mass to a label that is 0 everywhere beyond the clipped unary
-            (``unary_clip`` each), so the masks are those of the full label set, at a cost that
-            grows with the labels kept, not with C (71 on AVSS). A frame with one label keeps its
-            probabilities. None: every class.
+        labels: per frame, the ascending int indices of the classes it may hold, whose
+            probabilities sum to 1. A frame with one label keeps its probabilities.
 
     Returns:
-        m ``(C, H, W)`` float32 marginals, in order.
+        m ``(len(labels[k]), H, W)`` float32 marginals of the kept labels, in their order.
 
     Raises:
         ValueError: ``labels`` not one per frame, or as :meth:`DenseCRF.__call__`.
     """
-    if labels is None:
-        if isinstance(crf, CRFPool):
-            return crf.map(images, probs)
-        return [crf(i, p) for i, p in zip(images, probs)]
     if len(labels) != len(probs):
         raise ValueError(f"{len(labels)} label sets for {len(probs)} frames")
-    out = [np.zeros_like(p) for p in probs]
+    out = [p[keep] for p, keep in zip(probs, labels)]
     todo = [k for k, keep in enumerate(labels) if len(keep) >= 2]
-    for k, keep in enumerate(labels):
-        if len(keep) < 2:
-            out[k][keep] = probs[k][keep]
-    parts = refine_frames(crf, [images[k] for k in todo], [probs[k][labels[k]] for k in todo])
-    for k, part in zip(todo, parts):
-        out[k][labels[k]] = part
+    for k, part in zip(todo, refine_frames(crf, [images[k] for k in todo], [out[k] for k in todo])):
+        out[k] = part
     return out

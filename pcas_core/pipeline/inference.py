@@ -36,7 +36,7 @@ from torch.utils.data import Dataset
 
 from pcas_core.data.dataset import AVSData
 from pcas_core.data.loader import video_loader
-from pcas_core.method.crf import refine_frames
+from pcas_core.method.crf import refine_kept
 from pcas_core.models.heads import HeadInputs, SegmentationHead, audio_gate, check_features
 from pcas_core.models.visual import VisualClassifier
 from pcas_core.runtime.distributed import batch_count, gather_in_order
@@ -234,7 +234,9 @@ def predict_masks(head: SegmentationHead, tokens: torch.Tensor, out_size: tuple[
             mask holds them.
         images: (M, H, W, 3) uint8 frames, needed with ``crf``.
         crf: e.g. :class:`pcas_core.method.crf.DenseCRF`, or a
-            :class:`pcas_core.method.crf.CRFPool` to refine each batch's frames in its workers.
+            :class:`pcas_core.method.crf.CRFPool` to refine each batch's frames in its workers;
+            on background and the frame's K_t only with the gate
+            (:func:`pcas_core.method.crf.refine_kept`), on every class without.
         log: where progress lines go (:mod:`pcas_core.runtime.progress`), frames done.
         progress: the progress of a longer pass to update by the frames done instead (then
             ``log`` is not used).
@@ -263,15 +265,16 @@ def predict_masks(head: SegmentationHead, tokens: torch.Tensor, out_size: tuple[
             logits = head(tokens[start:start + batch_frames].to(device), out_size,
                           part.vector.to(device))
             probs = audio_gate(logits, part.allowed.to(device)).softmax(dim=1).cpu()
-            if crf is not None:
-                labels = ([np.flatnonzero(np.r_[True, row]) for row in part.allowed.numpy()]
-                          if part.gated else None)  # background + K_t: the CRF's labels
-                probs = torch.from_numpy(np.stack(refine_frames(
-                    crf, images[start:start + len(probs)],
-                    [p.numpy().astype(np.float32) for p in probs], labels)))
-                probs = audio_gate(probs, part.allowed).clamp_min(0.0)  # gated: 0, not -inf
-            masks.append(probs.argmax(dim=1).numpy().astype(np.uint8))
-            foreground.append((1.0 - probs[:, 0]).numpy().astype(np.float32))
+            if crf is not None:  # on background + K_t (every class for an ungated head)
+                kept = [np.flatnonzero(np.r_[True, row]) for row in part.allowed.numpy()]
+                refined = refine_kept(crf, images[start:start + len(probs)],
+                                      probs.float().numpy(), kept)
+                masks.append(np.stack([k[r.argmax(0)] for k, r in zip(kept, refined)])
+                             .astype(np.uint8))
+                foreground.append(np.stack([1.0 - r[0] for r in refined]).astype(np.float32))
+            else:
+                masks.append(probs.argmax(dim=1).numpy().astype(np.uint8))
+                foreground.append((1.0 - probs[:, 0]).numpy().astype(np.float32))
             done.update(len(probs))
     return np.concatenate(masks), np.concatenate(foreground)
 
