@@ -111,7 +111,6 @@ def create_backbone(name: str, *, img_size: int, use_timm_weights: bool,
             raise ValueError(f"train_visual.backbone_kwargs.output_stride={kwargs['output_stride']}: "
                              f"{name} (a ViT) takes no output_stride; set it to null "
                              "(-S train_visual.backbone_kwargs.output_stride=null)")
-        kwargs.pop("output_stride", None)
         kwargs = {"img_size": img_size, "dynamic_img_size": True, **kwargs}
     model = timm.create_model(name, pretrained=use_timm_weights, num_classes=0, **kwargs)
     if family_of(name) == "feature_map" and not hasattr(model, "forward_intermediates"):

@@ -188,9 +188,9 @@ def train_head(head: SegmentationHead, rows: Dataset, cfg: EvaluateConfig, env: 
     over the full frame; the head only sees a patch grid anyway); class 0 weighs
     ``cfg.background_weight``, 255 is ignored. With the gate the foreground logits outside each
     frame's K_t (``allowed``) are -inf before the cross-entropy
-    (:func:`pcas_core.models.heads.audio_gate`; not with ``cfg.gate_in_loss`` false), and a pixel whose pseudo-label lies outside K_t
-    is ignored (none is when the pseudo-masks were made with the same theta_a and logits: they
-    hold only classes of K_t).
+    (:func:`pcas_core.models.heads.audio_gate`; not with ``cfg.gate_in_loss`` false), and a
+    pixel whose pseudo-label lies outside K_t is ignored (none is when the pseudo-masks were made
+    with the same theta_a and logits: they hold only classes of K_t).
 
     Args:
         rows: the training frames as a map-style dataset of ``(tokens (N, D) float16/float32,

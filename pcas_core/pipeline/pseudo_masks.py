@@ -60,7 +60,7 @@ class PseudoMaskPool:
     """
 
     def __init__(self, cfg: PseudoMasksConfig, workers: int = 1, mp_context: str = "spawn") -> None:
-        self.cfg, self.workers = cfg, workers
+        self.cfg = cfg
         self._pool = WorkerPool(workers, mp_context)
 
     def __enter__(self) -> PseudoMaskPool:
@@ -97,8 +97,9 @@ class PseudoMaskPool:
             raise ValueError(f"frame counts (images, cams, sounding, audio_logits) differ: {counts}")
         jobs = ((images[i], cams[i], sounding[i], audio_logits[i], self.cfg) for i in range(m))
         out = np.empty((m, *shape), dtype=np.uint8)
+        chunksize = max(1, m // (self._pool.workers * 4))
         results = (map(_frame_job, jobs) if m <= 1 else
-                   self._pool.imap(_frame_job, jobs, chunksize=max(1, m // (self.workers * 4))))
+                   self._pool.imap(_frame_job, jobs, chunksize=chunksize))
         for i, mask in enumerate(results):
             out[i] = mask
             if progress is not None:
