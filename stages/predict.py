@@ -16,7 +16,8 @@ from pcas_core.data.dataset import open_dataset
 from pcas_core.data.palette import voc_palette
 from pcas_core.data.video import open_video
 from pcas_core.method.crf import CRFPool
-from pcas_core.pipeline.predict import load_models, predict_video, score_dataset
+from pcas_core.pipeline.predict import load_models, predict_video
+from pcas_core.pipeline.predict_dataset import score_dataset
 from pcas_core.runtime.stage import start_stage
 from pcas_core.storage.atomic import write_json
 

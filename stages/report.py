@@ -19,8 +19,9 @@ from rich.table import Table
 
 from pcas_core.evaluation.headline import headline, headline_text
 from pcas_core.evaluation.report import (TABLES, TableSpec, exp_show_json, exp_show_runs,
-                                         parse_reference, report_markdown, report_tables,
-                                         resolve_metrics, select_runs, spread_report)
+                                         parse_reference, resolve_metrics, select_runs,
+                                         spread_report)
+from pcas_core.evaluation.report_text import report_markdown, report_tables
 from pcas_core.storage.atomic import atomic_path
 
 

@@ -18,6 +18,7 @@ From the JSON to a table:
    differences ``d_s = group(s) - reference(s)`` over the seeds both have, their mean, sample
    standard deviation and standard error ``SE = sd(d) / sqrt(n)``, and whether the difference
    exceeds the spread under :data:`RULE`.
+4. :mod:`pcas_core.evaluation.report_text`: the report as text tables and markdown.
 
 The rule: a difference exceeds the spread when ``|mean(d)| > 2 SE`` (n >= 2 seeds). Pairing by
 seed removes what both runs of a seed share (data order, initialisation, the demo's clips), so
@@ -43,8 +44,7 @@ import pandas as pd
 import yaml
 
 __all__ = ["SEED", "RULE", "TableSpec", "TABLES", "exp_show_json", "exp_show_runs", "Runs",
-           "resolve_metrics", "select_runs", "parse_reference", "SpreadReport", "spread_report",
-           "report_tables", "report_markdown"]
+           "resolve_metrics", "select_runs", "parse_reference", "SpreadReport", "spread_report"]
 
 SEED = "base.seed"
 PARAMS_FILE = "params.yaml"
@@ -349,54 +349,3 @@ def spread_report(runs: Runs, metrics: list[str], keys: list[str], *, title: str
                          "diff_values": "" if is_ref else " ".join(f"{v:+.6g}" for v in d),
                          "exceeds": None if is_ref else _exceeds(mean_d, se_d, n_d)})
     return SpreadReport(title, RULE, ref_label, keys, pd.DataFrame(rows), notes)
-
-
-def _summary_cell(row: pd.Series) -> str:
-    spread = "" if math.isnan(row["std"]) else f" ± {row['std']:.4f}"
-    seeds = " ".join(f"{float(v):.4f}" for v in row["values"].split())
-    return f"{row['mean']:.4f}{spread} ({seeds})"
-
-
-def _diff_cell(row: pd.Series) -> str:
-    if row["diff_n"] == 0:
-        return "no common seed"
-    verdict = {True: "exceeds", False: "within", None: "n/a"}[row["exceeds"]]
-    spread = "" if math.isnan(row["diff_std"]) else f" ± {row['diff_std']:.4f}"
-    return f"{row['diff_mean']:+.4f}{spread} (n={row['diff_n']}, {verdict})"
-
-
-def _wide(rows: pd.DataFrame, cell) -> pd.DataFrame:
-    """One row per group (in report order), one column per metric (named by its key alone when
-    every metric is of one file), cells as text."""
-    out = rows.assign(cell=[cell(r) for _, r in rows.iterrows()])
-    metrics = list(dict.fromkeys(rows["metric"]))
-    wide = out.pivot(index="group", columns="metric", values="cell").reindex(
-        index=list(dict.fromkeys(rows["group"])), columns=metrics)
-    if len({m.split(":", 1)[0] for m in metrics}) == 1:
-        wide.columns = [m.split(":", 1)[-1] for m in metrics]
-    return wide
-
-
-def report_tables(report: SpreadReport) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``(summary, differences)`` as text tables: group x metric, "mean ± std (each seed)" and
-    "mean d ± sd(d) (n, verdict)" for every group but the reference."""
-    g = report.groups
-    return _wide(g, _summary_cell), _wide(g[~g["reference"]], _diff_cell)
-
-
-def report_markdown(report: SpreadReport) -> str:
-    """The report as markdown: the groups, a table of mean ± std (each seed's value), one of
-    paired differences to the reference with the rule, then the notes."""
-    summary, diff = report_tables(report)
-    files = sorted({m.split(":", 1)[0] for m in report.groups["metric"]})
-    lines = [f"# {report.title}", "", f"Groups by {', '.join(report.keys) or '(one group)'}; "
-             f"metrics of {', '.join(files)}; mean ± sample std over `{SEED}` (each seed's value, "
-             "in seed order).", "",
-             summary.reset_index().to_markdown(index=False), "",
-             f"Paired differences to the reference **{report.reference}** (group - reference, "
-             f"per seed): mean ± std (n seeds, verdict). Rule: {report.rule}.", "",
-             diff.reset_index().to_markdown(index=False) if len(diff) else "(one group only)",
-             ""]
-    if report.notes:
-        lines += ["Notes:", ""] + [f"- {n}" for n in report.notes] + [""]
-    return "\n".join(lines)

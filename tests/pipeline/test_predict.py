@@ -344,7 +344,7 @@ def test_gated_predict_paints_no_class_outside_k_t(setup, tmp_path, condition, a
 def test_root_with_a_gated_head_hears_the_dataset_audio(setup, tmp_path):
     """`--root` runs fbank and the audio encoder on the other dataset: the frames' logits are
     those of the pipeline's own audio path, and the scored masks obey the gate."""
-    from pcas_core.pipeline.predict import dataset_audio, score_dataset
+    from pcas_core.pipeline.predict_dataset import dataset_audio, score_dataset
     _, ref_audio = _pipeline_path(setup)
     theta = float(np.quantile(ref_audio, 0.9))
     models = load_models(**_gated_paths(setup, tmp_path, theta))
